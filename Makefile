@@ -1,0 +1,42 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+# Both use one virtualenv, .venv/, at the project root.
+
+PORT ?= 8000
+HOST ?= 127.0.0.1
+VENV := .venv
+PY := $(VENV)/bin/python
+# Django 6 needs Python 3.12+; Debian's python3 here is 3.11, pyenv carries newer ones.
+PYTHON_FOR_VENV ?= $(shell for p in python3.13 python3.12 /root/.pyenv/versions/3.13*/bin/python3.13 /root/.pyenv/versions/3.12*/bin/python3.12; do command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { command -v $$p; break; }; done)
+
+.PHONY: run test bench venv services migrate clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON_FOR_VENV)" || { echo "Python 3.12 or newer is needed (Django 6). Install python3.12 and run again."; exit 1; }
+	@test -x $(PY) || $(PYTHON_FOR_VENV) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet ".[test]"
+	@touch $@
+
+venv: $(VENV)/.installed
+
+services: venv
+	@$(PY) manage.py check_services
+
+migrate: services
+	$(PY) manage.py ensure_database
+	$(PY) manage.py migrate --noinput
+
+run: migrate
+	$(PY) manage.py seed_demo
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	@PORT=$(PORT) HOST=$(HOST) bash scripts/run_stack.sh
+
+test: services
+	bash scripts/install_test_deps.sh
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: migrate
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache

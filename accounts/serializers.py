@@ -1,0 +1,11 @@
+from rest_framework import serializers
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="Send as `Authorization: Bearer <token>`. Never put it in a URL.")
+    expiry = serializers.DateTimeField(allow_null=True, help_text="Null: valid until revoked.")

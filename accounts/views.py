@@ -1,0 +1,42 @@
+from django.contrib.auth import authenticate
+from drf_spectacular.utils import extend_schema
+from knox.models import AuthToken
+from rest_framework import status
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from accounts.authentication import BearerTokenAuthentication
+from accounts.serializers import TokenRequestSerializer, TokenSerializer
+
+
+class TokenView(APIView):
+    """Exchange a username and password for a bearer token; DELETE revokes the token used."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
+
+    def get_permissions(self):  # type: ignore[no-untyped-def]
+        return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
+
+    def get_authenticators(self):  # type: ignore[no-untyped-def]
+        # POST takes credentials in the body only; a session cookie must not turn it into a CSRF target.
+        return [] if self.request.method == "POST" else [BearerTokenAuthentication()]
+
+    @extend_schema(request=TokenRequestSerializer, responses={201: TokenSerializer}, auth=[], tags=["auth"])
+    def post(self, request: Request) -> Response:
+        data = TokenRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticate(request, **data.validated_data)
+        if user is None:
+            raise AuthenticationFailed("Wrong username or password.")
+        instance, token = AuthToken.objects.create(user=user)
+        return Response(TokenSerializer({"token": token, "expiry": instance.expiry}).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={204: None}, tags=["auth"])
+    def delete(self, request: Request) -> Response:
+        request.auth.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,265 @@
+"""Settings: every deployment value is read from the environment, with local defaults
+that work on a developer machine (PostgreSQL and Redis on 127.0.0.1)."""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+# pytest sets PYTEST_VERSION (8.2+) before settings load; the suite then uses its
+# own Redis database so that a running `make run` and the tests never share queues.
+TESTING = "PYTEST_VERSION" in os.environ
+
+DEBUG = env_bool("DEBUG", True)
+SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-insecure-secret-key-change-me-in-production")
+ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
+]
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/aistatus")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
+
+REDIS_URL = os.environ.get(
+    "REDIS_URL",
+    os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15") if TESTING else "redis://127.0.0.1:6379/0",
+)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "knox",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "drf_standardized_errors",
+    "django_rq",
+    "channels",
+    "core",
+    "accounts",
+    "realtime",
+    "contents",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+AUTH_USER_MODEL = "accounts.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/api/docs/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "aistatus",
+    }
+}
+
+# --- API -------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Bearer first: its WWW-Authenticate header is what a 401 carries.
+        "accounts.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "core.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": os.environ.get("THROTTLE_ANON", "600/min"),
+        "user": os.environ.get("THROTTLE_USER", "3000/min"),
+        "auth": os.environ.get("THROTTLE_AUTH", "30/min"),
+    },
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+DRF_STANDARDIZED_ERRORS = {
+    "EXCEPTION_HANDLER_CLASS": "core.errors.ProblemExceptionHandler",
+    "EXCEPTION_FORMATTER_CLASS": "core.errors.ProblemFormatter",
+    "ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": True,
+    "ERROR_SCHEMAS": {
+        str(code): "core.errors.ProblemDetailsSerializer"
+        for code in (400, 401, 403, 404, 405, 406, 409, 415, 422, 429, 500)
+    },
+    "ALLOWED_ERROR_STATUS_CODES": ["400", "401", "403", "404", "405", "406", "409", "415", "422", "429", "500"],
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "AI status backend",
+    "DESCRIPTION": (
+        "Contents whose AI processing is explicit (status, processing_status, progress, ETA), "
+        "pushed in real time and cheap to poll. Every 4xx/5xx is an RFC 9457 problem "
+        "(application/problem+json) with an `errors` list."
+    ),
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ContentStatusEnum": "contents.models.ContentStatus",
+        "ProcessingStatusEnum": "contents.models.ProcessingStatus",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
+        "core.schema.problem_json_media_type",
+    ],
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+    },
+}
+
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Bearer",
+    # 0 means tokens live until revoked.
+    "TOKEN_TTL": timedelta(hours=env_int("TOKEN_TTL_HOURS", 0)) or None,
+    "AUTO_REFRESH": False,
+}
+
+# --- Queue, channel layer --------------------------------------------------
+
+RQ_QUEUES = {
+    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 300},
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            # A burst of events must not be dropped for a full channel at the default 100.
+            "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1500),
+            "group_expiry": env_int("CHANNEL_LAYER_GROUP_EXPIRY", 86400),
+            "prefix": "aistatus-test" if TESTING else "aistatus",
+        },
+    }
+}
+
+# --- Contents pipeline -------------------------------------------------------
+
+# Outbound fetches of user-given URLs (SSRF guard in core.netguard).
+FETCH_ALLOW_LOOPBACK = env_bool("FETCH_ALLOW_LOOPBACK", False)
+FETCH_CONNECT_TIMEOUT = env_float("FETCH_CONNECT_TIMEOUT", 5.0)
+FETCH_TOTAL_TIMEOUT = env_float("FETCH_TOTAL_TIMEOUT", 20.0)
+FETCH_MAX_REDIRECTS = env_int("FETCH_MAX_REDIRECTS", 5)
+FETCH_MAX_PAGE_BYTES = env_int("FETCH_MAX_PAGE_BYTES", 3 * 1024 * 1024)
+FETCH_MAX_IMAGE_BYTES = env_int("FETCH_MAX_IMAGE_BYTES", 20 * 1024 * 1024)
+FETCH_MAX_VIDEO_BYTES = env_int("FETCH_MAX_VIDEO_BYTES", 500 * 1024 * 1024)
+
+# AI provider: "embedded" (offline, extractive) or "openai" (any OpenAI-compatible server).
+AI_PROVIDER = os.environ.get("AI_PROVIDER", "embedded")
+AI_BASE_URL = os.environ.get("AI_BASE_URL", "https://api.openai.com/v1")
+AI_API_KEY = os.environ.get("AI_API_KEY", "")
+AI_MODEL = os.environ.get("AI_MODEL", "gpt-4o-mini")
+AI_TIMEOUT = env_float("AI_TIMEOUT", 60.0)
+AI_SUMMARY_SENTENCES = env_int("AI_SUMMARY_SENTENCES", 3)
+AI_QA_COUNT = env_int("AI_QA_COUNT", 3)
+
+# A content whose stage has not moved for this long, and whose job is not waiting
+# in the queue, is retried (up to CONTENT_MAX_ATTEMPTS) or failed by the sweep.
+CONTENT_STALL_SECONDS = env_int("CONTENT_STALL_SECONDS", 90)
+CONTENT_SWEEP_INTERVAL = env_int("CONTENT_SWEEP_INTERVAL", 15)
+CONTENT_MAX_ATTEMPTS = env_int("CONTENT_MAX_ATTEMPTS", 3)
+CONTENT_JOB_TIMEOUT = env_int("CONTENT_JOB_TIMEOUT", 180)
+# How many recent stage runs the ETA averages over.
+ETA_SAMPLE_SIZE = env_int("ETA_SAMPLE_SIZE", 50)
+
+# X-Poll-Interval: seconds a client should wait before its next poll.
+POLL_INTERVAL_ACTIVE = env_int("POLL_INTERVAL_ACTIVE", 2)
+POLL_INTERVAL_IDLE = env_int("POLL_INTERVAL_IDLE", 30)
+
+IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,146 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Exists, OuterRef, Q
+
+
+class ContentStatus(models.TextChoices):
+    IDLE = "idle", "Uploaded, waiting for AI"
+    GENERATING = "generating", "AI generating"
+    COMPLETE = "complete", "AI generation complete"
+    ERROR = "error", "AI generation failed"
+
+
+class ProcessingStatus(models.TextChoices):
+    UPLOADING = "uploading", "Uploading or fetching the link"
+    SUMMARIZING = "summarizing", "Generating the summary"
+    QA_GENERATING = "qa_generating", "Generating questions and answers"
+    COMPLETED = "completed", "All processing completed"
+    FAILED = "failed", "Processing failed"
+
+
+# The only pairs the two columns may hold; a database constraint enforces them too.
+STATUS_OF_STAGE: dict[str, str] = {
+    ProcessingStatus.UPLOADING: ContentStatus.IDLE,
+    ProcessingStatus.SUMMARIZING: ContentStatus.GENERATING,
+    ProcessingStatus.QA_GENERATING: ContentStatus.GENERATING,
+    ProcessingStatus.COMPLETED: ContentStatus.COMPLETE,
+    ProcessingStatus.FAILED: ContentStatus.ERROR,
+}
+ACTIVE_STAGES = (ProcessingStatus.UPLOADING, ProcessingStatus.SUMMARIZING, ProcessingStatus.QA_GENERATING)
+PROCESSING_STATUSES = (ContentStatus.IDLE, ContentStatus.GENERATING)
+
+
+def consistent_status_pairs() -> Q:
+    pairs = Q()
+    for stage, status in STATUS_OF_STAGE.items():
+        pairs |= Q(processing_status=stage, status=status)
+    return pairs
+
+
+class ChannelQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "ChannelQuerySet":  # type: ignore[no-untyped-def]
+        """Channels the user owns or is a member of."""
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(
+            Q(owner=user) | Exists(ChannelMembership.objects.filter(channel=OuterRef("pk"), user=user))
+        )
+
+
+class Channel(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="owned_channels")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ChannelQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ChannelMembership(models.Model):
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="channel_memberships")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["channel", "user"], name="channel_member_once")]
+
+
+class ContentQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "ContentQuerySet":  # type: ignore[no-untyped-def]
+        """Contents of channels the user owns or is a member of."""
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(
+            Q(channel__owner=user)
+            | Exists(ChannelMembership.objects.filter(channel=OuterRef("channel_id"), user=user))
+        )
+
+
+class Content(models.Model):
+    """A link, image or video submitted to a channel; the AI pipeline turns it into
+    `ai_gen_metadata`."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="contents")
+    provider = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="contents")
+    url = models.URLField(max_length=2048, blank=True)
+    img_url = models.URLField(max_length=2048, blank=True)
+    video_url = models.URLField(max_length=2048, blank=True)
+    title = models.CharField(max_length=500, blank=True)
+    description = models.TextField(blank=True)
+    category = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=20, choices=ContentStatus.choices, default=ContentStatus.IDLE)
+    processing_status = models.CharField(
+        max_length=20, choices=ProcessingStatus.choices, default=ProcessingStatus.UPLOADING
+    )
+    progress = models.PositiveSmallIntegerField(default=0)
+    estimated_completion = models.DateTimeField(null=True, blank=True)
+    error_message = models.TextField(blank=True)
+    # Raised by every transition, regenerations included: clients keep the highest.
+    version = models.PositiveIntegerField(default=1)
+    # Pipeline bookkeeping, not part of the API.
+    source_text = models.TextField(blank=True, editable=False)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    job_id = models.CharField(max_length=100, blank=True, editable=False)
+    stage_started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    ai_gen_metadata = models.JSONField(null=True, blank=True)
+    link_preview_metadata = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ContentQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["channel", "-created_at"], name="content_channel_created"),
+            models.Index(fields=["channel", "status"], name="content_channel_status"),
+            models.Index(fields=["processing_status"], name="content_processing_status"),
+            models.Index(fields=["updated_at"], name="content_updated_at"),
+            models.Index(fields=["channel", "status", "-finished_at"], name="content_channel_finished"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=consistent_status_pairs(), name="content_status_pair_consistent"),
+            models.CheckConstraint(condition=Q(progress__lte=100), name="content_progress_at_most_100"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or self.url or str(self.id)
+
+
+class StageRun(models.Model):
+    """How long one stage of one content took: the ETA averages recent runs."""
+
+    content = models.ForeignKey(Content, on_delete=models.CASCADE, related_name="stage_runs")
+    stage = models.CharField(max_length=20, choices=ProcessingStatus.choices)
+    seconds = models.FloatField()
+    finished_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["stage", "-finished_at"], name="stagerun_stage_recent")]

@@ -1,0 +1,108 @@
+"""One error shape for every 4xx/5xx: RFC 9457 problem details.
+
+drf-standardized-errors does the exception handling and documents the errors in
+the schema; this module only changes the shape it formats to:
+`{type, title, status, detail, errors: [{code, detail, attr}]}` served as
+`application/problem+json`.
+"""
+
+from http import HTTPStatus
+from typing import Any
+
+from django.http import JsonResponse
+from drf_standardized_errors.formatter import ExceptionFormatter
+from drf_standardized_errors.handler import ExceptionHandler
+from drf_standardized_errors.types import ErrorResponse
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+def _title(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return "Error"
+
+
+def problem(status_code: int, *, type_: str, errors: list[dict[str, Any]], detail: str | None = None) -> dict:
+    """The problem document; `detail` defaults to the errors' own words."""
+    if detail is None:
+        if len(errors) == 1:
+            only = errors[0]
+            detail = f"{only['attr']}: {only['detail']}" if only.get("attr") else only["detail"]
+        else:
+            detail = "; ".join(f"{e['attr']}: {e['detail']}" if e.get("attr") else e["detail"] for e in errors)
+    return {
+        "type": type_,
+        "title": _title(status_code),
+        "status": status_code,
+        "detail": detail,
+        "errors": errors,
+    }
+
+
+class ProblemFormatter(ExceptionFormatter):
+    def format_error_response(self, error_response: ErrorResponse) -> Any:
+        errors = [{"code": e.code, "detail": e.detail, "attr": e.attr} for e in error_response.errors]
+        return problem(self.exc.status_code, type_=error_response.type, errors=errors)
+
+
+class ProblemExceptionHandler(ExceptionHandler):
+    def get_response(self, exc: exceptions.APIException, data: dict) -> Response:
+        return Response(data, status=exc.status_code, headers=self.get_headers(exc), content_type=PROBLEM_CONTENT_TYPE)
+
+
+def problem_response(status_code: int, detail: str, *, code: str, attr: str | None = None) -> JsonResponse:
+    """A problem answer for code that runs outside DRF (plain Django views, handlers)."""
+    type_ = "client_error" if 400 <= status_code < 500 else "server_error"
+    body = problem(status_code, type_=type_, errors=[{"code": code, "detail": detail, "attr": attr}], detail=detail)
+    return JsonResponse(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def handler404(request, exception=None):  # type: ignore[no-untyped-def]
+    return problem_response(404, "Not found.", code="not_found")
+
+
+def handler500(request):  # type: ignore[no-untyped-def]
+    return problem_response(500, "Server Error (500)", code="error")
+
+
+def handler403(request, exception=None):  # type: ignore[no-untyped-def]
+    return problem_response(403, "You do not have permission to perform this action.", code="permission_denied")
+
+
+def handler400(request, exception=None):  # type: ignore[no-untyped-def]
+    return problem_response(400, "Bad request.", code="bad_request")
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The resource is not in a state that allows this."
+    default_code = "conflict"
+
+
+class UnprocessableEntity(exceptions.APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_detail = "The request cannot be processed."
+    default_code = "unprocessable"
+
+
+class ProblemErrorSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Machine-readable error code, e.g. `required`, `invalid`, `not_found`.")
+    detail = serializers.CharField(help_text="Human-readable explanation; for a bad id it quotes the id.")
+    attr = serializers.CharField(
+        allow_null=True,
+        help_text="The offending field, dotted for nested or listed values (`content_ids.3`), or null.",
+    )
+
+
+class ProblemDetailsSerializer(serializers.Serializer):
+    """RFC 9457 problem details, sent as application/problem+json."""
+
+    type = serializers.ChoiceField(choices=["validation_error", "client_error", "server_error"])
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    errors = ProblemErrorSerializer(many=True)

@@ -1,0 +1,66 @@
+"""Publishing events: the one way any producer reports a change.
+
+`publish()` runs inside the transaction of the change: it takes the stream's next
+id, writes the event row, and only after commit wakes the stream's channel-layer
+group. A rolled-back change leaves neither row nor message behind.
+"""
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connection, transaction
+
+from realtime.models import Event, Stream
+
+logger = logging.getLogger(__name__)
+
+
+def channel_stream(channel_id: Any) -> str:
+    return f"channel:{channel_id}"
+
+
+def user_stream(user_id: Any) -> str:
+    return f"user:{user_id}"
+
+
+def group_name(stream: str) -> str:
+    """Channels group names allow only ASCII letters, digits, '-', '_' and '.'."""
+    return "stream." + stream.replace(":", ".")
+
+
+def publish(stream: str, type: str, payload: dict[str, Any]) -> Event:
+    if not connection.in_atomic_block:
+        raise RuntimeError("publish() must run inside the transaction of the change it reports.")
+    table = Stream._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{table}" (name, last_seq) VALUES (%s, 1) '
+            f'ON CONFLICT (name) DO UPDATE SET last_seq = "{table}".last_seq + 1 RETURNING last_seq',
+            [stream],
+        )
+        (seq,) = cursor.fetchone()
+    event = Event.objects.create(stream=stream, seq=seq, type=type, payload=payload)
+    transaction.on_commit(lambda: send_to_group(event))
+    return event
+
+
+def message_for(event: Event) -> dict[str, Any]:
+    return {"type": "stream.event", "stream": event.stream, "id": event.seq, "event_type": event.type, "data": event.payload}
+
+
+def send_to_group(event: Event) -> None:
+    """The fast path; a failure here loses nothing, because replay reads the rows."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group_name(event.stream), message_for(event))
+    except Exception:
+        logger.exception("Could not send event %s to its group; clients will replay it", event)
+
+
+def current_seq(stream: str) -> int:
+    """The stream's last committed event id (0 when it has none yet)."""
+    return Stream.objects.filter(name=stream).values_list("last_seq", flat=True).first() or 0
