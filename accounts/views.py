@@ -22,9 +22,8 @@ class TokenView(APIView):
     def get_permissions(self):  # type: ignore[no-untyped-def]
         return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
 
-    def get_authenticators(self):  # type: ignore[no-untyped-def]
-        # POST takes credentials in the body only; a session cookie must not turn it into a CSRF target.
-        return [] if self.request.method == "POST" else [BearerTokenAuthentication()]
+    # Bearer only: a session cookie must not make this endpoint a CSRF target.
+    authentication_classes = [BearerTokenAuthentication]
 
     @extend_schema(request=TokenRequestSerializer, responses={201: TokenSerializer}, auth=[], tags=["auth"])
     def post(self, request: Request) -> Response:

@@ -133,6 +133,10 @@ class Content(models.Model):
     def __str__(self) -> str:
         return self.title or self.url or str(self.id)
 
+    @property
+    def error_message_or_none(self) -> str | None:
+        return self.error_message or None
+
 
 class StageRun(models.Model):
     """How long one stage of one content took: the ETA averages recent runs."""

@@ -1,0 +1,55 @@
+"""Estimated completion from how long recent contents actually took in each stage."""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
+
+from contents.models import ACTIVE_STAGES, StageRun
+
+CACHE_KEY = "contents:stage-averages"
+CACHE_SECONDS = 30
+
+
+def stage_averages() -> dict[str, float]:
+    """{stage: mean seconds over its last ETA_SAMPLE_SIZE runs}; cached briefly, as
+    the estimate needs no second-by-second precision."""
+    cached = cache.get(CACHE_KEY)
+    if cached is not None:
+        return cached
+    recent = (
+        StageRun.objects.annotate(
+            rank=Window(RowNumber(), partition_by=[F("stage")], order_by=F("finished_at").desc())
+        )
+        .filter(rank__lte=settings.ETA_SAMPLE_SIZE)
+        .values_list("stage", "seconds")
+    )
+    totals: dict[str, list[float]] = {}
+    for stage, seconds in recent:
+        totals.setdefault(stage, []).append(seconds)
+    averages = {stage: sum(values) / len(values) for stage, values in totals.items()}
+    cache.set(CACHE_KEY, averages, CACHE_SECONDS)
+    return averages
+
+
+def forget_stage_averages() -> None:
+    cache.delete(CACHE_KEY)
+
+
+def estimate_completion(stage: str, *, stage_started_at: datetime, now: datetime) -> datetime | None:
+    """When a content now in `stage` (since `stage_started_at`) should be done; None
+    when a stage it still has to pass has no recorded runs."""
+    if stage not in ACTIVE_STAGES:
+        return None
+    averages = stage_averages()
+    remaining_stages = list(ACTIVE_STAGES)[list(ACTIVE_STAGES).index(stage):]
+    if any(s not in averages for s in remaining_stages):
+        return None
+    elapsed = (now - stage_started_at).total_seconds()
+    seconds = max(averages[stage] - elapsed, 0.0) + sum(averages[s] for s in remaining_stages[1:])
+    return now + timedelta(seconds=seconds)
+
+
+__all__ = ["stage_averages", "estimate_completion", "forget_stage_averages"]

@@ -1,0 +1,16 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from rq.cron import CronScheduler
+
+import django_rq
+from contents.tasks import sweep_stalled_contents
+
+
+class Command(BaseCommand):
+    help = "Run RQ's cron scheduler: enqueues the periodic jobs (the stalled-content sweep)."
+
+    def handle(self, *args, **options) -> None:
+        scheduler = CronScheduler(connection=django_rq.get_connection("default"), name="aistatus-cron")
+        scheduler.register(sweep_stalled_contents, "default", interval=settings.CONTENT_SWEEP_INTERVAL, job_timeout=60)
+        self.stdout.write(f"Sweeping stalled contents every {settings.CONTENT_SWEEP_INTERVAL} s.")
+        scheduler.start()

@@ -1,0 +1,162 @@
+"""Shapes only: no rules live here beyond input validation."""
+
+from rest_framework import serializers
+
+from contents.models import ContentStatus, ProcessingStatus
+from core.batch import BatchIdsField, NotFoundListField
+
+
+class QAPairSerializer(serializers.Serializer):
+    question = serializers.CharField()
+    answer = serializers.CharField()
+
+
+class AIGenMetadataSerializer(serializers.Serializer):
+    summary = serializers.CharField(required=False, allow_blank=True)
+    qa_list = QAPairSerializer(many=True, required=False)
+
+
+class LinkPreviewMetadataSerializer(serializers.Serializer):
+    title = serializers.CharField(allow_null=True, required=False)
+    description = serializers.CharField(allow_null=True, required=False)
+    image_url = serializers.CharField(allow_null=True, required=False)
+    site_name = serializers.CharField(allow_null=True, required=False)
+
+
+class ContentSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    channel_id = serializers.UUIDField()
+    provider_id = serializers.UUIDField()
+    url = serializers.CharField(allow_blank=True)
+    img_url = serializers.CharField(allow_blank=True)
+    video_url = serializers.CharField(allow_blank=True)
+    title = serializers.CharField(allow_blank=True)
+    description = serializers.CharField(allow_blank=True)
+    category = serializers.CharField(allow_blank=True)
+    status = serializers.ChoiceField(choices=ContentStatus.choices)
+    processing_status = serializers.ChoiceField(choices=ProcessingStatus.choices)
+    progress = serializers.IntegerField(min_value=0, max_value=100)
+    estimated_completion = serializers.DateTimeField(allow_null=True)
+    error_message = serializers.CharField(allow_null=True, source="error_message_or_none")
+    ai_gen_metadata = AIGenMetadataSerializer(allow_null=True)
+    link_preview_metadata = LinkPreviewMetadataSerializer(allow_null=True)
+    version = serializers.IntegerField(help_text="Raised by every status change; keep the highest you have seen.")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class ContentListSerializer(serializers.Serializer):
+    contents = ContentSerializer(many=True)
+
+
+class PaginatedContentListSerializer(serializers.Serializer):
+    contents = ContentSerializer(many=True)
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+
+
+class ContentFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=ContentStatus.choices, required=False)
+
+
+class HttpUrlField(serializers.URLField):
+    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("max_length", 2048)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):  # type: ignore[no-untyped-def]
+        value = super().to_internal_value(data)
+        if value and not value.lower().startswith(("http://", "https://")):
+            raise serializers.ValidationError("Only http and https URLs are accepted.")
+        return value
+
+
+class ContentCreateSerializer(serializers.Serializer):
+    channel_id = serializers.UUIDField()
+    url = HttpUrlField()
+    img_url = HttpUrlField()
+    video_url = HttpUrlField()
+    title = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    description = serializers.CharField(max_length=20000, required=False, allow_blank=True)
+    category = serializers.CharField(max_length=100, required=False, allow_blank=True)
+
+    def validate(self, attrs):  # type: ignore[no-untyped-def]
+        if not any(attrs.get(f) for f in ("url", "img_url", "video_url", "title", "description")):
+            raise serializers.ValidationError(
+                "Send at least one of url, img_url, video_url, or a title or description to summarize."
+            )
+        return attrs
+
+
+class ProcessingContentSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=ContentStatus.choices)
+    processing_status = serializers.ChoiceField(choices=ProcessingStatus.choices)
+    progress = serializers.IntegerField()
+    estimated_completion = serializers.DateTimeField(allow_null=True)
+
+
+class FinishedContentSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=ContentStatus.choices)
+    processing_status = serializers.ChoiceField(choices=ProcessingStatus.choices)
+
+
+class FailedContentSerializer(FinishedContentSerializer):
+    error_message = serializers.CharField()
+
+
+class ChannelStatusSerializer(serializers.Serializer):
+    processing_contents = ProcessingContentSerializer(many=True, help_text="Contents not finished (idle or generating), oldest first, at most 100.")
+    completed_contents = FinishedContentSerializer(many=True, help_text="At most the 100 most recently completed, or those completed after `since`.")
+    failed_contents = FailedContentSerializer(many=True, help_text="At most the 100 most recently failed, or those failed after `since`.")
+    has_processing = serializers.BooleanField()
+    total_processing = serializers.IntegerField()
+    total_completed = serializers.IntegerField()
+    total_failed = serializers.IntegerField()
+
+
+class ChannelStatusQuerySerializer(serializers.Serializer):
+    since = serializers.DateTimeField(required=False, help_text="Only contents finished after this timestamp.")
+
+
+class ContentStatusBatchRequestSerializer(serializers.Serializer):
+    content_ids = BatchIdsField(help_text="At most 100 content ids; duplicates are answered once.")
+
+
+class ContentStatusItemSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=ContentStatus.choices)
+    processing_status = serializers.ChoiceField(choices=ProcessingStatus.choices)
+    progress = serializers.IntegerField()
+    estimated_completion = serializers.DateTimeField(allow_null=True)
+    error_message = serializers.CharField(allow_null=True)
+    version = serializers.IntegerField()
+
+
+class ContentStatusBatchSerializer(serializers.Serializer):
+    statuses = ContentStatusItemSerializer(many=True)
+    not_found = NotFoundListField()
+
+
+class ChannelCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+
+
+class ChannelSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    owner_id = serializers.UUIDField()
+    created_at = serializers.DateTimeField()
+
+
+class ChannelMembersRequestSerializer(serializers.Serializer):
+    user_ids = BatchIdsField(help_text="At most 100 user ids to let read the channel.")
+
+
+class ChannelMembersSerializer(serializers.Serializer):
+    channel_id = serializers.UUIDField()
+    added = serializers.ListField(child=serializers.UUIDField(), help_text="Users who can now read the channel.")
+    not_found = NotFoundListField()

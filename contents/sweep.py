@@ -1,0 +1,65 @@
+"""Contents whose worker died mid-stage: retried, or failed after CONTENT_MAX_ATTEMPTS.
+
+RQ notices a SIGKILLed job only minutes later; this runs every CONTENT_SWEEP_INTERVAL
+seconds (RQ's cron scheduler, `manage.py run_cron`), so a stalled content reaches a
+retry or a final state within CONTENT_STALL_SECONDS + CONTENT_SWEEP_INTERVAL.
+"""
+
+import logging
+from datetime import timedelta
+
+import django_rq
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from contents.models import ACTIVE_STAGES, Content, ProcessingStatus
+from contents.services import new_job_id, transition
+
+logger = logging.getLogger(__name__)
+WAITING = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+BATCH = 200
+
+
+def job_is_waiting(job_id: str) -> bool:
+    """Still in the queue (not stalled, just waiting for a free worker)."""
+    if not job_id:
+        return False
+    try:
+        return Job.fetch(job_id, connection=django_rq.get_connection("default")).get_status() in WAITING
+    except NoSuchJobError:
+        return False
+
+
+def sweep_stalled(now=None) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.CONTENT_STALL_SECONDS)
+    stalled = Content.objects.filter(processing_status__in=ACTIVE_STAGES, heartbeat_at__lt=cutoff).order_by("heartbeat_at")[:BATCH]
+    retried = failed = 0
+    for content in stalled:
+        if job_is_waiting(content.job_id):
+            continue
+        if content.attempts < settings.CONTENT_MAX_ATTEMPTS:
+            job_id = new_job_id(content.id)
+            with transaction.atomic():
+                claimed = Content.objects.filter(
+                    id=content.id, version=content.version, heartbeat_at=content.heartbeat_at
+                ).update(attempts=content.attempts + 1, heartbeat_at=now, job_id=job_id)
+                if claimed:
+                    from contents.tasks import enqueue_pipeline
+
+                    transaction.on_commit(lambda cid=content.id, jid=job_id: enqueue_pipeline(cid, job_id=jid))
+                    retried += 1
+        else:
+            stage = content.get_processing_status_display().lower()
+            if transition(
+                content,
+                to=ProcessingStatus.FAILED,
+                error_message=f"Processing stopped responding ({stage}) and was given up after {content.attempts} attempts.",
+            ):
+                failed += 1
+    if retried or failed:
+        logger.info("Sweep: %d stalled contents retried, %d failed", retried, failed)
+    return {"retried": retried, "failed": failed}

@@ -1,0 +1,15 @@
+from django.urls import path
+
+from contents import views
+
+urlpatterns = [
+    path("api/channels", views.ChannelListCreateView.as_view(), name="channel-create"),
+    path("api/channels/<uuid:channel_id>/members", views.ChannelMembersView.as_view(), name="channel-members"),
+    path("contents/channel/<uuid:channel_id>", views.LegacyChannelContentsView.as_view(), name="legacy-channel-contents"),
+    path("api/contents", views.ContentCreateView.as_view(), name="content-create"),
+    path("api/contents/status/batch", views.ContentStatusBatchView.as_view(), name="content-status-batch"),
+    path("api/contents/channel/<uuid:channel_id>", views.ChannelContentsView.as_view(), name="channel-contents"),
+    path("api/contents/<uuid:content_id>", views.ContentDetailView.as_view(), name="content-detail"),
+    path("api/contents/<uuid:content_id>/regenerate", views.ContentRegenerateView.as_view(), name="content-regenerate"),
+    path("api/contents/<uuid:channel_id>/status", views.ChannelStatusView.as_view(), name="channel-status"),
+]

@@ -1,0 +1,237 @@
+"""Thin views: parse, authorise, call a service or selector, answer."""
+
+import hashlib
+from typing import Any
+
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from contents import selectors, services
+from contents.models import PROCESSING_STATUSES, Content
+from contents.serializers import (
+    ChannelCreateSerializer,
+    ChannelMembersRequestSerializer,
+    ChannelMembersSerializer,
+    ChannelSerializer,
+    ChannelStatusQuerySerializer,
+    ChannelStatusSerializer,
+    ContentCreateSerializer,
+    ContentFilterSerializer,
+    ContentListSerializer,
+    ContentSerializer,
+    ContentStatusBatchRequestSerializer,
+    ContentStatusBatchSerializer,
+    PaginatedContentListSerializer,
+)
+from core.batch import not_found
+from core.errors import Conflict
+from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from core.polling import poll_headers
+from realtime.streams import channel_stream, current_seq
+
+# The legacy list's retirement date (RFC 9745 Deprecation header: @<unix time>).
+LEGACY_DEPRECATED_AT = 1767225600  # 2026-01-01T00:00:00Z
+LAST_EVENT_ID_HEADER = "X-Last-Event-ID"
+
+LAST_EVENT_ID_DESCRIPTION = (
+    f"Responses carry `{LAST_EVENT_ID_HEADER}`: the channel stream's last event id at the time of the snapshot. "
+    "Open the SSE or WebSocket stream from there to miss nothing."
+)
+
+
+class ContentCursorPagination(CursorPagination):
+    page_size = 25
+    max_page_size = 100
+    page_size_query_param = "page_size"
+    ordering = ("-created_at", "-id")
+
+    def get_paginated_response(self, data: Any) -> Response:
+        return Response({"contents": data, "next": self.get_next_link(), "previous": self.get_previous_link()})
+
+
+class ChannelListCreateView(APIView):
+    @extend_schema(request=ChannelCreateSerializer, responses={201: ChannelSerializer}, tags=["channels"])
+    def post(self, request: Request) -> Response:
+        data = ChannelCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        channel = services.channel_create(owner=request.user, name=data.validated_data["name"])
+        return Response(ChannelSerializer(channel).data, status=status.HTTP_201_CREATED)
+
+
+class ChannelMembersView(APIView):
+    @extend_schema(
+        request=ChannelMembersRequestSerializer,
+        responses={200: ChannelMembersSerializer},
+        tags=["channels"],
+        description="The channel's owner lets other users read its contents, status and events. Idempotent.",
+    )
+    def post(self, request: Request, channel_id) -> Response:  # type: ignore[no-untyped-def]
+        channel = selectors.channel_get(user=request.user, channel_id=channel_id)
+        if channel.owner_id != request.user.id:
+            raise PermissionDenied("Only the channel's owner can add members.")
+        data = ChannelMembersRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user_ids = data.validated_data["user_ids"]
+        added = services.channel_add_members(channel=channel, user_ids=user_ids)
+        return Response({"channel_id": channel.id, "added": added, "not_found": not_found(user_ids, added)})
+
+
+def _content_filter(request: Request) -> str | None:
+    query = ContentFilterSerializer(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return query.validated_data.get("status")
+
+
+class LegacyChannelContentsView(APIView):
+    schema_operation_id = "get_contents_by_channel_contents_channel__channel_id__get"
+    schema_tags = ["contents"]
+
+    @extend_schema(
+        responses={200: ContentListSerializer},
+        deprecated=True,
+        description=(
+            "The original list, kept for existing clients: the newest 100 contents, now with `status` and "
+            "`processing_status`. Answers with `Deprecation` and a `Link` to its successor, "
+            "`GET /api/contents/channel/{channel_id}`. " + LAST_EVENT_ID_DESCRIPTION
+        ),
+    )
+    def get(self, request: Request, channel_id) -> Response:  # type: ignore[no-untyped-def]
+        channel = selectors.channel_get(user=request.user, channel_id=channel_id)
+        last_event_id = current_seq(channel_stream(channel.id))
+        contents = selectors.content_list(channel=channel)[: selectors.LEGACY_LIST_LIMIT]
+        return Response(
+            {"contents": ContentSerializer(contents, many=True).data},
+            headers={
+                "Deprecation": f"@{LEGACY_DEPRECATED_AT}",
+                "Link": f'</api/contents/channel/{channel.id}>; rel="successor-version"',
+                LAST_EVENT_ID_HEADER: str(last_event_id),
+            },
+        )
+
+
+class ChannelContentsView(APIView):
+    @extend_schema(
+        parameters=[
+            ContentFilterSerializer,
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="From `next` or `previous`."),
+            OpenApiParameter("page_size", OpenApiTypes.INT, description="25 by default, at most 100."),
+        ],
+        responses={200: PaginatedContentListSerializer},
+        tags=["contents"],
+        description="A channel's contents, newest first, cursor-paginated. " + LAST_EVENT_ID_DESCRIPTION,
+    )
+    def get(self, request: Request, channel_id) -> Response:  # type: ignore[no-untyped-def]
+        status_filter = _content_filter(request)
+        channel = selectors.channel_get(user=request.user, channel_id=channel_id)
+        last_event_id = current_seq(channel_stream(channel.id))
+        paginator = ContentCursorPagination()
+        page = paginator.paginate_queryset(selectors.content_list(channel=channel, status=status_filter), request, view=self)
+        response = paginator.get_paginated_response(ContentSerializer(page, many=True).data)
+        response[LAST_EVENT_ID_HEADER] = str(last_event_id)
+        return response
+
+
+class ContentCreateView(APIView):
+    @extend_schema(
+        request=ContentCreateSerializer,
+        responses={201: ContentSerializer},
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        tags=["contents"],
+        description="Submit a link, image or video (or just a title and description) to a channel you can read. "
+        "Answers 201 with `status: idle`; the AI pipeline starts once the content is saved.",
+    )
+    def post(self, request: Request) -> Response:
+        def create() -> Response:
+            data = ContentCreateSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            fields = dict(data.validated_data)
+            channel = selectors.channel_get(user=request.user, channel_id=fields.pop("channel_id"))
+            content = services.content_submit(channel=channel, provider=request.user, **fields)
+            return Response(ContentSerializer(content).data, status=status.HTTP_201_CREATED)
+
+        return idempotent(request, "contents.create", create)
+
+
+class ContentDetailView(APIView):
+    @extend_schema(responses={200: ContentSerializer}, tags=["contents"])
+    def get(self, request: Request, content_id) -> Response:  # type: ignore[no-untyped-def]
+        return Response(ContentSerializer(selectors.content_get(user=request.user, content_id=content_id)).data)
+
+
+class ContentRegenerateView(APIView):
+    @extend_schema(
+        request=None,
+        responses={202: ContentSerializer},
+        tags=["contents"],
+        description="Run the AI pipeline again: retries a content in `error`, regenerates one that is `complete`. "
+        "409 while it is still processing. Allowed to the content's provider and the channel's owner.",
+    )
+    def post(self, request: Request, content_id) -> Response:  # type: ignore[no-untyped-def]
+        content = Content.objects.visible_to(request.user).select_related("channel").filter(id=content_id).first()
+        if content is None:
+            raise Http404("No such content.")
+        if request.user.id not in (content.provider_id, content.channel.owner_id):
+            raise PermissionDenied("Only the content's provider or the channel's owner can regenerate it.")
+        restarted = services.content_restart(content)
+        if restarted is None:
+            raise Conflict(f"The content is {content.status} ({content.processing_status}); only a complete or failed content can be regenerated.")
+        return Response(ContentSerializer(restarted).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ChannelStatusView(APIView):
+    @extend_schema(
+        parameters=[ChannelStatusQuerySerializer],
+        responses={200: ChannelStatusSerializer, 304: OpenApiResponse(description="Unchanged since the ETag you sent.")},
+        tags=["contents"],
+        description=(
+            "What is processing, what recently finished, exact totals. Supports `If-None-Match` (answers 304 "
+            "with no body when nothing changed) and sends `X-Poll-Interval`. " + LAST_EVENT_ID_DESCRIPTION
+        ),
+    )
+    def get(self, request: Request, channel_id) -> Response:  # type: ignore[no-untyped-def]
+        query = ChannelStatusQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        since = query.validated_data.get("since")
+        channel = selectors.channel_get(user=request.user, channel_id=channel_id)
+        # Every change of any content in the channel publishes an event on its stream,
+        # so the stream's last id (with the query) identifies this answer.
+        last_event_id = current_seq(channel_stream(channel.id))
+        etag = '"' + hashlib.sha256(f"{channel.id}:{last_event_id}:{since}".encode()).hexdigest()[:32] + '"'
+        headers = {"ETag": etag, LAST_EVENT_ID_HEADER: str(last_event_id), "Cache-Control": "private, no-cache"}
+        if etag in _if_none_match(request):
+            active = Content.objects.filter(channel=channel, status__in=PROCESSING_STATUSES).exists()
+            return Response(status=status.HTTP_304_NOT_MODIFIED, headers={**headers, **poll_headers(active)})
+        snapshot = selectors.channel_status(channel=channel, since=since)
+        return Response(
+            ChannelStatusSerializer(snapshot).data, headers={**headers, **poll_headers(snapshot["has_processing"])}
+        )
+
+
+def _if_none_match(request: Request) -> set[str]:
+    value = request.headers.get("If-None-Match", "")
+    return {tag.strip().removeprefix("W/") for tag in value.split(",") if tag.strip()}
+
+
+class ContentStatusBatchView(APIView):
+    @extend_schema(
+        request=ContentStatusBatchRequestSerializer,
+        responses={200: ContentStatusBatchSerializer},
+        tags=["contents"],
+        description="Statuses of up to 100 contents in one query. Ids that do not exist or that you may not "
+        "see are listed in `not_found`. Sends `X-Poll-Interval`.",
+    )
+    def post(self, request: Request) -> Response:
+        data = ContentStatusBatchRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        ids = data.validated_data["content_ids"]
+        statuses = selectors.content_statuses(user=request.user, content_ids=ids)
+        active = any(row["status"] in PROCESSING_STATUSES for row in statuses)
+        body = {"statuses": statuses, "not_found": not_found(ids, (row["id"] for row in statuses))}
+        return Response(ContentStatusBatchSerializer(body).data, headers=poll_headers(active))
