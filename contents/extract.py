@@ -79,15 +79,16 @@ def check_media(url: str, kind: str) -> None:
 def gather_source(*, url: str, img_url: str, video_url: str, title: str, description: str) -> dict[str, Any]:
     """What the uploading stage stores: the link preview and the text the AI reads."""
     preview = None
-    parts = [title, description]
+    parts = [description]
     if url:
         preview, main_text = read_page(url)
-        parts += [preview.get("title") if not title else None, main_text or preview.get("description")]
+        parts.append(main_text or preview.get("description"))
     if img_url:
         check_media(img_url, "image")
     if video_url:
         check_media(video_url, "video")
-    text = "\n\n".join(p.strip() for p in parts if p and p.strip())
+    # The title is context for the AI, not a sentence of the text; alone, it is the text.
+    text = "\n\n".join(p.strip() for p in parts if p and p.strip()) or (title or (preview or {}).get("title") or "").strip()
     if not text:
         raise StageFailed(
             "There is no text to summarize: the content has no title or description and its link has no readable text."

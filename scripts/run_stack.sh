@@ -16,6 +16,10 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
+# `make run` is a local development stack: its link fetches may reach pages served on
+# loopback (a local test server). Production leaves FETCH_ALLOW_LOOPBACK unset.
+export FETCH_ALLOW_LOOPBACK="${FETCH_ALLOW_LOOPBACK:-1}"
+
 $PY manage.py rqworker default --worker-class config.rq.DjangoWorker &
 pids+=($!)
 $PY manage.py run_cron &

@@ -1,0 +1,18 @@
+"""Small builders for test data, going through the services where a service exists."""
+
+from typing import Any
+
+from contents.models import Channel, Content
+from contents.services import channel_create, content_submit
+from tests.conftest import make_user
+
+
+def make_channel(owner=None, name: str = "channel") -> Channel:  # type: ignore[no-untyped-def]
+    return channel_create(owner=owner or make_user(), name=name)
+
+
+def make_content(channel: Channel | None = None, **fields: Any) -> Content:
+    channel = channel or make_channel()
+    fields.setdefault("title", "A title")
+    fields.setdefault("description", "Cats sleep most of the day. Dogs like to walk. Birds sing in the morning.")
+    return content_submit(channel=channel, provider=fields.pop("provider", channel.owner), **fields)
