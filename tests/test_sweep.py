@@ -1,0 +1,106 @@
+"""A worker that dies mid-stage leaves nothing generating forever."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from contents.models import Content, ProcessingStatus
+from contents.sweep import sweep_stalled
+from tests.conftest import run_burst_worker
+from tests.factories import make_content
+from tests.openai_stub import OpenAICompatibleServer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def after_stall(extra: float = 1.0):
+    return timezone.now() + timedelta(seconds=settings.CONTENT_STALL_SECONDS + extra)
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def start_worker_process(ai_base_url: str) -> subprocess.Popen:
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "AI_PROVIDER": "openai",
+        "AI_BASE_URL": ai_base_url,
+    }
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", "default", "--worker-class", "config.rq.DjangoWorker"],
+        cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def test_a_sigkilled_workers_content_is_retried_and_completes():
+    hanging_ai = OpenAICompatibleServer(delay=120)
+    content = make_content(title="Pools", description="Tide pools hold water. Starfish live there. Crabs hide under rocks.")
+    worker = start_worker_process(hanging_ai.url("/v1"))
+    try:
+        wait_for(lambda: hanging_ai.bodies, what="the worker to reach the AI call")
+        assert Content.objects.get(id=content.id).processing_status == ProcessingStatus.SUMMARIZING
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+        hanging_ai.close()
+
+    stalled = Content.objects.get(id=content.id)
+    assert stalled.status == "generating"
+    assert sweep_stalled(now=timezone.now()) == {"retried": 0, "failed": 0}, "not stalled yet: its heartbeat is fresh"
+
+    assert sweep_stalled(now=after_stall()) == {"retried": 1, "failed": 0}
+    retried = Content.objects.get(id=content.id)
+    assert retried.attempts == 2
+    assert retried.job_id != stalled.job_id
+
+    run_burst_worker()
+
+    done = Content.objects.get(id=content.id)
+    assert (done.status, done.processing_status) == ("complete", "completed")
+    assert done.ai_gen_metadata["summary"]
+
+
+def test_a_content_stalled_past_its_attempts_ends_in_error():
+    content = make_content()
+    Content.objects.filter(id=content.id).update(
+        status="generating", processing_status="qa_generating", attempts=settings.CONTENT_MAX_ATTEMPTS, job_id="gone"
+    )
+
+    assert sweep_stalled(now=after_stall()) == {"retried": 0, "failed": 1}
+
+    row = Content.objects.get(id=content.id)
+    assert (row.status, row.processing_status) == ("error", "failed")
+    assert "stopped responding" in row.error_message
+    assert f"after {settings.CONTENT_MAX_ATTEMPTS} attempts" in row.error_message
+
+
+def test_a_content_whose_job_still_waits_in_the_queue_is_not_stalled():
+    content = make_content()  # its pipeline job is queued; no worker has taken it
+
+    assert sweep_stalled(now=after_stall(extra=600)) == {"retried": 0, "failed": 0}
+    assert Content.objects.get(id=content.id).attempts == 1
+
+
+def test_the_sweep_is_scheduled_well_within_two_minutes():
+    assert settings.CONTENT_STALL_SECONDS + settings.CONTENT_SWEEP_INTERVAL < 120
