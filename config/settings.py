@@ -204,6 +204,9 @@ REST_KNOX = {
 
 # --- Queue, channel layer --------------------------------------------------
 
+# The services enqueue in their own transaction.on_commit hooks; django-rq's own
+# deferral would postpone those a second time (to a commit that never comes).
+RQ = {"COMMIT_MODE": "auto"}
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 300},
 }
