@@ -33,6 +33,7 @@ run: migrate
 
 test: services
 	bash scripts/install_test_deps.sh
+	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: migrate

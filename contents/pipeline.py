@@ -62,7 +62,9 @@ def heartbeat(content: Content) -> Iterator[None]:
     def beat() -> None:
         try:
             while not stop.wait(HEARTBEAT_SECONDS):
-                Content.objects.filter(id=content.id, version=content.version).update(heartbeat_at=timezone.now())
+                Content.objects.filter(id=content.id, version=content.version, job_id=content.job_id).update(
+                    heartbeat_at=timezone.now()
+                )
         finally:
             connections.close_all()
 
@@ -81,7 +83,9 @@ def run(content_id: uuid.UUID | str) -> str | None:
     content = Content.objects.filter(id=content_id).first()
     while content is not None and content.processing_status in ACTIVE_STAGES:
         stage = content.processing_status
-        Content.objects.filter(id=content.id, version=content.version).update(heartbeat_at=timezone.now())
+        Content.objects.filter(id=content.id, version=content.version, job_id=content.job_id).update(
+            heartbeat_at=timezone.now()
+        )
         try:
             with heartbeat(content):
                 changes = STAGES[stage](content)

@@ -78,9 +78,9 @@ def transition(
     content: Content, *, to: str, changes: dict[str, Any] | None = None, error_message: str = ""
 ) -> Content | None:
     """Move `content` from the stage it was read in to `to`, with `changes` written in
-    the same UPDATE. The UPDATE only matches the row as it was read (stage and
-    version): if someone else moved it first, nothing is written and None is
-    returned. On success the content's version rises by one, the event is written
+    the same UPDATE. The UPDATE only matches the row as it was read (stage,
+    version and the job that owns the run): if someone else moved it first, or the
+    sweep handed the run to a new job, nothing is written and None is returned. On success the content's version rises by one, the event is written
     in the same transaction and sent once it commits."""
     source = content.processing_status
     if to not in ALLOWED_TRANSITIONS.get(source, frozenset()):
@@ -107,7 +107,9 @@ def transition(
         values.update(estimated_completion=None, finished_at=now)
 
     with transaction.atomic():
-        moved = Content.objects.filter(id=content.id, processing_status=source, version=content.version).update(
+        moved = Content.objects.filter(
+            id=content.id, processing_status=source, version=content.version, job_id=content.job_id
+        ).update(
             version=F("version") + 1, **values
         )
         if not moved:

@@ -14,6 +14,7 @@ from django.db import connection
 from django.utils import timezone
 
 from contents.models import Content, ProcessingStatus
+from contents.services import transition
 from contents.sweep import sweep_stalled
 from tests.conftest import run_burst_worker
 from tests.factories import make_content
@@ -51,6 +52,31 @@ def start_worker_process(ai_base_url: str) -> subprocess.Popen:
     )
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants: RQ's work horse runs in its own process group."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def kill_tree(pid: int) -> None:
+    for member in process_tree(pid):
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def test_a_sigkilled_workers_content_is_retried_and_completes():
     hanging_ai = OpenAICompatibleServer(delay=120)
     content = make_content(title="Pools", description="Tide pools hold water. Starfish live there. Crabs hide under rocks.")
@@ -58,11 +84,11 @@ def test_a_sigkilled_workers_content_is_retried_and_completes():
     try:
         wait_for(lambda: hanging_ai.bodies, what="the worker to reach the AI call")
         assert Content.objects.get(id=content.id).processing_status == ProcessingStatus.SUMMARIZING
-        os.killpg(worker.pid, signal.SIGKILL)
+        assert len(process_tree(worker.pid)) == 2, "the worker and its work horse"
+        kill_tree(worker.pid)
         worker.wait(timeout=10)
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
+        kill_tree(worker.pid)
         hanging_ai.close()
 
     stalled = Content.objects.get(id=content.id)
@@ -79,6 +105,18 @@ def test_a_sigkilled_workers_content_is_retried_and_completes():
     done = Content.objects.get(id=content.id)
     assert (done.status, done.processing_status) == ("complete", "completed")
     assert done.ai_gen_metadata["summary"]
+
+
+def test_a_run_handed_to_a_new_job_fences_out_the_old_one():
+    content = make_content()
+    Content.objects.filter(id=content.id).update(status="generating", processing_status="summarizing", job_id="lost-job")
+    old_runner = Content.objects.get(id=content.id)
+
+    assert sweep_stalled(now=after_stall()) == {"retried": 1, "failed": 0}
+
+    assert transition(old_runner, to=ProcessingStatus.QA_GENERATING, changes={"ai_gen_metadata": {"summary": "late"}}) is None
+    row = Content.objects.get(id=content.id)
+    assert (row.processing_status, row.ai_gen_metadata) == ("summarizing", None)
 
 
 def test_a_content_stalled_past_its_attempts_ends_in_error():

@@ -19,6 +19,14 @@ MAX_SENTENCES = 300
 DEFINITION = re.compile(r"^(?:The |An? )?(?P<subject>[\w][\w\s'-]{1,60}?) (?P<verb>is|are|was|were) (?P<rest>.{3,})$")
 
 
+def prose_only(text: str) -> str:
+    """One paragraph per line, without heading-like lines (short, no closing
+    punctuation), which sumy would otherwise glue onto the next sentence."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    prose = [line for line in lines if line[-1] in ".!?。…\"'”)" or len(line.split()) >= 8]
+    return "\n\n".join(prose or lines)
+
+
 class OfflineTokenizer:
     """sumy's own tokenizer needs NLTK's punkt data from the network; an untrained
     Punkt model and a word regex need nothing (and handle non-Latin scripts)."""
@@ -42,7 +50,7 @@ class EmbeddedProvider:
         self.stop_words = frozenset(get_stop_words("english"))
 
     def _document(self, text: str):  # type: ignore[no-untyped-def]
-        document = PlaintextParser.from_string(text, self.tokenizer).document
+        document = PlaintextParser.from_string(prose_only(text), self.tokenizer).document
         if not document.sentences:
             raise AIProviderError("The text has no sentences to summarize.")
         return document
@@ -63,18 +71,27 @@ class EmbeddedProvider:
             w.lower() for w in WORD.findall(text) if len(w) > 3 and w.lower() not in self.stop_words and not w.isdigit()
         )
         pairs: list[QAPair] = []
+        asked: set[str] = set()
         for sentence in key_sentences:
-            question = self._question_for(sentence, frequencies)
-            if question and all(p["question"] != question for p in pairs):
+            question = self._question_for(sentence, frequencies, asked)
+            if question.lower() not in asked:
+                asked.add(question.lower())
                 pairs.append({"question": question, "answer": sentence})
         return pairs
 
-    def _question_for(self, sentence: str, frequencies: Counter) -> str:
+    def _question_for(self, sentence: str, frequencies: Counter, asked: set[str]) -> str:
         match = DEFINITION.match(sentence.rstrip(".!?"))
         if match and len(match["subject"].split()) <= 6:
-            return f"What {match['verb']} {match['subject'].strip()}?"
-        words = [w for w in WORD.findall(sentence) if w.lower() in frequencies]
-        if not words:
-            return f"What does the text say in: \"{sentence[:60]}\"?"
-        keyword = max(words, key=lambda w: (frequencies[w.lower()], len(w)))
-        return f"What does the text say about {keyword}?"
+            question = f"What {match['verb']} {match['subject'].strip()}?"
+            if question.lower() not in asked:
+                return question
+        # The sentence's most frequent content word not asked about yet.
+        words = sorted(
+            {w for w in WORD.findall(sentence) if w.lower() in frequencies},
+            key=lambda w: (-frequencies[w.lower()], -len(w), w),
+        )
+        for keyword in words:
+            question = f"What does the text say about {keyword.lower() if not keyword.isupper() else keyword}?"
+            if question.lower() not in asked:
+                return question
+        return f"What does the text say in: \"{sentence[:60]}\"?"
