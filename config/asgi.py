@@ -7,6 +7,21 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from contents.consumers import ChannelEventsConsumer  # noqa: E402
+from realtime.user_consumer import UserEventsConsumer  # noqa: E402
+
+websocket_routes = URLRouter([
+    path("api/contents/<uuid:channel_id>/ws", ChannelEventsConsumer.as_asgi()),
+    path("v1/ws", UserEventsConsumer.as_asgi()),
+])
+
+application = ProtocolTypeRouter({
+    "http": django_asgi_app,
+    # Browsers send Origin; only pages served from an allowed host may open a socket.
+    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(websocket_routes)),
+})

@@ -7,6 +7,7 @@ from core.views import healthz
 urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("contents.urls")),
+    path("", include("realtime.urls")),
     path("healthz", healthz, name="healthz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

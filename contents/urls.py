@@ -1,6 +1,6 @@
 from django.urls import path
 
-from contents import views
+from contents import streams, views
 
 urlpatterns = [
     path("api/channels", views.ChannelListCreateView.as_view(), name="channel-create"),
@@ -12,4 +12,5 @@ urlpatterns = [
     path("api/contents/<uuid:content_id>", views.ContentDetailView.as_view(), name="content-detail"),
     path("api/contents/<uuid:content_id>/regenerate", views.ContentRegenerateView.as_view(), name="content-regenerate"),
     path("api/contents/<uuid:channel_id>/status", views.ChannelStatusView.as_view(), name="channel-status"),
+    path("api/contents/<uuid:channel_id>/events", streams.channel_events, name="channel-events"),
 ]

@@ -1,0 +1,23 @@
+import uuid
+from typing import Any
+
+from realtime.consumers import StreamConsumer, SubscriptionRefused
+from realtime.delivery import may_read_channel
+from realtime.streams import channel_stream
+
+
+class ChannelEventsConsumer(StreamConsumer):
+    """WS /api/contents/{channel_id}/ws. The seed sends `user_id` too; it is ignored:
+    the socket's user is the authenticated one."""
+
+    async def resolve_stream(self, message: dict[str, Any]) -> str:
+        channel_id = self.scope["url_route"]["kwargs"]["channel_id"]
+        claimed = message.get("channel_id")
+        if claimed is not None and str(claimed) != str(channel_id):
+            raise SubscriptionRefused("channel_mismatch", "channel_id differs from the channel in the URL.")
+        if not await may_read_channel(self.user, uuid.UUID(str(channel_id))):
+            raise SubscriptionRefused("forbidden", "You may not read this channel.", close=True)
+        return channel_stream(channel_id)
+
+    def subscribed_fields(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {"channel_id": str(self.scope["url_route"]["kwargs"]["channel_id"])}

@@ -1,0 +1,39 @@
+"""A channel's live events: SSE here, the WebSocket in contents.consumers."""
+
+import uuid
+
+from django.http import HttpRequest, HttpResponse
+
+from core.errors import problem_response
+from realtime.auth import stream_user
+from realtime.delivery import may_read_channel
+from realtime.sse import sse_response
+from realtime.streams import channel_stream
+
+
+def _last_event_id(request: HttpRequest) -> tuple[int | None, str | None]:
+    raw = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
+    if raw in (None, ""):
+        return None, None
+    if not raw.isdigit():
+        return None, f"'{raw}' is not an event id (a non-negative integer)."
+    return int(raw), None
+
+
+async def channel_events(request: HttpRequest, channel_id: uuid.UUID) -> HttpResponse:
+    """Server-Sent Events of a channel (see realtime.sse for the framing)."""
+    if request.method != "GET":
+        return problem_response(405, "Only GET is allowed.", code="method_not_allowed")
+    last_event_id, error = _last_event_id(request)
+    if error:
+        return problem_response(400, error, code="invalid", attr="Last-Event-ID")
+    user = await stream_user(request)
+    if not user.is_authenticated:
+        response = problem_response(401, "Log in, or pass a ticket from POST /v1/realtime/tickets.", code="not_authenticated")
+        response["WWW-Authenticate"] = "Bearer"
+        return response
+    if not await may_read_channel(user, channel_id):
+        return problem_response(404, "No such channel.", code="not_found")
+    return sse_response(
+        channel_stream(channel_id), last_event_id=last_event_id, named=request.GET.get("named") == "true"
+    )

@@ -1,0 +1,34 @@
+"""Who is on the other end of a stream: the session cookie, a single-use ticket
+(`?ticket=`), or (for non-browser clients) a Bearer token. Never a user id the
+client claims."""
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.contrib.auth.models import AnonymousUser
+from django.http import HttpRequest
+
+from realtime.delivery import user_for_ticket
+
+
+@database_sync_to_async
+def _user_for_bearer(token: str) -> Any:
+    from rest_framework.exceptions import AuthenticationFailed
+
+    from accounts.authentication import BearerTokenAuthentication
+
+    try:
+        user, _ = BearerTokenAuthentication().authenticate_credentials(token.encode())
+    except AuthenticationFailed:
+        return AnonymousUser()
+    return user
+
+
+async def stream_user(request: HttpRequest) -> Any:
+    ticket = request.GET.get("ticket")
+    if ticket:
+        return await user_for_ticket(ticket)
+    authorization = request.headers.get("Authorization", "")
+    if authorization.lower().startswith("bearer "):
+        return await _user_for_bearer(authorization[7:].strip())
+    return await request.auser()

@@ -1,0 +1,132 @@
+"""The WebSocket side of the streams: subscribe -> subscribed, events as
+`{type, id, data}`, `since` replay, `resync`, ping -> pong, unsubscribe, and
+`{"type": "error"}` for a bad message with the socket kept open.
+
+Consumers only authenticate, join groups, read through database_sync_to_async and
+forward; subclasses say which stream a subscription reads."""
+
+import asyncio
+import json
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+
+from realtime.delivery import Resync, StreamCursor, latest_seq, user_for_ticket
+from realtime.streams import group_name
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_LIFETIME = 4000
+
+
+class SubscriptionRefused(Exception):
+    def __init__(self, code: str, detail: str, *, close: bool = False) -> None:
+        super().__init__(detail)
+        self.code, self.detail, self.close = code, detail, close
+
+
+class StreamConsumer(AsyncJsonWebsocketConsumer):
+    stream: str | None = None
+    cursor: StreamCursor | None = None
+
+    async def resolve_stream(self, message: dict[str, Any]) -> str:
+        """The stream a subscribe message reads; raise SubscriptionRefused if not allowed."""
+        raise NotImplementedError
+
+    async def connect(self) -> None:
+        self.user = await self._authenticate()
+        await self.accept()
+        if not self.user.is_authenticated:
+            await self.send_error("not_authenticated", "Log in, or connect with ?ticket= from POST /v1/realtime/tickets.")
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.lifetime = asyncio.create_task(self._close_after(settings.REALTIME_MAX_CONNECTION_SECONDS))
+
+    async def _authenticate(self) -> Any:
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        if "ticket" in query:
+            return await user_for_ticket(query["ticket"][0])
+        return self.scope["user"]
+
+    async def _close_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        # Closing makes the client reconnect, which checks its authorisation again.
+        await self.close(code=CLOSE_LIFETIME)
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "lifetime", None):
+            self.lifetime.cancel()
+        await self._leave()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        try:
+            message = json.loads(text_data or "")
+        except ValueError:
+            await self.send_error("invalid_json", "Messages are JSON objects with a 'type'.")
+            return
+        await self.receive_json(message)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not isinstance(content, dict) or not isinstance(content.get("type"), str):
+            await self.send_error("invalid_message", "Messages are JSON objects with a 'type'.")
+            return
+        kind = content["type"]
+        if kind == "ping":
+            await self.send_json({"type": "pong", "timestamp": timezone.now().isoformat()})
+        elif kind == "subscribe":
+            await self._subscribe(content)
+        elif kind == "unsubscribe":
+            await self._leave()
+            await self.send_json({"type": "unsubscribed"})
+        else:
+            await self.send_error("unknown_type", f"Unknown message type '{kind}'; expected subscribe, unsubscribe or ping.")
+
+    async def _subscribe(self, message: dict[str, Any]) -> None:
+        since = message.get("since")
+        if since is not None and (not isinstance(since, int) or isinstance(since, bool) or since < 0):
+            await self.send_error("invalid_since", "'since' is an event id: a non-negative integer.")
+            return
+        try:
+            stream = await self.resolve_stream(message)
+        except SubscriptionRefused as refused:
+            await self.send_error(refused.code, refused.detail)
+            if refused.close:
+                await self.close(code=CLOSE_FORBIDDEN)
+            return
+        await self._leave()
+        await self.channel_layer.group_add(group_name(stream), self.channel_name)
+        self.stream = stream
+        self.cursor = StreamCursor(stream, since if since is not None else await latest_seq(stream))
+        await self.send_json({"type": "subscribed", **self.subscribed_fields(message), "timestamp": timezone.now().isoformat()})
+        await self._deliver(self.cursor.catch_up())
+
+    def subscribed_fields(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    async def _leave(self) -> None:
+        if self.stream:
+            await self.channel_layer.group_discard(group_name(self.stream), self.channel_name)
+        self.stream, self.cursor = None, None
+
+    async def stream_event(self, message: dict[str, Any]) -> None:
+        """A wake-up from the channel layer (type "stream.event")."""
+        if self.cursor is None or message.get("stream") != self.stream:
+            return
+        await self._deliver(self.cursor.on_wakeup(message))
+
+    async def _deliver(self, pending) -> None:  # type: ignore[no-untyped-def]
+        try:
+            deliveries = await pending
+        except Resync as resync:
+            if self.cursor is not None:
+                self.cursor.last_sent = resync.latest
+            await self.send_json({"type": "resync", "last_event_id": resync.latest})
+            return
+        for delivery in deliveries:
+            await self.send_json({"type": delivery.type, "id": delivery.id, "data": delivery.data})
+
+    async def send_error(self, code: str, detail: str) -> None:
+        await self.send_json({"type": "error", "code": code, "detail": detail})

@@ -1,0 +1,98 @@
+"""What SSE and WebSocket connections share: who may read a stream, replaying missed
+events from the table, and turning channel-layer wake-ups into an ordered stream
+with no gaps and no duplicates."""
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
+
+from realtime.models import Event, Stream
+from realtime.tickets import ticket_redeem
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    type: str
+    data: dict[str, Any]
+
+
+class Resync(Exception):
+    """The client is too far behind (past the retention window, or too many events
+    to replay at once): it must refetch its snapshot."""
+
+    def __init__(self, latest: int) -> None:
+        super().__init__(f"resync at {latest}")
+        self.latest = latest
+
+
+def _events_after(stream: str, after: int, limit: int) -> tuple[list[Delivery], int]:
+    """Up to `limit` events of `stream` after id `after`, and the stream's latest id.
+    Raises Resync if events after `after` were already pruned or exceed `limit`."""
+    latest = Stream.objects.filter(name=stream).values_list("last_seq", flat=True).first() or 0
+    if after >= latest:
+        return [], latest
+    rows = list(
+        Event.objects.filter(stream=stream, seq__gt=after).order_by("seq").values_list("seq", "type", "payload")[: limit + 1]
+    )
+    if len(rows) > limit or not rows or rows[0][0] != after + 1:
+        # Ids within a stream are contiguous, so a missing after+1 means it was pruned.
+        raise Resync(latest)
+    return [Delivery(seq, type_, payload) for seq, type_, payload in rows], latest
+
+
+events_after = database_sync_to_async(_events_after)
+
+
+@database_sync_to_async
+def latest_seq(stream: str) -> int:
+    return Stream.objects.filter(name=stream).values_list("last_seq", flat=True).first() or 0
+
+
+class StreamCursor:
+    """Tracks the last id sent on one connection. A wake-up from the channel layer is
+    delivered as is when it is the next id; a gap (a dropped or reordered wake-up)
+    is filled from the table; anything already sent is dropped."""
+
+    def __init__(self, stream: str, last_sent: int) -> None:
+        self.stream = stream
+        self.last_sent = last_sent
+
+    async def catch_up(self) -> list[Delivery]:
+        deliveries, _ = await events_after(self.stream, self.last_sent, settings.REALTIME_REPLAY_LIMIT)
+        return self._advance(deliveries)
+
+    async def on_wakeup(self, message: dict[str, Any]) -> list[Delivery]:
+        seq = message["id"]
+        if seq <= self.last_sent:
+            return []
+        if seq == self.last_sent + 1:
+            return self._advance([Delivery(seq, message["event_type"], message["data"])])
+        return await self.catch_up()
+
+    def _advance(self, deliveries: list[Delivery]) -> list[Delivery]:
+        fresh = [d for d in deliveries if d.id > self.last_sent]
+        if fresh:
+            self.last_sent = fresh[-1].id
+        return fresh
+
+
+@database_sync_to_async
+def user_for_ticket(ticket: str) -> Any:
+    user_id = ticket_redeem(ticket)
+    if user_id is None:
+        return AnonymousUser()
+    user = get_user_model().objects.filter(id=user_id, is_active=True).first()
+    return user or AnonymousUser()
+
+
+@database_sync_to_async
+def may_read_channel(user: Any, channel_id: uuid.UUID) -> bool:
+    from contents.models import Channel
+
+    return user.is_authenticated and Channel.objects.visible_to(user).filter(id=channel_id).exists()

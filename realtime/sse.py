@@ -1,0 +1,76 @@
+"""Server-Sent Events for a stream, as a Django async view returning an async
+StreamingHttpResponse (daphne cancels the generator when the client leaves).
+
+Framing: plain `message` events by default (the seed's `eventSource.onmessage` only
+sees those); `?named=true` adds `event: <type>`. Every event has `id:`; `data:` is
+the event's payload with its `type` beside it. A heartbeat comment carrying the
+stream's latest id goes out every REALTIME_HEARTBEAT_SECONDS."""
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.http import StreamingHttpResponse
+
+from realtime.delivery import Delivery, Resync, StreamCursor, latest_seq
+from realtime.streams import group_name
+
+
+def sse_frame(delivery: Delivery, *, named: bool) -> str:
+    lines = [f"id: {delivery.id}"]
+    if named:
+        lines.append(f"event: {delivery.type}")
+    lines.append("data: " + json.dumps({"type": delivery.type, **delivery.data}, separators=(",", ":")))
+    return "\n".join(lines) + "\n\n"
+
+
+def resync_frame(latest: int, *, named: bool) -> str:
+    return sse_frame(Delivery(latest, "resync", {"last_event_id": latest}), named=named)
+
+
+async def event_stream(stream: str, *, last_event_id: int | None, named: bool) -> AsyncIterator[str]:
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    group = group_name(stream)
+    # Join the group before reading the table, so nothing committed in between is missed.
+    await layer.group_add(group, channel)
+    try:
+        yield f"retry: {settings.SSE_RETRY_MILLISECONDS}\n\n"
+        start = await latest_seq(stream) if last_event_id is None else last_event_id
+        cursor = StreamCursor(stream, start)
+        try:
+            for delivery in await cursor.catch_up():
+                yield sse_frame(delivery, named=named)
+        except Resync as resync:
+            cursor.last_sent = resync.latest
+            yield resync_frame(resync.latest, named=named)
+        yield f": connected at {cursor.last_sent}\n\n"
+        deadline = time.monotonic() + settings.REALTIME_MAX_CONNECTION_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), timeout=settings.REALTIME_HEARTBEAT_SECONDS)
+            except TimeoutError:
+                yield f": heartbeat {await latest_seq(stream)}\n\n"
+                continue
+            if message.get("type") != "stream.event":
+                continue
+            try:
+                for delivery in await cursor.on_wakeup(message):
+                    yield sse_frame(delivery, named=named)
+            except Resync as resync:
+                yield resync_frame(resync.latest, named=named)
+                return
+    finally:
+        await layer.group_discard(group, channel)
+
+
+def sse_response(stream: str, *, last_event_id: int | None, named: bool) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        event_stream(stream, last_event_id=last_event_id, named=named), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
