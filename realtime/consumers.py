@@ -44,6 +44,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.lifetime = asyncio.create_task(self._close_after(settings.REALTIME_MAX_CONNECTION_SECONDS))
+        self.sweeper = asyncio.create_task(self._catch_up_periodically(settings.REALTIME_HEARTBEAT_SECONDS))
 
     async def _authenticate(self) -> Any:
         query = parse_qs(self.scope.get("query_string", b"").decode())
@@ -56,9 +57,17 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         # Closing makes the client reconnect, which checks its authorisation again.
         await self.close(code=CLOSE_LIFETIME)
 
+    async def _catch_up_periodically(self, seconds: float) -> None:
+        """Deliver rows whose wake-up never came (the sender died between commit and send)."""
+        while True:
+            await asyncio.sleep(seconds)
+            if self.cursor is not None:
+                await self._deliver(self.cursor.catch_up())
+
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "lifetime", None):
-            self.lifetime.cancel()
+        for task in (getattr(self, "lifetime", None), getattr(self, "sweeper", None)):
+            if task:
+                task.cancel()
         await self._leave()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:

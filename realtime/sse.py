@@ -53,7 +53,15 @@ async def event_stream(stream: str, *, last_event_id: int | None, named: bool) -
             try:
                 message = await asyncio.wait_for(layer.receive(channel), timeout=settings.REALTIME_HEARTBEAT_SECONDS)
             except TimeoutError:
-                yield f": heartbeat {await latest_seq(stream)}\n\n"
+                # Quiet for a while: read the table once, which also delivers any row
+                # whose wake-up never came (its sender died between commit and send).
+                try:
+                    for delivery in await cursor.catch_up():
+                        yield sse_frame(delivery, named=named)
+                except Resync as resync:
+                    yield resync_frame(resync.latest, named=named)
+                    return
+                yield f": heartbeat {cursor.last_sent}\n\n"
                 continue
             if message.get("type") != "stream.event":
                 continue

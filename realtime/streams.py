@@ -64,3 +64,13 @@ def send_to_group(event: Event) -> None:
 def current_seq(stream: str) -> int:
     """The stream's last committed event id (0 when it has none yet)."""
     return Stream.objects.filter(name=stream).values_list("last_seq", flat=True).first() or 0
+
+
+def prune_events(*, older_than_hours: int) -> int:
+    """Drop events past the retention window; a client behind them gets `resync`."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    deleted, _ = Event.objects.filter(created_at__lt=timezone.now() - timedelta(hours=older_than_hours)).delete()
+    return deleted

@@ -49,8 +49,28 @@ class SSEReader:
 
     def __init__(self, response: httpx.Response) -> None:
         self.lines = response.iter_lines()
+        self.replayed: list[dict] = []
+        # The stream's position is fixed after the headers are sent; wait for it, as
+        # a browser's snapshot-then-stream would, before causing events.
+        self.connected_at = self._read_until_connected()
+
+    def _read_until_connected(self) -> int:
+        frame: dict = {}
+        for line in self.lines:
+            if line.startswith(": connected at "):
+                return int(line.rsplit(" ", 1)[1])
+            if line == "":
+                if "data" in frame:
+                    self.replayed.append(frame)
+                frame = {}
+            elif not line.startswith(":"):
+                field, _, value = line.partition(":")
+                frame[field] = value.lstrip(" ")
+        raise EOFError
 
     def next_event(self) -> dict:
+        if self.replayed:
+            return self.replayed.pop(0)
         frame: dict = {}
         for line in self.lines:
             if line == "":
@@ -302,3 +322,47 @@ def test_two_daphne_processes_both_deliver_a_workers_event(server, api, channel_
         second.stop()
     assert [e["id"] for e in on_first] == [e["id"] for e in on_second] == ["1", "2", "3", "4"]
     assert json.loads(on_second[-1]["data"])["type"] == "processing_complete"
+
+
+def test_an_event_whose_wakeup_never_came_is_still_delivered(server, api, channel_id):
+    from realtime.models import Stream
+
+    with sse(server, f"/api/contents/{channel_id}/events", api) as response:
+        reader = SSEReader(response)
+        # A sender that died between commit and send: the rows exist, no message was sent.
+        Stream.objects.create(name=channel_stream(channel_id), last_seq=1)
+        Event.objects.create(stream=channel_stream(channel_id), seq=1, type="content_status_update", payload={"content_id": "x", "version": 1})
+        event = reader.next_event()
+    assert (event["id"], json.loads(event["data"])["content_id"]) == ("1", "x")
+
+
+def test_the_users_own_socket_gets_their_events_and_nobody_elses(server, owner):
+    from realtime.streams import user_stream
+
+    me, other = api_client_for(owner), api_client_for(make_user("other"))
+    with ws_connect(server, "/v1/ws", me) as mine, ws_connect(server, "/v1/ws", other) as theirs:
+        mine.send(json.dumps({"type": "subscribe"}))
+        theirs.send(json.dumps({"type": "subscribe"}))
+        assert receive(mine)[0]["type"] == receive(theirs)[0]["type"] == "subscribed"
+        with transaction.atomic():
+            publish(user_stream(owner.id), "notification", {"id": "n1", "type": "like"})
+        (event,) = receive(mine)
+        theirs.send(json.dumps({"type": "ping"}))
+        (next_for_other,) = receive(theirs)
+    assert event == {"type": "notification", "id": 1, "data": {"id": "n1", "type": "like"}}
+    assert next_for_other["type"] == "pong"
+
+
+def test_events_past_the_retention_window_are_pruned():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from realtime.streams import prune_events
+
+    with transaction.atomic():
+        old = publish("channel:old", "content_status_update", {})
+        new = publish("channel:old", "content_status_update", {})
+    Event.objects.filter(id=old.id).update(created_at=timezone.now() - timedelta(hours=25))
+    assert prune_events(older_than_hours=24) == 1
+    assert list(Event.objects.values_list("id", flat=True)) == [new.id]

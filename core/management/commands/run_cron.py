@@ -4,13 +4,15 @@ from rq.cron import CronScheduler
 
 import django_rq
 from contents.tasks import sweep_stalled_contents
+from realtime.tasks import prune_old_rows
 
 
 class Command(BaseCommand):
-    help = "Run RQ's cron scheduler: enqueues the periodic jobs (the stalled-content sweep)."
+    help = "Run RQ's cron scheduler: the stalled-content sweep and the hourly pruning of old events."
 
     def handle(self, *args, **options) -> None:
         scheduler = CronScheduler(connection=django_rq.get_connection("default"), name="aistatus-cron")
         scheduler.register(sweep_stalled_contents, "default", interval=settings.CONTENT_SWEEP_INTERVAL, job_timeout=60)
+        scheduler.register(prune_old_rows, "default", interval=3600, job_timeout=600)
         self.stdout.write(f"Sweeping stalled contents every {settings.CONTENT_SWEEP_INTERVAL} s.")
         scheduler.start()
