@@ -1,5 +1,14 @@
 #!/usr/bin/env bash
-# Test-only system dependencies. Nothing here yet beyond the virtualenv; the
-# browser tests of later issues install Debian's chromium from here.
+# System packages the tests need beyond the virtualenv: Debian's chromium for the
+# browser tests (Playwright drives it; a Playwright browser download is not used).
 set -euo pipefail
-exit 0
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "The browser tests need Debian's chromium: run 'sudo apt-get install chromium'." >&2
+    exit 1
+  fi
+  echo "Installing Debian's chromium for the browser tests..."
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+/usr/bin/chromium --version
