@@ -478,3 +478,9 @@ def test_an_unknown_path_is_a_problem_too(client):
     assert response.status_code == 404
     assert response["Content-Type"] == "application/problem+json"
     assert response.json()["errors"][0]["code"] == "not_found"
+
+
+def test_the_schema_is_valid_openapi_without_warnings():
+    from django.core.management import call_command
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null")

@@ -366,3 +366,14 @@ def test_events_past_the_retention_window_are_pruned():
     Event.objects.filter(id=old.id).update(created_at=timezone.now() - timedelta(hours=25))
     assert prune_events(older_than_hours=24) == 1
     assert list(Event.objects.values_list("id", flat=True)) == [new.id]
+
+
+def test_the_schema_describes_the_streams():
+    from rest_framework.test import APIClient
+
+    schema = APIClient().get("/api/schema/?format=json").json()
+    sse_op = schema["paths"]["/api/contents/{channel_id}/events"]["get"]
+    assert "text/event-stream" in sse_op["responses"]["200"]["content"]
+    assert {p["name"] for p in sse_op["parameters"]} >= {"channel_id", "named", "last_event_id", "Last-Event-ID", "ticket"}
+    assert "/api/contents/{channel_id}/ws" in schema["paths"] and "/v1/ws" in schema["paths"]
+    assert "ProblemDetails" in schema["components"]["schemas"]

@@ -1,0 +1,20 @@
+"""`make bench`: every benchmark, each printing its figures and their ratio to a
+baseline measured in the same run."""
+
+import os
+import sys
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from bench import realtime_latency  # noqa: E402
+
+BENCHMARKS = {"realtime_latency": realtime_latency.main}
+
+if __name__ == "__main__":
+    names = sys.argv[1:] or list(BENCHMARKS)
+    for name in names:
+        BENCHMARKS[name]()

@@ -1,0 +1,75 @@
+"""The streaming endpoints in the OpenAPI schema. SSE is a plain async Django view
+and WebSockets are not HTTP operations, so drf-spectacular cannot see them: this
+hook describes them (the WebSockets as GET upgrade requests)."""
+
+from typing import Any
+
+PROBLEM = {"$ref": "#/components/schemas/ProblemDetails"}
+EVENT_FIELDS = (
+    "Every event: `content_id, status, processing_status, progress, estimated_completion, error_message, "
+    "version, timestamp`; `processing_complete` adds `ai_gen_metadata`. Clients keep the highest `version`."
+)
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/problem+json": {"schema": PROBLEM}}}
+
+
+def add_stream_endpoints(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    channel_id = {"name": "channel_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+    ticket = {
+        "name": "ticket", "in": "query", "required": False, "schema": {"type": "string"},
+        "description": "Single-use ticket from POST /v1/realtime/tickets, for clients that cannot send a cookie or header.",
+    }
+    paths = result.setdefault("paths", {})
+    paths["/api/contents/{channel_id}/events"] = {
+        "get": {
+            "operationId": "api_contents_events_stream",
+            "tags": ["contents"],
+            "summary": "Server-Sent Events of a channel",
+            "description": (
+                "`text/event-stream`. Each event has `id:` (per-stream, increasing) and `data:` (JSON with `type`: "
+                "`content_status_update`, `processing_complete` or `processing_error`, beside the content's fields). "
+                "Plain messages by default (for `EventSource.onmessage`); `?named=true` adds `event: <type>`. "
+                "Reconnects replay from `Last-Event-ID` (or `?last_event_id=`); past the retention window a "
+                "`resync` message says to refetch. A heartbeat comment arrives at least every 15 s. " + EVENT_FIELDS
+            ),
+            "parameters": [
+                channel_id,
+                {"name": "named", "in": "query", "required": False, "schema": {"type": "boolean"}},
+                {"name": "last_event_id", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
+                {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "integer", "minimum": 0}},
+                ticket,
+            ],
+            "responses": {
+                "200": {"description": "The event stream.", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                "400": _problem("A Last-Event-ID that is not an event id."),
+                "401": _problem("No session, ticket or token."),
+                "404": _problem("No such channel, or you may not read it."),
+            },
+        }
+    }
+    websocket = (
+        "WebSocket (send `Upgrade: websocket`). Client messages: `{\"type\": \"subscribe\", \"since\": <event id>}`, "
+        "`{\"type\": \"unsubscribe\"}`, `{\"type\": \"ping\"}`. Server messages: `subscribed`, `pong`, "
+        "`{\"type\": <event type>, \"id\": <event id>, \"data\": {...}}`, `{\"type\": \"resync\"}` and "
+        "`{\"type\": \"error\", \"code\", \"detail\"}`. Close codes: 4401 not authenticated, 4403 not allowed, "
+        "4000 maximum connection lifetime reached (reconnect). Authenticates with the session cookie or `?ticket=`."
+    )
+    paths["/api/contents/{channel_id}/ws"] = {
+        "get": {
+            "operationId": "api_contents_ws", "tags": ["contents"], "summary": "WebSocket of a channel's events",
+            "description": websocket + " `subscribe` may carry `channel_id` (must match the URL) and `user_id` (ignored). " + EVENT_FIELDS,
+            "parameters": [channel_id, ticket],
+            "responses": {"101": {"description": "Switching protocols."}},
+        }
+    }
+    paths["/v1/ws"] = {
+        "get": {
+            "operationId": "v1_ws", "tags": ["realtime"], "summary": "WebSocket of the caller's own events",
+            "description": websocket + " Events: `ai_job_update` and `notification`.",
+            "parameters": [ticket],
+            "responses": {"101": {"description": "Switching protocols."}},
+        }
+    }
+    return result
