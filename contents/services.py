@@ -18,7 +18,7 @@ from contents.models import (
     ProcessingStatus,
     StageRun,
 )
-from realtime.streams import channel_stream, publish
+from realtime.streams import channel_stream, publish, revoke_subscriber
 
 Stage = ProcessingStatus
 
@@ -198,3 +198,12 @@ def channel_add_members(*, channel: Channel, user_ids: Iterable[uuid.UUID]) -> l
         ignore_conflicts=True,
     )
     return existing
+
+
+def channel_remove_member(*, channel: Channel, user_id: uuid.UUID) -> bool:
+    """Stop a member reading the channel, open streams included; False if they were not one."""
+    with transaction.atomic():
+        removed, _ = ChannelMembership.objects.filter(channel=channel, user_id=user_id).delete()
+        if removed:
+            revoke_subscriber(channel_stream(channel.id), user_id)
+    return bool(removed)

@@ -5,6 +5,7 @@ from contents import streams, views
 urlpatterns = [
     path("api/channels", views.ChannelListCreateView.as_view(), name="channel-create"),
     path("api/channels/<uuid:channel_id>/members", views.ChannelMembersView.as_view(), name="channel-members"),
+    path("api/channels/<uuid:channel_id>/members/<uuid:user_id>", views.ChannelMemberView.as_view(), name="channel-member"),
     path("contents/channel/<uuid:channel_id>", views.LegacyChannelContentsView.as_view(), name="legacy-channel-contents"),
     path("api/contents", views.ContentCreateView.as_view(), name="content-create"),
     path("api/contents/status/batch", views.ContentStatusBatchView.as_view(), name="content-status-batch"),

@@ -83,6 +83,22 @@ class ChannelMembersView(APIView):
         return Response({"channel_id": channel.id, "added": added, "not_found": not_found(user_ids, added)})
 
 
+class ChannelMemberView(APIView):
+    @extend_schema(
+        request=None,
+        responses={204: None},
+        tags=["channels"],
+        description="The owner removes a member; their open SSE and WebSocket streams of the channel are closed.",
+    )
+    def delete(self, request: Request, channel_id, user_id) -> Response:  # type: ignore[no-untyped-def]
+        channel = selectors.channel_get(user=request.user, channel_id=channel_id)
+        if channel.owner_id != request.user.id:
+            raise PermissionDenied("Only the channel's owner can remove members.")
+        if not services.channel_remove_member(channel=channel, user_id=user_id):
+            raise Http404("That user is not a member of this channel.")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 def _content_filter(request: Request) -> str | None:
     query = ContentFilterSerializer(data=request.query_params)
     query.is_valid(raise_exception=True)

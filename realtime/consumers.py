@@ -126,6 +126,13 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             return
         await self._deliver(self.cursor.on_wakeup(message))
 
+    async def stream_revoke(self, message: dict[str, Any]) -> None:
+        """The user may no longer read the stream (type "stream.revoke")."""
+        if message.get("stream") == self.stream and message.get("user_id") == str(self.user.id):
+            await self._leave()
+            await self.send_error("forbidden", "You may no longer read this stream.")
+            await self.close(code=CLOSE_FORBIDDEN)
+
     async def _deliver(self, pending) -> None:  # type: ignore[no-untyped-def]
         try:
             deliveries = await pending

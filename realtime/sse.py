@@ -31,7 +31,7 @@ def resync_frame(latest: int, *, named: bool) -> str:
     return sse_frame(Delivery(latest, "resync", {"last_event_id": latest}), named=named)
 
 
-async def event_stream(stream: str, *, last_event_id: int | None, named: bool) -> AsyncIterator[str]:
+async def event_stream(stream: str, *, user_id: str, last_event_id: int | None, named: bool) -> AsyncIterator[str]:
     layer = get_channel_layer()
     channel = await layer.new_channel()
     group = group_name(stream)
@@ -63,6 +63,8 @@ async def event_stream(stream: str, *, last_event_id: int | None, named: bool) -
                     return
                 yield f": heartbeat {cursor.last_sent}\n\n"
                 continue
+            if message.get("type") == "stream.revoke" and message.get("user_id") == user_id:
+                return
             if message.get("type") != "stream.event":
                 continue
             try:
@@ -75,9 +77,9 @@ async def event_stream(stream: str, *, last_event_id: int | None, named: bool) -
         await layer.group_discard(group, channel)
 
 
-def sse_response(stream: str, *, last_event_id: int | None, named: bool) -> StreamingHttpResponse:
+def sse_response(stream: str, *, user_id: str, last_event_id: int | None, named: bool) -> StreamingHttpResponse:
     response = StreamingHttpResponse(
-        event_stream(stream, last_event_id=last_event_id, named=named), content_type="text/event-stream"
+        event_stream(stream, user_id=user_id, last_event_id=last_event_id, named=named), content_type="text/event-stream"
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"

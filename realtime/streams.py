@@ -61,6 +61,23 @@ def send_to_group(event: Event) -> None:
         logger.exception("Could not send event %s to its group; clients will replay it", event)
 
 
+def revoke_subscriber(stream: str, user_id: Any) -> None:
+    """After commit, tell every connection of `user_id` on `stream` to close: the user
+    may no longer read it. (Connections check access when they open; this covers
+    the ones already open.)"""
+
+    def send() -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        try:
+            async_to_sync(layer.group_send)(group_name(stream), {"type": "stream.revoke", "stream": stream, "user_id": str(user_id)})
+        except Exception:
+            logger.exception("Could not revoke %s on %s", user_id, stream)
+
+    transaction.on_commit(send)
+
+
 def current_seq(stream: str) -> int:
     """The stream's last committed event id (0 when it has none yet)."""
     return Stream.objects.filter(name=stream).values_list("last_seq", flat=True).first() or 0

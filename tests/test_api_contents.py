@@ -484,3 +484,14 @@ def test_the_schema_is_valid_openapi_without_warnings():
     from django.core.management import call_command
 
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null")
+
+
+def test_only_the_owner_removes_members_and_removal_ends_reading(client, channel):
+    member, other = make_user("member"), make_user("other")
+    ChannelMembership.objects.create(channel=channel, user=member)
+    ChannelMembership.objects.create(channel=channel, user=other)
+    assert api_client_for(other).delete(f"/api/channels/{channel.id}/members/{member.id}").status_code == 403
+
+    assert client.delete(f"/api/channels/{channel.id}/members/{member.id}").status_code == 204
+    assert api_client_for(member).get(f"/api/contents/channel/{channel.id}").status_code == 404
+    assert client.delete(f"/api/channels/{channel.id}/members/{member.id}").status_code == 404

@@ -377,3 +377,25 @@ def test_the_schema_describes_the_streams():
     assert {p["name"] for p in sse_op["parameters"]} >= {"channel_id", "named", "last_event_id", "Last-Event-ID", "ticket"}
     assert "/api/contents/{channel_id}/ws" in schema["paths"] and "/v1/ws" in schema["paths"]
     assert "ProblemDetails" in schema["components"]["schemas"]
+
+
+def test_removing_a_member_closes_their_open_streams(server, api, channel_id):
+    member = make_user("member")
+    api.post(f"/api/channels/{channel_id}/members", {"user_ids": [str(member.id)]}, format="json")
+    member_api = api_client_for(member)
+    with sse(server, f"/api/contents/{channel_id}/events", member_api) as response, \
+            ws_connect(server, f"/api/contents/{channel_id}/ws", member_api) as ws:
+        reader = SSEReader(response)
+        ws.send(json.dumps({"type": "subscribe", "channel_id": channel_id}))
+        receive(ws)
+
+        assert api.delete(f"/api/channels/{channel_id}/members/{member.id}").status_code == 204
+        submit(api, channel_id)
+
+        with pytest.raises(EOFError):
+            reader.next_event()
+        (error,) = receive(ws)
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert error["code"] == "forbidden"
+    assert closed.value.rcvd.code == 4403
