@@ -399,3 +399,18 @@ def test_removing_a_member_closes_their_open_streams(server, api, channel_id):
             ws.recv(timeout=10)
     assert error["code"] == "forbidden"
     assert closed.value.rcvd.code == 4403
+
+
+def test_connections_end_at_their_maximum_lifetime(api, channel_id):
+    short_lived = Daphne(REALTIME_MAX_CONNECTION_SECONDS="2")
+    try:
+        with sse(short_lived, f"/api/contents/{channel_id}/events", api) as response:
+            reader = SSEReader(response)
+            with pytest.raises(EOFError):
+                reader.next_event()
+        with ws_connect(short_lived, f"/api/contents/{channel_id}/ws", api) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=15)
+    finally:
+        short_lived.stop()
+    assert closed.value.rcvd.code == 4000
