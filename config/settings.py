@@ -66,6 +66,8 @@ INSTALLED_APPS = [
     "accounts",
     "realtime",
     "contents",
+    "videos",
+    "aijobs",
 ]
 
 MIDDLEWARE = [
@@ -116,9 +118,14 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_URL = "/media/"
-MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", "/tmp/aistatus-test-media" if TESTING else BASE_DIR / "media"))
+# STORAGE_BACKEND=s3 stores uploads in S3-compatible storage through django-storages
+# (configured by its AWS_* variables: AWS_STORAGE_BUCKET_NAME, AWS_S3_ENDPOINT_URL, ...).
+DEFAULT_FILE_STORAGE_BACKEND = (
+    "storages.backends.s3.S3Storage" if os.environ.get("STORAGE_BACKEND") == "s3" else "django.core.files.storage.FileSystemStorage"
+)
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": {"BACKEND": DEFAULT_FILE_STORAGE_BACKEND},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
@@ -267,6 +274,16 @@ REALTIME_REPLAY_LIMIT = env_int("REALTIME_REPLAY_LIMIT", 1000)
 # Connections are closed after this long so that authorisation is checked again.
 REALTIME_MAX_CONNECTION_SECONDS = env_int("REALTIME_MAX_CONNECTION_SECONDS", 3600)
 SSE_RETRY_MILLISECONDS = env_int("SSE_RETRY_MILLISECONDS", 3000)
+
+# Videos and AI jobs.
+VIDEO_MAX_UPLOAD_BYTES = env_int("VIDEO_MAX_UPLOAD_BYTES", 200 * 1024 * 1024)
+TRENDING_WINDOW_HOURS = env_int("TRENDING_WINDOW_HOURS", 24)
+POLL_INTERVAL_VIDEO_METADATA = env_int("POLL_INTERVAL_VIDEO_METADATA", 5)
+CREDITS_NEW_ACCOUNT_GRANT = env_int("CREDITS_NEW_ACCOUNT_GRANT", 100)
+AI_JOB_COSTS = {"glitch": env_int("AI_JOB_COST_GLITCH", 10), "remix": env_int("AI_JOB_COST_REMIX", 20)}
+AI_JOB_STALL_SECONDS = env_int("AI_JOB_STALL_SECONDS", 60)
+AI_JOB_TIMEOUT = env_int("AI_JOB_TIMEOUT", 1800)
+AI_JOB_MAX_FRAMES = env_int("AI_JOB_MAX_FRAMES", 36000)
 
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
 

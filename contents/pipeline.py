@@ -6,25 +6,22 @@ by the transition that leaves it, so running a stage twice is harmless.
 """
 
 import logging
-import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connections
-from django.utils import timezone
+from django.db import close_old_connections
 
 from contents.ai import AIProviderError, get_provider
 from contents.extract import StageFailed, gather_source
 from contents.models import ACTIVE_STAGES, Content, ProcessingStatus
 from contents.services import transition
+from core.heartbeat import keep_alive
 
 logger = logging.getLogger(__name__)
 Stage = ProcessingStatus
 
-HEARTBEAT_SECONDS = 10
 NEXT_STAGE = {Stage.UPLOADING: Stage.SUMMARIZING, Stage.SUMMARIZING: Stage.QA_GENERATING, Stage.QA_GENERATING: Stage.COMPLETED}
 STAGE_WORDS = {Stage.UPLOADING: "fetching the content", Stage.SUMMARIZING: "summarizing", Stage.QA_GENERATING: "generating questions"}
 
@@ -54,40 +51,14 @@ STAGES: dict[str, Callable[[Content], dict[str, Any]]] = {
 }
 
 
-@contextmanager
-def heartbeat(content: Content) -> Iterator[None]:
-    """Tell the sweep this stage is alive while it runs; stops when the worker dies."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        try:
-            while not stop.wait(HEARTBEAT_SECONDS):
-                Content.objects.filter(id=content.id, version=content.version, job_id=content.job_id).update(
-                    heartbeat_at=timezone.now()
-                )
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-{content.id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
 def run(content_id: uuid.UUID | str) -> str | None:
     """Advance the content through its remaining stages; returns the stage it ends in."""
     close_old_connections()
     content = Content.objects.filter(id=content_id).first()
     while content is not None and content.processing_status in ACTIVE_STAGES:
         stage = content.processing_status
-        Content.objects.filter(id=content.id, version=content.version, job_id=content.job_id).update(
-            heartbeat_at=timezone.now()
-        )
         try:
-            with heartbeat(content):
+            with keep_alive(Content, id=content.id, version=content.version, job_id=content.job_id):
                 changes = STAGES[stage](content)
         except (StageFailed, AIProviderError) as exc:
             transition(content, to=Stage.FAILED, error_message=str(exc))

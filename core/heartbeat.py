@@ -1,0 +1,36 @@
+"""Tell a sweep that long work is alive: a thread touches `heartbeat_at` on the row
+while the work runs, and stops with the worker (a SIGKILL stops it too)."""
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import connections
+from django.db.models import Model
+from django.utils import timezone
+
+HEARTBEAT_SECONDS = 10
+
+
+@contextmanager
+def keep_alive(model: type[Model], *, seconds: float = HEARTBEAT_SECONDS, **match: Any) -> Iterator[None]:
+    """While the block runs, set `heartbeat_at` on the rows matching `match` (the
+    match includes the run's fence, so a row handed to another run is left alone)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            model.objects.filter(**match).update(heartbeat_at=timezone.now())
+            while not stop.wait(seconds):
+                model.objects.filter(**match).update(heartbeat_at=timezone.now())
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{model.__name__}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
