@@ -118,6 +118,7 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_URL = "/media/"
+SERVE_MEDIA = env_bool("SERVE_MEDIA", DEBUG)
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", "/tmp/aistatus-test-media" if TESTING else BASE_DIR / "media"))
 # STORAGE_BACKEND=s3 stores uploads in S3-compatible storage through django-storages
 # (configured by its AWS_* variables: AWS_STORAGE_BUCKET_NAME, AWS_S3_ENDPOINT_URL, ...).
@@ -191,6 +192,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ContentStatusEnum": "contents.models.ContentStatus",
         "ProcessingStatusEnum": "contents.models.ProcessingStatus",
+        "AIJobStatusEnum": "aijobs.models.JobStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -1,5 +1,7 @@
+from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core.views import healthz
@@ -8,6 +10,8 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("contents.urls")),
     path("", include("realtime.urls")),
+    path("", include("videos.urls")),
+    path("", include("aijobs.urls")),
     path("healthz", healthz, name="healthz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
@@ -15,6 +19,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("django-rq/", include("django_rq.urls")),
 ]
+
+if settings.SERVE_MEDIA:
+    # Local storage served by the app itself (development, tests); production puts a CDN or S3 in front.
+    urlpatterns.append(re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}))
 
 handler400 = "core.errors.handler400"
 handler403 = "core.errors.handler403"

@@ -8,29 +8,16 @@ retry or a final state within CONTENT_STALL_SECONDS + CONTENT_SWEEP_INTERVAL.
 import logging
 from datetime import timedelta
 
-import django_rq
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
 
 from contents.models import ACTIVE_STAGES, Content, ProcessingStatus
 from contents.services import new_job_id, transition
+from core.queue import job_is_waiting
 
 logger = logging.getLogger(__name__)
-WAITING = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 BATCH = 200
-
-
-def job_is_waiting(job_id: str) -> bool:
-    """Still in the queue (not stalled, just waiting for a free worker)."""
-    if not job_id:
-        return False
-    try:
-        return Job.fetch(job_id, connection=django_rq.get_connection("default")).get_status() in WAITING
-    except NoSuchJobError:
-        return False
 
 
 def sweep_stalled(now=None) -> dict[str, int]:  # type: ignore[no-untyped-def]

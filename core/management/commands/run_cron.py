@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand
 from rq.cron import CronScheduler
 
 import django_rq
+from aijobs.tasks import sweep_stalled_jobs
 from contents.tasks import sweep_stalled_contents
 from realtime.tasks import prune_old_rows
 
@@ -13,6 +14,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         scheduler = CronScheduler(connection=django_rq.get_connection("default"), name="aistatus-cron")
         scheduler.register(sweep_stalled_contents, "default", interval=settings.CONTENT_SWEEP_INTERVAL, job_timeout=60)
+        scheduler.register(sweep_stalled_jobs, "default", interval=settings.CONTENT_SWEEP_INTERVAL, job_timeout=60)
         scheduler.register(prune_old_rows, "default", interval=3600, job_timeout=600)
         self.stdout.write(f"Sweeping stalled contents every {settings.CONTENT_SWEEP_INTERVAL} s.")
         scheduler.start()

@@ -1,0 +1,116 @@
+"""Thin views over aijobs.services and aijobs.selectors."""
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from aijobs import credits, selectors, services
+from aijobs.models import FINISHED
+from aijobs.serializers import (
+    AIJobCreateSerializer,
+    AIJobFilterSerializer,
+    AIJobPageSerializer,
+    AIJobSerializer,
+    BatchStatusRequestSerializer,
+    BatchStatusSerializer,
+    CreditsSerializer,
+)
+from core.batch import not_found
+from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from core.polling import poll_headers
+from videos.selectors import video_get
+
+
+class JobPagination(CursorPagination):
+    page_size = 20
+    max_page_size = 100
+    page_size_query_param = "page_size"
+    ordering = ("-created_at", "-id")
+
+    def get_paginated_response(self, data: Any) -> Response:
+        return Response({"results": data, "next": self.get_next_link()})
+
+
+class AIJobListCreateView(APIView):
+    @extend_schema(
+        request=AIJobCreateSerializer,
+        responses={202: AIJobSerializer},
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        tags=["ai-jobs"],
+        description="Queue a glitch or remix of a video. Answers 202 `queued`; credits are taken when a worker "
+        "starts it (a balance that cannot cover it ends the job `failed`, error \"Insufficient credits\", costing "
+        "nothing). Progress is pushed on `WS /v1/ws` as `ai_job_update`.",
+    )
+    def post(self, request: Request) -> Response:
+        def create() -> Response:
+            data = AIJobCreateSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            try:
+                video = video_get(video_id=data.validated_data["video_id"])
+            except Exception:
+                raise ValidationError({"video_id": ["No such video."]}) from None
+            job = services.job_create(owner=request.user, kind=data.validated_data["kind"], video=video, params=data.validated_data["params"])
+            job = selectors.job_get(user=request.user, job_id=job.id)
+            return Response(AIJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+        return idempotent(request, "aijobs.create", create)
+
+    @extend_schema(
+        operation_id="v1_ai_jobs_list",
+        parameters=[AIJobFilterSerializer, OpenApiParameter("cursor", str)],
+        responses={200: AIJobPageSerializer},
+        tags=["ai-jobs"],
+        description="Your jobs, newest first.",
+    )
+    def get(self, request: Request) -> Response:
+        query = AIJobFilterSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        paginator = JobPagination()
+        page = paginator.paginate_queryset(selectors.job_list(user=request.user, status=query.validated_data.get("status")), request, view=self)
+        return paginator.get_paginated_response(AIJobSerializer(page, many=True).data)
+
+
+class AIJobDetailView(APIView):
+    @extend_schema(responses={200: AIJobSerializer}, tags=["ai-jobs"])
+    def get(self, request: Request, job_id) -> Response:  # type: ignore[no-untyped-def]
+        return Response(AIJobSerializer(selectors.job_get(user=request.user, job_id=job_id)).data)
+
+
+class AIJobCancelView(APIView):
+    @extend_schema(
+        request=None, responses={200: AIJobSerializer}, tags=["ai-jobs"],
+        description="Cancel (idempotent). The job ends `failed` with error \"Cancelled\", refunded if it was charged; "
+        "a running job stops at its next progress check. A repeat answers the job as it is.",
+    )
+    def post(self, request: Request, job_id) -> Response:  # type: ignore[no-untyped-def]
+        job = services.job_cancel(selectors.job_get(user=request.user, job_id=job_id))
+        return Response(AIJobSerializer(selectors.job_get(user=request.user, job_id=job.id)).data)
+
+
+class AIJobBatchStatusView(APIView):
+    @extend_schema(
+        request=BatchStatusRequestSerializer, responses={200: BatchStatusSerializer}, tags=["ai-jobs"],
+        description="Status of up to 100 of your jobs in one query; others' and unknown ids are in `not_found`. "
+        "Sends `X-Poll-Interval`.",
+    )
+    def post(self, request: Request) -> Response:
+        data = BatchStatusRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        ids = data.validated_data["job_ids"]
+        jobs = selectors.job_statuses(user=request.user, job_ids=ids)
+        active = any(job["status"] not in FINISHED for job in jobs.values())
+        body = {"jobs": jobs, "not_found": not_found(ids, (i for i in ids if str(i) in jobs))}
+        return Response(body, headers=poll_headers(active))
+
+
+class CreditsView(APIView):
+    @extend_schema(responses={200: CreditsSerializer}, tags=["ai-jobs"])
+    def get(self, request: Request) -> Response:
+        return Response({"balance": credits.balance(request.user), "costs": settings.AI_JOB_COSTS})

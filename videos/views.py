@@ -1,0 +1,169 @@
+"""Thin views over videos.services and videos.selectors."""
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import AllowAny, IsAuthenticatedOrReadOnly
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.authentication import BearerTokenAuthentication, ReadOnlySessionAuthentication
+from core.batch import not_found
+from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from videos import selectors, services
+from videos.serializers import (
+    BatchMetadataRequestSerializer,
+    BatchMetadataSerializer,
+    CommentCreateSerializer,
+    CommentPageSerializer,
+    CommentSerializer,
+    LikeSerializer,
+    VideoListSerializer,
+    VideoPageSerializer,
+    VideoSerializer,
+    VideoUploadSerializer,
+)
+
+
+class NewestFirst(CursorPagination):
+    page_size = 20
+    max_page_size = 100
+    page_size_query_param = "page_size"
+    ordering = ("-created_at", "-id")
+
+    def get_paginated_response(self, data: Any) -> Response:
+        return Response({"results": data, "next": self.get_next_link()})
+
+
+class VideoCreateView(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={"multipart/form-data": VideoUploadSerializer},
+        responses={201: VideoSerializer},
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        tags=["videos"],
+        description="Upload a video (multipart `file`, `title`, optional `remix_of`). The file is decoded to check "
+        "it is a video; anything else is a 400 and nothing is stored.",
+    )
+    def post(self, request: Request) -> Response:
+        def create() -> Response:
+            data = VideoUploadSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            remix_of = None
+            if data.validated_data.get("remix_of"):
+                try:
+                    remix_of = selectors.video_get(video_id=data.validated_data["remix_of"])
+                except Exception:
+                    raise ValidationError({"remix_of": ["No such video."]}) from None
+            try:
+                video = services.video_upload(
+                    owner=request.user, file=data.validated_data["file"], title=data.validated_data["title"], remix_of=remix_of
+                )
+            except services.UploadRejected as rejected:
+                raise ValidationError({rejected.field: [rejected.detail]}) from None
+            return Response(VideoSerializer(video).data, status=status.HTTP_201_CREATED)
+
+        return idempotent(request, "videos.create", create)
+
+
+class VideoDetailView(APIView):
+    permission_classes = [IsAuthenticatedOrReadOnly]
+
+    @extend_schema(responses={200: VideoSerializer}, tags=["videos"])
+    def get(self, request: Request, video_id) -> Response:  # type: ignore[no-untyped-def]
+        return Response(VideoSerializer(selectors.video_get(video_id=video_id)).data)
+
+
+class VideoFeedView(APIView):
+    permission_classes = [IsAuthenticatedOrReadOnly]
+
+    @extend_schema(
+        responses={200: VideoPageSerializer},
+        parameters=[OpenApiParameter("cursor", str), OpenApiParameter("page_size", int, description="20 by default, at most 100.")],
+        tags=["videos"],
+        description="Videos, newest first, cursor-paginated.",
+    )
+    def get(self, request: Request) -> Response:
+        paginator = NewestFirst()
+        page = paginator.paginate_queryset(selectors.video_feed(), request, view=self)
+        return paginator.get_paginated_response(VideoSerializer(page, many=True).data)
+
+
+class VideoTrendingView(APIView):
+    permission_classes = [IsAuthenticatedOrReadOnly]
+
+    @extend_schema(responses={200: VideoListSerializer}, tags=["videos"],
+                   description="The most viewed videos of the recent window (24 h by default); a view shows within 15 s.")
+    def get(self, request: Request) -> Response:
+        return Response({"results": VideoSerializer(selectors.video_trending(), many=True).data})
+
+
+class VideoViewView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = [BearerTokenAuthentication, ReadOnlySessionAuthentication]
+
+    @extend_schema(request=None, responses={204: None}, tags=["videos"])
+    def post(self, request: Request, video_id) -> Response:  # type: ignore[no-untyped-def]
+        services.video_view(video=selectors.video_get(video_id=video_id), user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class VideoLikeView(APIView):
+    @extend_schema(request=None, responses={200: LikeSerializer}, tags=["videos"], description="Like once; repeating changes nothing.")
+    def post(self, request: Request, video_id) -> Response:  # type: ignore[no-untyped-def]
+        video = selectors.video_get(video_id=video_id)
+        services.video_like(video=video, user=request.user)
+        video.refresh_from_db(fields=["like_count"])
+        return Response({"liked": True, "like_count": video.like_count})
+
+    @extend_schema(request=None, responses={200: LikeSerializer}, tags=["videos"])
+    def delete(self, request: Request, video_id) -> Response:  # type: ignore[no-untyped-def]
+        video = selectors.video_get(video_id=video_id)
+        services.video_unlike(video=video, user=request.user)
+        video.refresh_from_db(fields=["like_count"])
+        return Response({"liked": False, "like_count": video.like_count})
+
+
+class VideoCommentsView(APIView):
+    permission_classes = [IsAuthenticatedOrReadOnly]
+
+    @extend_schema(request=CommentCreateSerializer, responses={201: CommentSerializer}, tags=["videos"])
+    def post(self, request: Request, video_id) -> Response:  # type: ignore[no-untyped-def]
+        data = CommentCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        comment = services.video_comment(video=selectors.video_get(video_id=video_id), user=request.user, text=data.validated_data["text"])
+        return Response(CommentSerializer(comment).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: CommentPageSerializer}, parameters=[OpenApiParameter("cursor", str)], tags=["videos"])
+    def get(self, request: Request, video_id) -> Response:  # type: ignore[no-untyped-def]
+        paginator = NewestFirst()
+        comments = selectors.comment_list(video=selectors.video_get(video_id=video_id))
+        page = paginator.paginate_queryset(comments, request, view=self)
+        return paginator.get_paginated_response(CommentSerializer(page, many=True).data)
+
+
+class VideoBatchMetadataView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = [BearerTokenAuthentication, ReadOnlySessionAuthentication]
+
+    @extend_schema(
+        request=BatchMetadataRequestSerializer,
+        responses={200: BatchMetadataSerializer},
+        tags=["videos"],
+        description="Exact counters of up to 100 videos in one query. A read: answers anonymous callers and "
+        "session-cookie callers without a CSRF token. Sends `X-Poll-Interval`.",
+    )
+    def post(self, request: Request) -> Response:
+        data = BatchMetadataRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        ids = data.validated_data["video_ids"]
+        videos = selectors.video_metadata(video_ids=ids)
+        body = {"videos": videos, "not_found": not_found(ids, (i for i in ids if str(i) in videos))}
+        return Response(body, headers={"X-Poll-Interval": str(settings.POLL_INTERVAL_VIDEO_METADATA)})
