@@ -40,7 +40,6 @@ def _frames(source: IO[bytes]) -> tuple[Any, Any, int, Fraction]:
     if not container.streams.video:
         raise RenderError("The source has no video stream.")
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
     rate = stream.average_rate or Fraction(25, 1)
     total = stream.frames
     if not total:

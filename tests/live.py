@@ -20,7 +20,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_process_env(**extra: str) -> dict[str, str]:
+def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment a subprocess needs to use the test database and Redis."""
     db = connection.settings_dict
     return {
@@ -36,14 +36,14 @@ def run_burst_worker_process() -> None:
     event loop (Playwright), where Django's connection handling is context-local."""
     subprocess.run(
         [sys.executable, "manage.py", "rqworker", "default", "--burst", "--worker-class", "config.rq.DjangoWorker"],
-        cwd=ROOT, env=test_process_env(), check=True, capture_output=True, timeout=120,
+        cwd=ROOT, env=subprocess_env(), check=True, capture_output=True, timeout=120,
     )
 
 
 class Daphne:
     def __init__(self, **extra_env: str) -> None:
         self.port = free_port()
-        env = test_process_env(REALTIME_HEARTBEAT_SECONDS="1", **extra_env)
+        env = subprocess_env(REALTIME_HEARTBEAT_SECONDS="1", **extra_env)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
