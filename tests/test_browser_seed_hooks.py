@@ -1,17 +1,39 @@
 """The seed's own client code, in real headless Chromium, against a running server."""
 
+import threading
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
 
+from django.core.files.uploadedfile import SimpleUploadedFile
+
 from contents.services import channel_create, content_submit
 from tests.conftest import make_user
 from tests.live import Daphne, run_burst_worker_process
+from tests.media import make_video
+from videos.services import video_like, video_upload, video_view
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SEED_HOOKS = (Path(__file__).parent / "browser" / "seed_content_hooks.js").read_text()
+SEED_BATCH_CLIENTS = (Path(__file__).parent / "browser" / "seed_batch_clients.js").read_text()
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+
+def in_own_thread(work) -> None:  # type: ignore[no-untyped-def]
+    """Database work while Playwright's loop runs in this thread: in a plain thread,
+    whose connection is closed afterwards (not left to the loop's context)."""
+    from django.db import connection
+
+    def run() -> None:
+        try:
+            work()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
 
 
 @pytest.fixture
@@ -22,7 +44,8 @@ def browser_page(monkeypatch):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page()
-        page.on("console", lambda message: print("browser:", message.text))
+        page.console_messages = []
+        page.on("console", lambda message: page.console_messages.append(message.text))
         yield page
         browser.close()
 
@@ -75,7 +98,9 @@ def test_the_seeds_sse_and_websocket_hooks_see_a_content_complete(submitted, ser
 
             window.wsMessages = [];
             socket.addEventListener('message', (event) => wsMessages.push(JSON.parse(event.data)));
-            await new Promise((resolve) => { eventSource.onopen = resolve; });
+            if (eventSource.readyState !== EventSource.OPEN) {
+                await new Promise((resolve) => eventSource.addEventListener('open', resolve, { once: true }));
+            }
         }""",
         {"channelId": str(channel.id), "spoofedUserId": "00000000-0000-0000-0000-000000000000"},
     )
@@ -99,3 +124,65 @@ def test_the_seeds_sse_and_websocket_hooks_see_a_content_complete(submitted, ser
     assert (ws_content["status"], ws_content["processing_status"]) == ("complete", "completed")
     assert ws_content["ai_gen_metadata"]["qa_list"], "refetched after processing_complete"
     assert ws_types == ["subscribed", "content_status_update", "content_status_update", "processing_complete"]
+
+
+@pytest.fixture
+def studio():
+    """A user with a video, made before the browser starts."""
+    owner = make_user("studio")
+    video = video_upload(owner=owner, file=SimpleUploadedFile("clip.mp4", make_video(seconds=1)), title="Clip")
+    return owner, video
+
+
+def test_the_seeds_job_monitor_and_metadata_updater_work_unchanged(studio, server, browser_page):
+    owner, video = studio
+    page = browser_page
+    page.goto(server.url("/healthz"))
+    page.add_script_tag(content=SEED_BATCH_CLIENTS)
+    job_id = page.evaluate(
+        """async ({username, password, videoId}) => {
+            // What the studio and feed pages do around the seed's classes.
+            const login = await fetch('/v1/auth/token', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                                         body: JSON.stringify({username, password})});
+            window.token = (await login.json()).token;
+            const startAIJob = async () => (await fetch('/v1/ai/jobs', {
+                method: 'POST', headers: {'Authorization': `Bearer ${token}`, 'Content-Type': 'application/json'},
+                body: JSON.stringify({kind: 'glitch', video_id: videoId, params: {}})})).json();
+            const loadFeed = async () => (await (await fetch('/v1/videos/feed')).json()).results;
+
+            const monitor = new AIJobMonitor();
+            const job = await startAIJob();
+            monitor.addJob(job.job_id);
+
+            const videos = await loadFeed();
+            document.body.innerHTML = videos.map((v) =>
+                `<div data-video-id="${v.id}"><span class="view-count">${v.view_count}</span>` +
+                `<span class="like-count">${v.like_count}</span></div>`).join('');
+            const updater = new VideoMetadataUpdater();
+            updater.trackVideos(videos);
+            return job.job_id;
+        }""",
+        {"username": "studio", "password": "pw-studio", "videoId": str(video.id)},
+    )
+
+    run_burst_worker_process()
+    completed = f"Job {job_id} completed: "
+    # The monitor polls every 2 s and reports through console.log, as the seed wrote it.
+    for _ in range(80):
+        if any(message.startswith(completed) for message in page.console_messages):
+            break
+        page.wait_for_timeout(250)
+    result_line = next((m for m in page.console_messages if m.startswith(completed)), None)
+    assert result_line is not None, page.console_messages
+    assert result_line.endswith(".mp4")
+    assert page.evaluate("(async (url) => (await fetch(url)).status)", result_line.removeprefix(completed)) == 200
+
+    def react_to_the_video() -> None:
+        for viewer in (make_user(), make_user(), make_user()):
+            video_view(video=video, user=viewer)
+        video_like(video=video, user=owner)
+
+    in_own_thread(react_to_the_video)
+    card = f'[data-video-id="{video.id}"]'
+    page.wait_for_function(f"document.querySelector('{card} .view-count').textContent === '3'", timeout=15000)
+    assert page.text_content(f"{card} .like-count") == "1"
