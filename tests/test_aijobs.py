@@ -257,3 +257,17 @@ def test_a_retried_create_with_the_same_key_queues_one_job(owner, video):
 
 def test_new_accounts_start_with_the_grant(owner):
     assert api_client_for(owner).get("/v1/credits").json() == {"balance": 100, "costs": {"glitch": 10, "remix": 20}}
+
+
+def test_staff_add_credits_in_the_admin(owner):
+    from django.test import Client
+
+    staff = make_user("staff", is_staff=True, is_superuser=True)
+    admin = Client()
+    admin.force_login(staff)
+    assert credits.balance(owner) == 100
+    response = admin.post("/admin/aijobs/creditentry/add/", {"user": str(owner.id), "amount": "50", "reason": "Support gesture"})
+    assert response.status_code == 302
+    assert credits.balance(owner) == 150
+    entry = owner.credit_entries.get(reason="Support gesture")
+    assert (entry.amount, entry.created_by) == (50, staff)

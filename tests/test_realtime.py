@@ -414,3 +414,22 @@ def test_connections_end_at_their_maximum_lifetime(api, channel_id):
     finally:
         short_lived.stop()
     assert closed.value.rcvd.code == 4000
+
+
+def test_an_ai_job_update_reaches_its_owner_on_v1_ws(server, owner):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.media import make_video
+    from videos.services import video_upload
+
+    video = video_upload(owner=owner, file=SimpleUploadedFile("v.mp4", make_video(seconds=1)), title="v")
+    client = api_client_for(owner)
+    with ws_connect(server, "/v1/ws", client) as ws:
+        ws.send(json.dumps({"type": "subscribe"}))
+        receive(ws)
+        job = client.post("/v1/ai/jobs", {"kind": "glitch", "video_id": str(video.id)}, format="json").json()
+        client.post(f"/v1/ai/jobs/{job['id']}/cancel")
+        queued, cancelled = receive(ws, 2)
+    assert queued["type"] == "ai_job_update"
+    assert queued["data"] == {"id": job["id"], "status": "queued", "progress": 0, "result_url": None, "error": None, "version": 1}
+    assert (cancelled["data"]["status"], cancelled["data"]["error"]) == ("failed", "Cancelled")
