@@ -14,6 +14,8 @@ from django.utils import timezone
 
 from aijobs import credits
 from aijobs.models import CANCELLED, FINISHED, INSUFFICIENT_CREDITS, AIJob, JobStatus
+from notifications.models import NotificationType
+from notifications.services import notify
 from realtime.streams import publish, user_stream
 from videos.models import Video
 from videos.services import video_count_ai_result
@@ -88,6 +90,13 @@ def transition(
             credits.add(user=job.owner, amount=job.cost, reason=f"Refund: {job.kind} job failed ({job.error})", job=job)
         if to == JobStatus.COMPLETED:
             video_count_ai_result(video_id=job.video_id, kind=job.kind)
+        if to in FINISHED:
+            notify(
+                recipient_id=job.owner_id, actor_id=None,
+                type=NotificationType.AI_JOB_COMPLETED if to == JobStatus.COMPLETED else NotificationType.AI_JOB_FAILED,
+                data={"job_id": str(job.id), "kind": job.kind, "video_id": str(job.video_id),
+                      "result_url": result_url(job), "error": job.error or None},
+            )
         publish(user_stream(job.owner_id), AI_JOB_UPDATE, event_payload(job))
     return job
 

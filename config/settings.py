@@ -68,6 +68,8 @@ INSTALLED_APPS = [
     "contents",
     "videos",
     "aijobs",
+    "notifications",
+    "moderation",
 ]
 
 MIDDLEWARE = [
@@ -286,6 +288,9 @@ AI_JOB_COSTS = {"glitch": env_int("AI_JOB_COST_GLITCH", 10), "remix": env_int("A
 AI_JOB_STALL_SECONDS = env_int("AI_JOB_STALL_SECONDS", 60)
 AI_JOB_TIMEOUT = env_int("AI_JOB_TIMEOUT", 1800)
 AI_JOB_MAX_FRAMES = env_int("AI_JOB_MAX_FRAMES", 36000)
+
+# Moderation: deleted videos' files are removed from storage after this grace period.
+MODERATION_FILE_GRACE_HOURS = env_int("MODERATION_FILE_GRACE_HOURS", 24)
 
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
 

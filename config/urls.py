@@ -12,6 +12,8 @@ urlpatterns = [
     path("", include("realtime.urls")),
     path("", include("videos.urls")),
     path("", include("aijobs.urls")),
+    path("", include("notifications.urls")),
+    path("", include("moderation.urls")),
     path("healthz", healthz, name="healthz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

@@ -18,6 +18,8 @@ from contents.models import (
     ProcessingStatus,
     StageRun,
 )
+from notifications.models import NotificationType
+from notifications.services import notify
 from realtime.streams import channel_stream, publish, revoke_subscriber
 
 Stage = ProcessingStatus
@@ -122,6 +124,13 @@ def transition(
             setattr(content, field, value)
         content.version += 1
         publish(channel_stream(content.channel_id), event_type_for(to), event_payload(content))
+        if to in (Stage.COMPLETED, Stage.FAILED):
+            notify(
+                recipient_id=content.provider_id, actor_id=None,
+                type=NotificationType.CONTENT_COMPLETE if to == Stage.COMPLETED else NotificationType.CONTENT_ERROR,
+                data={"content_id": str(content.id), "channel_id": str(content.channel_id), "title": content.title,
+                      "error_message": content.error_message or None},
+            )
     return content
 
 

@@ -8,6 +8,7 @@ from django.db.models import Count
 from django.http import Http404
 from django.utils import timezone
 
+from moderation.models import Block
 from videos.models import Comment, Video, View
 
 COUNTER_FIELDS = ("view_count", "like_count", "comment_count", "remix_count", "glitch_count")
@@ -22,8 +23,15 @@ def video_get(*, video_id: uuid.UUID) -> Video:
     return video
 
 
-def video_feed() -> Any:
-    return Video.objects.visible().order_by("-created_at", "-id")
+def without_blocked(videos: Any, viewer: Any) -> Any:
+    """Leave out videos by users the viewer has blocked."""
+    if not viewer.is_authenticated:
+        return videos
+    return videos.exclude(owner__in=Block.objects.filter(blocker=viewer).values("blocked"))
+
+
+def video_feed(*, viewer: Any) -> Any:
+    return without_blocked(Video.objects.visible(), viewer).order_by("-created_at", "-id")
 
 
 def video_metadata(*, video_ids: list[uuid.UUID]) -> dict[str, dict[str, int]]:
@@ -49,11 +57,15 @@ def trending_ids() -> list[str]:
     return ids
 
 
-def video_trending() -> list[Video]:
+def video_trending(*, viewer: Any) -> list[Video]:
     ids = trending_ids()
-    by_id = {str(v.id): v for v in Video.objects.visible().filter(id__in=ids)}
+    by_id = {str(v.id): v for v in without_blocked(Video.objects.visible().filter(id__in=ids), viewer)}
     return [by_id[i] for i in ids if i in by_id]
 
 
-def comment_list(*, video: Video) -> Any:
-    return Comment.objects.filter(video=video).order_by("-created_at", "-id")
+def comment_list(*, video: Video, viewer: Any) -> Any:
+    """The video's comments, without those of users the viewer has blocked."""
+    comments = Comment.objects.filter(video=video)
+    if viewer.is_authenticated:
+        comments = comments.exclude(user__in=Block.objects.filter(blocker=viewer).values("blocked"))
+    return comments.order_by("-created_at", "-id")

@@ -10,6 +10,8 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
+from notifications.models import NotificationType
+from notifications.services import notify
 from videos.media import NotAVideo, probe
 from videos.models import Comment, Like, Video, View
 
@@ -41,6 +43,10 @@ def video_upload(*, owner: Any, file: UploadedFile, title: str, remix_of: Video 
             video.save(force_insert=True)
             if remix_of is not None:
                 Video.objects.filter(id=remix_of.id).update(remix_count=F("remix_count") + 1)
+                notify(
+                    recipient_id=remix_of.owner_id, actor_id=owner.id, type=NotificationType.REMIX,
+                    data={"video_id": str(remix_of.id), "remix_id": str(video.id), "title": title},
+                )
     except Exception:
         video.file.delete(save=False)
         video.thumbnail.delete(save=False)
@@ -63,6 +69,10 @@ def video_like(*, video: Video, user: Any) -> bool:
         except IntegrityError:
             return False
         Video.objects.filter(id=video.id).update(like_count=F("like_count") + 1)
+        notify(
+            recipient_id=video.owner_id, actor_id=user.id, type=NotificationType.LIKE,
+            data={"video_id": str(video.id), "title": video.title}, group_key=f"like:{video.id}",
+        )
     return True
 
 
@@ -78,6 +88,10 @@ def video_comment(*, video: Video, user: Any, text: str) -> Comment:
     with transaction.atomic():
         comment = Comment.objects.create(video=video, user=user, text=text)
         Video.objects.filter(id=video.id).update(comment_count=F("comment_count") + 1)
+        notify(
+            recipient_id=video.owner_id, actor_id=user.id, type=NotificationType.COMMENT,
+            data={"video_id": str(video.id), "comment_id": str(comment.id), "text": text[:140]},
+        )
     return comment
 
 

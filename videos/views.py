@@ -92,7 +92,7 @@ class VideoFeedView(APIView):
     )
     def get(self, request: Request) -> Response:
         paginator = NewestFirst()
-        page = paginator.paginate_queryset(selectors.video_feed(), request, view=self)
+        page = paginator.paginate_queryset(selectors.video_feed(viewer=request.user), request, view=self)
         return paginator.get_paginated_response(VideoSerializer(page, many=True).data)
 
 
@@ -102,7 +102,7 @@ class VideoTrendingView(APIView):
     @extend_schema(responses={200: VideoListSerializer}, tags=["videos"],
                    description="The most viewed videos of the recent window (24 h by default); a view shows within 15 s.")
     def get(self, request: Request) -> Response:
-        return Response({"results": VideoSerializer(selectors.video_trending(), many=True).data})
+        return Response({"results": VideoSerializer(selectors.video_trending(viewer=request.user), many=True).data})
 
 
 class VideoViewView(APIView):
@@ -144,7 +144,7 @@ class VideoCommentsView(APIView):
     @extend_schema(responses={200: CommentPageSerializer}, parameters=[OpenApiParameter("cursor", str)], tags=["videos"])
     def get(self, request: Request, video_id) -> Response:  # type: ignore[no-untyped-def]
         paginator = NewestFirst()
-        comments = selectors.comment_list(video=selectors.video_get(video_id=video_id))
+        comments = selectors.comment_list(video=selectors.video_get(video_id=video_id), viewer=request.user)
         page = paginator.paginate_queryset(comments, request, view=self)
         return paginator.get_paginated_response(CommentSerializer(page, many=True).data)
 

@@ -1,0 +1,76 @@
+"""Admin actions that ask for something first (an intermediate page), then call the
+moderation services: batch delete of videos with a reason, block of users on
+behalf of a user or site-wide (suspension)."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.auth import get_user_model
+from django.template.response import TemplateResponse
+
+from moderation import services
+
+
+class DeleteReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
+
+
+class BlockForm(forms.Form):
+    SITE_WIDE = "site"
+    ON_BEHALF = "user"
+    scope = forms.ChoiceField(
+        choices=[(ON_BEHALF, "On behalf of a user (they stop seeing these users)"), (SITE_WIDE, "Site-wide: suspend these users")],
+        widget=forms.RadioSelect,
+    )
+    on_behalf_of = forms.CharField(required=False, help_text="Username of the user who blocks them.")
+    reason = forms.CharField(required=False, max_length=2000)
+
+    def clean(self):  # type: ignore[no-untyped-def]
+        cleaned = super().clean()
+        if cleaned.get("scope") == self.ON_BEHALF:
+            username = cleaned.get("on_behalf_of", "").strip()
+            user = get_user_model().objects.filter(username=username).first()
+            if user is None:
+                self.add_error("on_behalf_of", "No user with that username.")
+            cleaned["blocker"] = user
+        return cleaned
+
+
+def _intermediate(modeladmin, request, queryset, form, title, action):  # type: ignore[no-untyped-def]
+    return TemplateResponse(request, "admin/moderation/confirm_action.html", {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "form": form,
+        "objects": queryset[:100],
+        "count": queryset.count(),
+        "action": action,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "opts": modeladmin.model._meta,
+    })
+
+
+@admin.action(description="Delete selected videos (with reason)")
+def delete_videos_with_reason(modeladmin, request, queryset):  # type: ignore[no-untyped-def]
+    form = DeleteReasonForm(request.POST if "apply" in request.POST else None)
+    if form.is_valid():
+        deleted = services.videos_delete(video_ids=list(queryset.values_list("id", flat=True)), reason=form.cleaned_data["reason"], by=request.user)
+        modeladmin.message_user(request, f"Deleted {len(deleted)} videos. Their files are removed after the grace period.", messages.SUCCESS)
+        return None
+    return _intermediate(modeladmin, request, queryset, form, "Why are these videos deleted?", "delete_videos_with_reason")
+
+
+@admin.action(description="Block selected users")
+def block_users(modeladmin, request, queryset):  # type: ignore[no-untyped-def]
+    form = BlockForm(request.POST if "apply" in request.POST else None)
+    if form.is_valid():
+        users = list(queryset)
+        if form.cleaned_data["scope"] == BlockForm.SITE_WIDE:
+            count = services.suspend_users(users=users, by=request.user, reason=form.cleaned_data.get("reason", ""))
+            modeladmin.message_user(request, f"Suspended {count} users: they cannot log in and their tokens are revoked.", messages.SUCCESS)
+        else:
+            blocker = form.cleaned_data["blocker"]
+            blocked = services.block_users(blocker=blocker, user_ids=[u.id for u in users])
+            modeladmin.message_user(request, f"{blocker.username} now blocks {len(blocked)} users.", messages.SUCCESS)
+        return None
+    return _intermediate(modeladmin, request, queryset, form, "Block these users", "block_users")

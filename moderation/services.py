@@ -1,0 +1,64 @@
+"""Blocks, suspensions and moderation deletes."""
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+from knox.models import AuthToken
+
+from moderation.models import Block, Suspension, VideoDeletion
+from videos.models import Video
+
+
+def block_users(*, blocker: Any, user_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Block the listed users who exist (idempotent); returns them."""
+    existing = list(get_user_model().objects.filter(id__in=user_ids).exclude(id=blocker.id).values_list("id", flat=True))
+    Block.objects.bulk_create([Block(blocker=blocker, blocked_id=uid) for uid in existing], ignore_conflicts=True)
+    return existing
+
+
+def unblock_user(*, blocker: Any, user_id: uuid.UUID) -> bool:
+    deleted, _ = Block.objects.filter(blocker=blocker, blocked_id=user_id).delete()
+    return bool(deleted)
+
+
+def suspend_users(*, users: list[Any], by: Any, reason: str = "") -> int:
+    """Site-wide: they cannot log in, their tokens are revoked."""
+    with transaction.atomic():
+        ids = [u.id for u in users if u.id != by.id]
+        get_user_model().objects.filter(id__in=ids).update(is_active=False)
+        AuthToken.objects.filter(user_id__in=ids).delete()
+        Suspension.objects.bulk_create([Suspension(user_id=i, reason=reason, suspended_by=by) for i in ids], ignore_conflicts=True)
+    return len(ids)
+
+
+def videos_delete(*, video_ids: list[uuid.UUID], reason: str, by: Any) -> list[uuid.UUID]:
+    """Hide the listed visible videos from every read path now, with an audit record;
+    their files go after MODERATION_FILE_GRACE_HOURS (purge_deleted_video_files)."""
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(Video.objects.visible().filter(id__in=video_ids).select_for_update().values_list("id", flat=True))
+        Video.objects.filter(id__in=ids).update(deleted_at=now)
+        VideoDeletion.objects.bulk_create([VideoDeletion(video_id=i, reason=reason, deleted_by=by) for i in ids])
+    return ids
+
+
+def purge_deleted_video_files(now=None) -> int:  # type: ignore[no-untyped-def]
+    """Remove from storage the files of videos deleted longer ago than the grace period."""
+    now = now or timezone.now()
+    due = VideoDeletion.objects.select_related("video").filter(
+        files_removed_at__isnull=True, deleted_at__lte=now - timedelta(hours=settings.MODERATION_FILE_GRACE_HOURS)
+    )[:500]
+    purged = 0
+    for deletion in due:
+        video = deletion.video
+        for field in (video.file, video.thumbnail):
+            if field:
+                field.storage.delete(field.name)
+        VideoDeletion.objects.filter(id=deletion.id).update(files_removed_at=now)
+        purged += 1
+    return purged

@@ -1,0 +1,76 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from django.http import Http404
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.batch import not_found
+from moderation import services
+from moderation.models import Block
+from moderation.serializers import (
+    BatchBlockRequestSerializer,
+    BatchBlockSerializer,
+    BatchDeleteRequestSerializer,
+    BatchDeleteSerializer,
+    BlockPageSerializer,
+    BlockSerializer,
+)
+
+
+class BatchDeleteVideosView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        request=BatchDeleteRequestSerializer, responses={200: BatchDeleteSerializer}, tags=["moderation"],
+        description="Staff only. The videos disappear for everyone at once; the reason and who acted are kept; "
+        "their files are removed from storage after the grace period.",
+    )
+    def post(self, request: Request) -> Response:
+        data = BatchDeleteRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        ids = data.validated_data["video_ids"]
+        deleted = services.videos_delete(video_ids=ids, reason=data.validated_data["reason"], by=request.user)
+        return Response({"deleted_count": len(deleted), "deleted": deleted, "not_found": not_found(ids, deleted)})
+
+
+class BatchBlockView(APIView):
+    @extend_schema(request=BatchBlockRequestSerializer, responses={200: BatchBlockSerializer}, tags=["moderation"],
+                   description="Block users (idempotent). You cannot block yourself.")
+    def post(self, request: Request) -> Response:
+        data = BatchBlockRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        ids = data.validated_data["user_ids"]
+        if request.user.id in ids:
+            raise ValidationError({"user_ids": [f"'{request.user.id}' is you; you cannot block yourself."]})
+        blocked = services.block_users(blocker=request.user, user_ids=ids)
+        return Response({"blocked": blocked, "not_found": not_found(ids, blocked)})
+
+
+class BlockPagination(CursorPagination):
+    page_size = 50
+    max_page_size = 100
+    page_size_query_param = "page_size"
+    ordering = ("-created_at", "-id")
+
+    def get_paginated_response(self, data):  # type: ignore[no-untyped-def]
+        return Response({"results": data, "next": self.get_next_link()})
+
+
+class BlockListView(APIView):
+    @extend_schema(responses={200: BlockPageSerializer}, parameters=[OpenApiParameter("cursor", str)], tags=["moderation"])
+    def get(self, request: Request) -> Response:
+        paginator = BlockPagination()
+        page = paginator.paginate_queryset(Block.objects.filter(blocker=request.user).select_related("blocked"), request, view=self)
+        return paginator.get_paginated_response(BlockSerializer(page, many=True).data)
+
+
+class BlockDetailView(APIView):
+    @extend_schema(request=None, responses={204: None}, tags=["moderation"])
+    def delete(self, request: Request, user_id) -> Response:  # type: ignore[no-untyped-def]
+        if not services.unblock_user(blocker=request.user, user_id=user_id):
+            raise Http404("You do not block that user.")
+        return Response(status=status.HTTP_204_NO_CONTENT)

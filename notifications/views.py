@@ -1,0 +1,69 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.batch import not_found
+from notifications.models import Notification
+from notifications.serializers import (
+    MarkReadRequestSerializer,
+    MarkReadSerializer,
+    NotificationFilterSerializer,
+    NotificationPageSerializer,
+    NotificationSerializer,
+)
+from notifications.services import mark_read, unread_count
+
+
+class NewestFirst(CursorPagination):
+    page_size = 20
+    max_page_size = 100
+    page_size_query_param = "page_size"
+    ordering = ("-created_at", "-id")
+
+
+class NotificationListView(APIView):
+    @extend_schema(
+        parameters=[NotificationFilterSerializer, OpenApiParameter("cursor", str)],
+        responses={200: NotificationPageSerializer},
+        tags=["notifications"],
+        description="Your notifications, newest first, cursor-paginated, with your unread count. New ones and "
+        "changes of the unread count are pushed on `WS /v1/ws` as `notification`.",
+    )
+    def get(self, request: Request) -> Response:
+        query = NotificationFilterSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        notifications = Notification.objects.filter(recipient=request.user)
+        if query.validated_data.get("unread") is True:
+            notifications = notifications.filter(is_read=False)
+        paginator = NewestFirst()
+        page = paginator.paginate_queryset(notifications, request, view=self)
+        return Response({
+            "results": NotificationSerializer(page, many=True).data,
+            "next": paginator.get_next_link(),
+            "unread_count": unread_count(request.user.id),
+        })
+
+
+class BatchMarkReadView(APIView):
+    @extend_schema(
+        request=MarkReadRequestSerializer,
+        responses={200: MarkReadSerializer},
+        tags=["notifications"],
+        description="Mark your notifications read in one UPDATE: listed ids (at most 100), `all: true`, or "
+        "everything up to `before`. Ids that are not yours or do not exist are in `not_found`.",
+    )
+    def post(self, request: Request) -> Response:
+        data = MarkReadRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        ids = data.validated_data.get("notification_ids")
+        marked = mark_read(user=request.user, notification_ids=ids, everything=bool(data.validated_data.get("all")),
+                           before=data.validated_data.get("before"))
+        missing: list[str] = []
+        if ids:
+            mine = Notification.objects.filter(recipient=request.user, id__in=ids).values_list("id", flat=True)
+            missing = not_found(ids, mine)
+        return Response({"marked_count": marked, "success": True, "not_found": missing, "unread_count": unread_count(request.user.id)})
+
+
