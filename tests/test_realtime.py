@@ -429,7 +429,9 @@ def test_an_ai_job_update_reaches_its_owner_on_v1_ws(server, owner):
         receive(ws)
         job = client.post("/v1/ai/jobs", {"kind": "glitch", "video_id": str(video.id)}, format="json").json()
         client.post(f"/v1/ai/jobs/{job['id']}/cancel")
-        queued, cancelled = receive(ws, 2)
-    assert queued["type"] == "ai_job_update"
+        messages = receive(ws, 3)
+    queued, cancelled = [m for m in messages if m["type"] == "ai_job_update"]
+    (notification,) = [m for m in messages if m["type"] == "notification"]
+    assert notification["data"]["type"] == "ai_job_failed"
     assert queued["data"] == {"id": job["id"], "status": "queued", "progress": 0, "result_url": None, "error": None, "version": 1}
     assert (cancelled["data"]["status"], cancelled["data"]["error"]) == ("failed", "Cancelled")
