@@ -14,9 +14,10 @@ from django.utils import timezone
 
 from aijobs.effects import RenderError, render
 from aijobs.models import CANCELLED, AIJob, JobStatus
-from aijobs.services import job_start, transition
+from aijobs.services import job_start, new_rq_job_id, transition
+from aijobs.tasks import enqueue_job
 from core.heartbeat import keep_alive
-from core.queue import job_is_waiting
+from core.queue import job_is_running, job_is_waiting
 
 logger = logging.getLogger(__name__)
 PROGRESS_EVERY_SECONDS = 0.25
@@ -92,9 +93,17 @@ def run(job_id: uuid.UUID | str) -> str | None:
 
 
 def sweep_stalled(now=None) -> int:  # type: ignore[no-untyped-def]
-    """Jobs processing with a stale heartbeat whose worker is gone end failed (refunded)."""
+    """Jobs processing with a stale heartbeat whose worker is gone end failed (refunded);
+    queued jobs whose RQ job was lost (an enqueue that failed after commit) are
+    enqueued again under a new RQ job id."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.AI_JOB_STALL_SECONDS)
+    for job in AIJob.objects.filter(status=JobStatus.QUEUED, created_at__lt=cutoff)[:200]:
+        if job_is_waiting(job.rq_job_id) or job_is_running(job.rq_job_id):
+            continue
+        rq_job_id = new_rq_job_id(job.id)
+        if AIJob.objects.filter(id=job.id, status=JobStatus.QUEUED, rq_job_id=job.rq_job_id).update(rq_job_id=rq_job_id):
+            enqueue_job(job.id, rq_job_id=rq_job_id)
     failed = 0
     for job in AIJob.objects.select_related("owner").filter(status=JobStatus.PROCESSING, heartbeat_at__lt=cutoff)[:200]:
         if job_is_waiting(job.rq_job_id):

@@ -5,10 +5,11 @@ import uuid
 import django_rq
 from django.conf import settings
 
-from aijobs import runner
 
 
 def run_job(job_id: str) -> str | None:
+    from aijobs import runner
+
     return runner.run(job_id)
 
 
@@ -19,4 +20,6 @@ def enqueue_job(job_id: uuid.UUID, *, rq_job_id: str) -> None:
 
 
 def sweep_stalled_jobs() -> int:
+    from aijobs import runner
+
     return runner.sweep_stalled()

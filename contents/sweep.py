@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from contents.models import ACTIVE_STAGES, Content, ProcessingStatus
@@ -23,7 +24,12 @@ BATCH = 200
 def sweep_stalled(now=None) -> dict[str, int]:  # type: ignore[no-untyped-def]
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.CONTENT_STALL_SECONDS)
-    stalled = Content.objects.filter(processing_status__in=ACTIVE_STAGES, heartbeat_at__lt=cutoff).order_by("heartbeat_at")[:BATCH]
+    # A row with no heartbeat at all predates the pipeline (backfilled idle rows): it has no job either.
+    stalled = (
+        Content.objects.filter(processing_status__in=ACTIVE_STAGES)
+        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
+        .order_by(F("heartbeat_at").asc(nulls_first=True))[:BATCH]
+    )
     retried = failed = 0
     for content in stalled:
         if job_is_waiting(content.job_id):
@@ -32,7 +38,7 @@ def sweep_stalled(now=None) -> dict[str, int]:  # type: ignore[no-untyped-def]
             job_id = new_job_id(content.id)
             with transaction.atomic():
                 claimed = Content.objects.filter(
-                    id=content.id, version=content.version, heartbeat_at=content.heartbeat_at
+                    id=content.id, version=content.version, job_id=content.job_id
                 ).update(attempts=content.attempts + 1, heartbeat_at=now, job_id=job_id)
                 if claimed:
                     from contents.tasks import enqueue_pipeline

@@ -82,6 +82,10 @@ class Conflict(exceptions.APIException):
     default_detail = "The resource is not in a state that allows this."
     default_code = "conflict"
 
+    def __init__(self, detail=None, code=None, wait: int | None = None):  # type: ignore[no-untyped-def]
+        super().__init__(detail, code)
+        self.wait = wait
+
 
 class UnprocessableEntity(exceptions.APIException):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY

@@ -1,9 +1,9 @@
 """`Idempotency-Key` for creates: a retried create answers the first result.
 
-The key's row is inserted in the same transaction as the create. A concurrent retry
-blocks on the unique index until the first commits, then replays its answer; if the
-first rolled back, the retry simply creates. A key reused with a different body is
-a 422. Used by every create endpoint (contents, videos, AI jobs).
+The key's row is reserved first (unique per user), the create runs, and its answer
+is stored on the row; a retry replays it, a concurrent retry gets 409, and a key
+reused with a different body is a 422. Used by every create endpoint (contents,
+videos, AI jobs).
 """
 
 import hashlib
@@ -18,10 +18,11 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.errors import UnprocessableEntity
+from core.errors import Conflict, UnprocessableEntity
 from core.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
+RESERVATION_TIMEOUT = timedelta(minutes=5)
 
 IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     name=HEADER,
@@ -38,7 +39,12 @@ def _fingerprint(request: Request) -> str:
 
 
 def idempotent(request: Request, endpoint: str, create: Callable[[], Response]) -> Response:
-    """Run `create` once per (user, Idempotency-Key); replay its answer afterwards."""
+    """Run `create` once per (user, Idempotency-Key); replay its answer afterwards.
+
+    The key is reserved in its own short transaction, so that `create` (which may
+    decode uploads or write to storage) runs outside any transaction. A retry while
+    the first is still running gets 409 with Retry-After; a failed create frees the
+    key; a reservation whose request died is freed after RESERVATION_TIMEOUT."""
     key = request.headers.get(HEADER)
     if key is None:
         return create()
@@ -46,28 +52,33 @@ def idempotent(request: Request, endpoint: str, create: Callable[[], Response]) 
     if not key or len(key) > 255:
         raise ValidationError({HEADER: ["Must be 1 to 255 characters."]})
     fingerprint = _fingerprint(request)
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                record = IdempotencyRecord.objects.create(
-                    user=request.user, key=key, endpoint=endpoint, request_fingerprint=fingerprint
-                )
-        except IntegrityError:
-            record = IdempotencyRecord.objects.get(user=request.user, key=key)
-            if record.endpoint != endpoint or record.request_fingerprint != fingerprint:
-                raise UnprocessableEntity(
-                    f"This {HEADER} was already used for a different request; use a new key."
-                ) from None
+    try:
+        with transaction.atomic():
+            record = IdempotencyRecord.objects.create(
+                user=request.user, key=key, endpoint=endpoint, request_fingerprint=fingerprint
+            )
+    except IntegrityError:
+        record = IdempotencyRecord.objects.get(user=request.user, key=key)
+        if record.endpoint != endpoint or record.request_fingerprint != fingerprint:
+            raise UnprocessableEntity(f"This {HEADER} was already used for a different request; use a new key.") from None
+        if record.status_code is not None:
             return Response(record.response_body, status=record.status_code, headers={"Idempotent-Replayed": "true"})
+        if record.created_at > timezone.now() - RESERVATION_TIMEOUT:
+            raise Conflict(f"A request with this {HEADER} is still being processed; retry shortly.", wait=1) from None
+        # The first request died mid-way: free the key and run this one.
+        IdempotencyRecord.objects.filter(id=record.id, status_code__isnull=True).delete()
+        return idempotent(request, endpoint, create)
+    try:
         response = create()
-        if response.status_code >= 400:
-            # Errors are not remembered: the transaction rolls back and a retry may succeed.
-            transaction.set_rollback(True)
-            return response
-        record.status_code = response.status_code
-        record.response_body = response.data
-        record.save(update_fields=["status_code", "response_body"])
+    except BaseException:
+        record.delete()
+        raise
+    if response.status_code >= 400:
+        # Errors are not remembered: a corrected retry may succeed.
+        record.delete()
         return response
+    IdempotencyRecord.objects.filter(id=record.id).update(status_code=response.status_code, response_body=response.data)
+    return response
 
 
 def prune_idempotency_records(older_than: timedelta) -> int:

@@ -15,3 +15,12 @@ def job_is_waiting(job_id: str) -> bool:
         return Job.fetch(job_id, connection=django_rq.get_connection("default")).get_status() in WAITING
     except NoSuchJobError:
         return False
+
+
+def job_is_running(job_id: str) -> bool:
+    if not job_id:
+        return False
+    try:
+        return Job.fetch(job_id, connection=django_rq.get_connection("default")).get_status() == JobStatus.STARTED
+    except NoSuchJobError:
+        return False

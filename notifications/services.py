@@ -43,16 +43,23 @@ def notify(*, recipient_id: Any, actor_id: Any | None, type: str, data: dict[str
     with transaction.atomic():
         notification = None
         if group_key:
-            try:
-                with transaction.atomic():
-                    notification = Notification.objects.create(
-                        recipient_id=recipient_id, actor_id=actor_id, type=type, data=data, group_key=group_key, created_at=now
-                    )
-            except IntegrityError:
-                Notification.objects.filter(recipient_id=recipient_id, group_key=group_key, is_read=False).update(
-                    count=F("count") + 1, actor_id=actor_id, data=data, created_at=now
-                )
-                notification = Notification.objects.get(recipient_id=recipient_id, group_key=group_key, is_read=False)
+            # Insert, or grow the unread group; the group can be marked read between the
+            # two, in which case the insert succeeds on the next round.
+            for _ in range(3):
+                try:
+                    with transaction.atomic():
+                        notification = Notification.objects.create(
+                            recipient_id=recipient_id, actor_id=actor_id, type=type, data=data, group_key=group_key, created_at=now
+                        )
+                    break
+                except IntegrityError:
+                    group = Notification.objects.filter(recipient_id=recipient_id, group_key=group_key, is_read=False)
+                    if group.update(count=F("count") + 1, actor_id=actor_id, data=data, created_at=now):
+                        notification = group.first()
+                        if notification is not None:
+                            break
+            if notification is None:
+                raise RuntimeError(f"Could not record the {type} notification for {recipient_id}.")
         else:
             notification = Notification.objects.create(recipient_id=recipient_id, actor_id=actor_id, type=type, data=data, created_at=now)
         publish(

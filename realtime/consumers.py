@@ -37,6 +37,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         raise NotImplementedError
 
     async def connect(self) -> None:
+        self.delivery_lock = asyncio.Lock()
         self.user = await self._authenticate()
         await self.accept()
         if not self.user.is_authenticated:
@@ -95,6 +96,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def _subscribe(self, message: dict[str, Any]) -> None:
         since = message.get("since")
+        if isinstance(since, str) and since.isdigit():
+            since = int(since)  # as read from an X-Last-Event-ID header
         if since is not None and (not isinstance(since, int) or isinstance(since, bool) or since < 0):
             await self.send_error("invalid_since", "'since' is an event id: a non-negative integer.")
             return
@@ -134,6 +137,12 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
 
     async def _deliver(self, pending) -> None:  # type: ignore[no-untyped-def]
+        # The periodic catch-up and the wake-ups share one cursor: one at a time, so
+        # events go out in order.
+        async with self.delivery_lock:
+            await self._deliver_locked(pending)
+
+    async def _deliver_locked(self, pending) -> None:  # type: ignore[no-untyped-def]
         try:
             deliveries = await pending
         except Resync as resync:

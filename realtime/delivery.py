@@ -35,7 +35,11 @@ def _events_after(stream: str, after: int, limit: int) -> tuple[list[Delivery], 
     """Up to `limit` events of `stream` after id `after`, and the stream's latest id.
     Raises Resync if events after `after` were already pruned or exceed `limit`."""
     latest = Stream.objects.filter(name=stream).values_list("last_seq", flat=True).first() or 0
-    if after >= latest:
+    if after > latest:
+        # A position this stream never reached (another stream's id, a reset database):
+        # waiting for ids to catch up would silently drop everything until then.
+        raise Resync(latest)
+    if after == latest:
         return [], latest
     rows = list(
         Event.objects.filter(stream=stream, seq__gt=after).order_by("seq").values_list("seq", "type", "payload")[: limit + 1]

@@ -49,10 +49,16 @@ async def event_stream(stream: str, *, user_id: str, last_event_id: int | None, 
             yield resync_frame(resync.latest, named=named)
         yield f": connected at {cursor.last_sent}\n\n"
         deadline = time.monotonic() + settings.REALTIME_MAX_CONNECTION_SECONDS
+        # The heartbeat is due a period after the last write, whatever else arrived.
+        last_write = time.monotonic()
         while time.monotonic() < deadline:
+            quiet_for = settings.REALTIME_HEARTBEAT_SECONDS - (time.monotonic() - last_write)
             try:
-                message = await asyncio.wait_for(layer.receive(channel), timeout=settings.REALTIME_HEARTBEAT_SECONDS)
+                if quiet_for <= 0:
+                    raise TimeoutError
+                message = await asyncio.wait_for(layer.receive(channel), timeout=quiet_for)
             except TimeoutError:
+                last_write = time.monotonic()
                 # Quiet for a while: read the table once, which also delivers any row
                 # whose wake-up never came (its sender died between commit and send).
                 try:
@@ -69,6 +75,7 @@ async def event_stream(stream: str, *, user_id: str, last_event_id: int | None, 
                 continue
             try:
                 for delivery in await cursor.on_wakeup(message):
+                    last_write = time.monotonic()
                     yield sse_frame(delivery, named=named)
             except Resync as resync:
                 yield resync_frame(resync.latest, named=named)

@@ -271,3 +271,16 @@ def test_staff_add_credits_in_the_admin(owner):
     assert credits.balance(owner) == 150
     entry = owner.credit_entries.get(reason="Support gesture")
     assert (entry.amount, entry.created_by) == (50, staff)
+
+
+def test_a_queued_job_whose_enqueue_was_lost_is_enqueued_again(owner, video):
+    import django_rq
+
+    job = job_create(owner=owner, kind="glitch", video=video, params={})
+    django_rq.get_queue("default").empty()  # the enqueue never reached Redis
+    from django.conf import settings
+
+    assert sweep_stalled(now=timezone.now() + timedelta(seconds=settings.AI_JOB_STALL_SECONDS + 1)) == 0
+    assert AIJob.objects.get(id=job.id).rq_job_id != job.rq_job_id
+    run_burst_worker()
+    assert AIJob.objects.get(id=job.id).status == "completed"

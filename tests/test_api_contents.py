@@ -495,3 +495,21 @@ def test_only_the_owner_removes_members_and_removal_ends_reading(client, channel
     assert client.delete(f"/api/channels/{channel.id}/members/{member.id}").status_code == 204
     assert api_client_for(member).get(f"/api/contents/channel/{channel.id}").status_code == 404
     assert client.delete(f"/api/channels/{channel.id}/members/{member.id}").status_code == 404
+
+
+def test_a_retry_while_the_first_request_is_still_running_is_a_409_with_retry_after(client, channel):
+    from datetime import timedelta
+
+    from core.models import IdempotencyRecord
+
+    body = {"channel_id": str(channel.id), "title": "slow"}
+    client.post("/api/contents", body, format="json", HTTP_IDEMPOTENCY_KEY="busy")
+    IdempotencyRecord.objects.update(status_code=None, response_body=None)  # as if still running
+
+    busy = client.post("/api/contents", body, format="json", HTTP_IDEMPOTENCY_KEY="busy")
+    assert busy.status_code == 409 and busy["Retry-After"] == "1"
+
+    IdempotencyRecord.objects.update(created_at=timezone.now() - timedelta(minutes=10))  # its request died
+    revived = client.post("/api/contents", body, format="json", HTTP_IDEMPOTENCY_KEY="busy")
+    assert revived.status_code == 201
+    assert Content.objects.count() == 2

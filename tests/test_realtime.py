@@ -435,3 +435,19 @@ def test_an_ai_job_update_reaches_its_owner_on_v1_ws(server, owner):
     assert notification["data"]["type"] == "ai_job_failed"
     assert queued["data"] == {"id": job["id"], "status": "queued", "progress": 0, "result_url": None, "error": None, "version": 1}
     assert (cancelled["data"]["status"], cancelled["data"]["error"]) == ("failed", "Cancelled")
+
+
+def test_a_position_the_stream_never_reached_is_a_resync_not_silence(server, api, channel_id):
+    submit(api, channel_id)  # the stream is at 1
+    with sse(server, f"/api/contents/{channel_id}/events", api, headers={"Last-Event-ID": "50"}) as response:
+        event = SSEReader(response).next_event()
+    assert json.loads(event["data"]) == {"type": "resync", "last_event_id": 1}
+
+
+def test_websocket_since_may_be_the_header_string(server, api, channel_id):
+    submit(api, channel_id)
+    submit(api, channel_id)
+    with ws_connect(server, f"/api/contents/{channel_id}/ws", api) as ws:
+        ws.send(json.dumps({"type": "subscribe", "channel_id": channel_id, "since": "1"}))
+        subscribed, replayed = receive(ws, 2)
+    assert (subscribed["type"], replayed["id"]) == ("subscribed", 2)

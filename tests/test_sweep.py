@@ -142,3 +142,12 @@ def test_a_content_whose_job_still_waits_in_the_queue_is_not_stalled():
 
 def test_the_sweep_is_scheduled_well_within_two_minutes():
     assert settings.CONTENT_STALL_SECONDS + settings.CONTENT_SWEEP_INTERVAL < 120
+
+
+def test_a_backfilled_idle_content_with_no_heartbeat_gets_its_pipeline():
+    content = make_content()
+    Content.objects.filter(id=content.id).update(heartbeat_at=None, job_id="")  # as the backfill leaves it
+
+    assert sweep_stalled(now=timezone.now()) == {"retried": 1, "failed": 0}
+    run_burst_worker()
+    assert Content.objects.get(id=content.id).status == "complete"
