@@ -451,3 +451,19 @@ def test_websocket_since_may_be_the_header_string(server, api, channel_id):
         ws.send(json.dumps({"type": "subscribe", "channel_id": channel_id, "since": "1"}))
         subscribed, replayed = receive(ws, 2)
     assert (subscribed["type"], replayed["id"]) == ("subscribed", 2)
+
+
+def test_a_change_made_through_the_servers_own_api_is_pushed(server, api, channel_id, owner):
+    """publish() from a request daphne serves (its on_commit runs in daphne's thread)."""
+    from knox.models import AuthToken
+
+    _, token = AuthToken.objects.create(user=owner)
+    with sse(server, f"/api/contents/{channel_id}/events", api) as response:
+        reader = SSEReader(response)
+        created = httpx.post(
+            server.url("/api/contents"), headers={"Authorization": f"Bearer {token}"},
+            json={"channel_id": channel_id, "title": "Bees", "description": "Bees make honey."},
+        )
+        assert created.status_code == 201
+        event = reader.next_event()
+    assert json.loads(event["data"])["content_id"] == created.json()["id"]
