@@ -22,7 +22,7 @@ from websockets.sync.client import connect
 from contents.models import Channel
 from contents.services import channel_create
 from realtime.models import Event, Stream
-from realtime.streams import channel_stream, group_name, publish
+from realtime.streams import channel_stream, publish
 from realtime.tickets import ticket_issue
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +115,7 @@ def main() -> None:
             stamp: list[float] = []
             with transaction.atomic():
                 # Registered before publish()'s own hook, so it runs first, right after COMMIT.
-                transaction.on_commit(lambda: stamp.append(time.time()))
+                transaction.on_commit(lambda stamp=stamp: stamp.append(time.time()))
                 event = publish(stream, "content_status_update", {"content_id": str(channel.id), "version": i})
             committed[event.seq] = stamp[0]
             time.sleep(0.005)

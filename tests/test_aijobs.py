@@ -4,9 +4,7 @@ The workers here run as their own processes: this test process has used FFmpeg
 (making and probing videos), and a work horse forked from it can inherit FFmpeg's
 internal locks mid-use."""
 
-import io
 import threading
-import time
 import uuid
 from datetime import timedelta
 
