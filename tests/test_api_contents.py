@@ -513,3 +513,16 @@ def test_a_retry_while_the_first_request_is_still_running_is_a_409_with_retry_af
     revived = client.post("/api/contents", body, format="json", HTTP_IDEMPOTENCY_KEY="busy")
     assert revived.status_code == 201
     assert Content.objects.count() == 2
+
+
+def test_too_many_login_attempts_are_a_429_problem_with_retry_after(owner):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    statuses = [client.post("/v1/auth/token", {"username": "owner", "password": "wrong"}, format="json").status_code for _ in range(31)]
+    assert statuses[:30] == [401] * 30
+    throttled = client.post("/v1/auth/token", {"username": "owner", "password": "pw-owner"}, format="json")
+    assert throttled.status_code == 429
+    assert int(throttled["Retry-After"]) > 0
+    assert throttled["Content-Type"] == "application/problem+json"
+    assert throttled.json()["errors"][0]["code"] == "throttled"
