@@ -1,12 +1,10 @@
 """Thin views over aijobs.services and aijobs.selectors."""
 
-from typing import Any
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,19 +21,10 @@ from aijobs.serializers import (
     CreditsSerializer,
 )
 from core.batch import not_found
+from core.pagination import NewestFirstPagination
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from core.polling import poll_headers
 from videos.selectors import video_get
-
-
-class JobPagination(CursorPagination):
-    page_size = 20
-    max_page_size = 100
-    page_size_query_param = "page_size"
-    ordering = ("-created_at", "-id")
-
-    def get_paginated_response(self, data: Any) -> Response:
-        return Response({"results": data, "next": self.get_next_link()})
 
 
 class AIJobListCreateView(APIView):
@@ -72,7 +61,7 @@ class AIJobListCreateView(APIView):
     def get(self, request: Request) -> Response:
         query = AIJobFilterSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        paginator = JobPagination()
+        paginator = NewestFirstPagination()
         page = paginator.paginate_queryset(selectors.job_list(user=request.user, status=query.validated_data.get("status")), request, view=self)
         return paginator.get_paginated_response(AIJobSerializer(page, many=True).data)
 

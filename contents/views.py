@@ -8,7 +8,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -31,6 +30,7 @@ from contents.serializers import (
     PaginatedContentListSerializer,
 )
 from core.batch import not_found
+from core.pagination import NewestFirstPagination
 from core.errors import Conflict
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from core.polling import poll_headers
@@ -46,11 +46,10 @@ LAST_EVENT_ID_DESCRIPTION = (
 )
 
 
-class ContentCursorPagination(CursorPagination):
+class ContentCursorPagination(NewestFirstPagination):
+    """The contract's shape for contents: `{"contents": [...], "next", "previous"}`, 25 a page."""
+
     page_size = 25
-    max_page_size = 100
-    page_size_query_param = "page_size"
-    ordering = ("-created_at", "-id")
 
     def get_paginated_response(self, data: Any) -> Response:
         return Response({"contents": data, "next": self.get_next_link(), "previous": self.get_previous_link()})

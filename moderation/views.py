@@ -2,13 +2,13 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from django.http import Http404
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.batch import not_found
+from core.pagination import NewestFirstPagination
 from moderation import services
 from moderation.models import Block
 from moderation.serializers import (
@@ -50,14 +50,8 @@ class BatchBlockView(APIView):
         return Response({"blocked": blocked, "not_found": not_found(ids, blocked)})
 
 
-class BlockPagination(CursorPagination):
+class BlockPagination(NewestFirstPagination):
     page_size = 50
-    max_page_size = 100
-    page_size_query_param = "page_size"
-    ordering = ("-created_at", "-id")
-
-    def get_paginated_response(self, data):  # type: ignore[no-untyped-def]
-        return Response({"results": data, "next": self.get_next_link()})
 
 
 class BlockListView(APIView):

@@ -1,10 +1,10 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.batch import not_found
+from core.pagination import NewestFirstPagination
 from notifications.models import Notification
 from notifications.serializers import (
     MarkReadRequestSerializer,
@@ -14,13 +14,6 @@ from notifications.serializers import (
     NotificationSerializer,
 )
 from notifications.services import mark_read, unread_count
-
-
-class NewestFirst(CursorPagination):
-    page_size = 20
-    max_page_size = 100
-    page_size_query_param = "page_size"
-    ordering = ("-created_at", "-id")
 
 
 class NotificationListView(APIView):
@@ -37,7 +30,7 @@ class NotificationListView(APIView):
         notifications = Notification.objects.filter(recipient=request.user)
         if query.validated_data.get("unread") is True:
             notifications = notifications.filter(is_read=False)
-        paginator = NewestFirst()
+        paginator = NewestFirstPagination()
         page = paginator.paginate_queryset(notifications, request, view=self)
         return Response({
             "results": NotificationSerializer(page, many=True).data,

@@ -1,12 +1,10 @@
 """Thin views over videos.services and videos.selectors."""
 
-from typing import Any
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticatedOrReadOnly
 from rest_framework.request import Request
@@ -15,6 +13,7 @@ from rest_framework.views import APIView
 
 from accounts.authentication import BearerTokenAuthentication, ReadOnlySessionAuthentication
 from core.batch import not_found
+from core.pagination import NewestFirstPagination
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from videos import selectors, services
 from videos.serializers import (
@@ -29,16 +28,6 @@ from videos.serializers import (
     VideoSerializer,
     VideoUploadSerializer,
 )
-
-
-class NewestFirst(CursorPagination):
-    page_size = 20
-    max_page_size = 100
-    page_size_query_param = "page_size"
-    ordering = ("-created_at", "-id")
-
-    def get_paginated_response(self, data: Any) -> Response:
-        return Response({"results": data, "next": self.get_next_link()})
 
 
 class VideoCreateView(APIView):
@@ -91,7 +80,7 @@ class VideoFeedView(APIView):
         description="Videos, newest first, cursor-paginated.",
     )
     def get(self, request: Request) -> Response:
-        paginator = NewestFirst()
+        paginator = NewestFirstPagination()
         page = paginator.paginate_queryset(selectors.video_feed(viewer=request.user), request, view=self)
         return paginator.get_paginated_response(VideoSerializer(page, many=True).data)
 
@@ -143,7 +132,7 @@ class VideoCommentsView(APIView):
 
     @extend_schema(responses={200: CommentPageSerializer}, parameters=[OpenApiParameter("cursor", str)], tags=["videos"])
     def get(self, request: Request, video_id) -> Response:  # type: ignore[no-untyped-def]
-        paginator = NewestFirst()
+        paginator = NewestFirstPagination()
         comments = selectors.comment_list(video=selectors.video_get(video_id=video_id), viewer=request.user)
         page = paginator.paginate_queryset(comments, request, view=self)
         return paginator.get_paginated_response(CommentSerializer(page, many=True).data)
