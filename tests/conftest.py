@@ -18,6 +18,15 @@ from rest_framework.test import APIClient
 from config.rq import DjangoWorker
 
 
+@pytest.fixture(autouse=True, scope="session")
+def fresh_media_root() -> None:
+    """Uploaded and generated files of earlier runs do not pile up."""
+    import shutil
+
+    assert settings.TESTING and "test" in str(settings.MEDIA_ROOT)
+    shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
 def clean_redis() -> Iterator[None]:
     assert settings.TESTING, "tests must run with the test Redis database"
