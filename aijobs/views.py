@@ -2,6 +2,7 @@
 
 
 from django.conf import settings
+from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
@@ -43,7 +44,7 @@ class AIJobListCreateView(APIView):
             data.is_valid(raise_exception=True)
             try:
                 video = video_get(video_id=data.validated_data["video_id"])
-            except Exception:
+            except Http404:
                 raise ValidationError({"video_id": ["No such video."]}) from None
             job = services.job_create(owner=request.user, kind=data.validated_data["kind"], video=video, params=data.validated_data["params"])
             job = selectors.job_get(user=request.user, job_id=job.id)

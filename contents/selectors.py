@@ -29,6 +29,16 @@ def channel_get(*, user: Any, channel_id: uuid.UUID) -> Channel:
     return channel
 
 
+def channel_get_owned(*, user: Any, channel_id: uuid.UUID) -> Channel:
+    """The channel if the user owns it: 404 if they cannot read it, 403 if they only read it."""
+    from rest_framework.exceptions import PermissionDenied
+
+    channel = channel_get(user=user, channel_id=channel_id)
+    if channel.owner_id != user.id:
+        raise PermissionDenied("Only the channel's owner can manage its members.")
+    return channel
+
+
 def content_get(*, user: Any, content_id: uuid.UUID) -> Content:
     content = Content.objects.visible_to(user).filter(id=content_id).only(*API_ONLY_FIELDS).first()
     if content is None:

@@ -155,6 +155,7 @@ def content_submit(
     """Save a content as idle/uploading and start its pipeline once the row is committed."""
     now = timezone.now()
     content_id = uuid.uuid4()
+    eta = estimate_completion(Stage.UPLOADING, stage_started_at=now, now=now)
     with transaction.atomic():
         content = Content.objects.create(
             id=content_id,
@@ -168,7 +169,7 @@ def content_submit(
             category=category,
             stage_started_at=now,
             heartbeat_at=now,
-            estimated_completion=estimate_completion(Stage.UPLOADING, stage_started_at=now, now=now),
+            estimated_completion=eta,
             job_id=new_job_id(content_id),
         )
         publish(channel_stream(channel.id), CONTENT_STATUS_UPDATE, event_payload(content))

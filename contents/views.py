@@ -72,9 +72,7 @@ class ChannelMembersView(APIView):
         description="The channel's owner lets other users read its contents, status and events. Idempotent.",
     )
     def post(self, request: Request, channel_id) -> Response:  # type: ignore[no-untyped-def]
-        channel = selectors.channel_get(user=request.user, channel_id=channel_id)
-        if channel.owner_id != request.user.id:
-            raise PermissionDenied("Only the channel's owner can add members.")
+        channel = selectors.channel_get_owned(user=request.user, channel_id=channel_id)
         data = ChannelMembersRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user_ids = data.validated_data["user_ids"]
@@ -90,9 +88,7 @@ class ChannelMemberView(APIView):
         description="The owner removes a member; their open SSE and WebSocket streams of the channel are closed.",
     )
     def delete(self, request: Request, channel_id, user_id) -> Response:  # type: ignore[no-untyped-def]
-        channel = selectors.channel_get(user=request.user, channel_id=channel_id)
-        if channel.owner_id != request.user.id:
-            raise PermissionDenied("Only the channel's owner can remove members.")
+        channel = selectors.channel_get_owned(user=request.user, channel_id=channel_id)
         if not services.channel_remove_member(channel=channel, user_id=user_id):
             raise Http404("That user is not a member of this channel.")
         return Response(status=status.HTTP_204_NO_CONTENT)

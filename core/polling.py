@@ -9,4 +9,8 @@ def poll_interval(active: bool) -> int:
 
 
 def poll_headers(active: bool) -> dict[str, str]:
-    return {"X-Poll-Interval": str(poll_interval(active))}
+    return poll_headers_every(poll_interval(active))
+
+
+def poll_headers_every(seconds: int) -> dict[str, str]:
+    return {"X-Poll-Interval": str(seconds)}

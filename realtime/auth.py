@@ -8,7 +8,18 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
 
-from realtime.delivery import user_for_ticket
+from realtime.tickets import ticket_redeem
+
+
+@database_sync_to_async
+def user_for_ticket(ticket: str) -> Any:
+    """The active user a single-use ticket was issued to, once; anonymous otherwise."""
+    from django.contrib.auth import get_user_model
+
+    user_id = ticket_redeem(ticket)
+    if user_id is None:
+        return AnonymousUser()
+    return get_user_model().objects.filter(id=user_id, is_active=True).first() or AnonymousUser()
 
 
 @database_sync_to_async

@@ -14,7 +14,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from realtime.delivery import Resync, StreamCursor, latest_seq, user_for_ticket
+from realtime.auth import user_for_ticket
+from realtime.delivery import Resync, StreamCursor, latest_seq
 from realtime.streams import group_name
 
 CLOSE_UNAUTHENTICATED = 4401

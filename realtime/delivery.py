@@ -8,11 +8,9 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AnonymousUser
 
-from realtime.models import Event, Stream
-from realtime.tickets import ticket_redeem
+from realtime.models import Event
+from realtime.streams import current_seq
 
 
 @dataclass(frozen=True)
@@ -34,7 +32,7 @@ class Resync(Exception):
 def _events_after(stream: str, after: int, limit: int) -> tuple[list[Delivery], int]:
     """Up to `limit` events of `stream` after id `after`, and the stream's latest id.
     Raises Resync if events after `after` were already pruned or exceed `limit`."""
-    latest = Stream.objects.filter(name=stream).values_list("last_seq", flat=True).first() or 0
+    latest = current_seq(stream)
     if after > latest:
         # A position this stream never reached (another stream's id, a reset database):
         # waiting for ids to catch up would silently drop everything until then.
@@ -53,9 +51,7 @@ def _events_after(stream: str, after: int, limit: int) -> tuple[list[Delivery], 
 events_after = database_sync_to_async(_events_after)
 
 
-@database_sync_to_async
-def latest_seq(stream: str) -> int:
-    return Stream.objects.filter(name=stream).values_list("last_seq", flat=True).first() or 0
+latest_seq = database_sync_to_async(current_seq)
 
 
 class StreamCursor:
@@ -84,15 +80,6 @@ class StreamCursor:
         if fresh:
             self.last_sent = fresh[-1].id
         return fresh
-
-
-@database_sync_to_async
-def user_for_ticket(ticket: str) -> Any:
-    user_id = ticket_redeem(ticket)
-    if user_id is None:
-        return AnonymousUser()
-    user = get_user_model().objects.filter(id=user_id, is_active=True).first()
-    return user or AnonymousUser()
 
 
 @database_sync_to_async

@@ -50,15 +50,20 @@ def message_for(event: Event) -> dict[str, Any]:
     return {"type": "stream.event", "stream": event.stream, "id": event.seq, "event_type": event.type, "data": event.payload}
 
 
-def send_to_group(event: Event) -> None:
-    """The fast path; a failure here loses nothing, because replay reads the rows."""
+def _group_send(stream: str, message: dict[str, Any]) -> None:
+    """The fast path; a failure is logged, not raised: replay reads the rows, and
+    connections check access again when they reopen."""
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group_name(event.stream), message_for(event))
+        async_to_sync(layer.group_send)(group_name(stream), message)
     except Exception:
-        logger.exception("Could not send event %s to its group; clients will replay it", event)
+        logger.exception("Could not send %s to the group of %s", message["type"], stream)
+
+
+def send_to_group(event: Event) -> None:
+    _group_send(event.stream, message_for(event))
 
 
 def revoke_subscriber(stream: str, user_id: Any) -> None:
@@ -66,16 +71,8 @@ def revoke_subscriber(stream: str, user_id: Any) -> None:
     may no longer read it. (Connections check access when they open; this covers
     the ones already open.)"""
 
-    def send() -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        try:
-            async_to_sync(layer.group_send)(group_name(stream), {"type": "stream.revoke", "stream": stream, "user_id": str(user_id)})
-        except Exception:
-            logger.exception("Could not revoke %s on %s", user_id, stream)
-
-    transaction.on_commit(send)
+    message = {"type": "stream.revoke", "stream": stream, "user_id": str(user_id)}
+    transaction.on_commit(lambda: _group_send(stream, message))
 
 
 def current_seq(stream: str) -> int:

@@ -3,7 +3,15 @@ from rest_framework import serializers
 from core.batch import BatchIdsField, NotFoundListField
 
 
-class VideoSerializer(serializers.Serializer):
+class VideoCountersSerializer(serializers.Serializer):
+    view_count = serializers.IntegerField()
+    like_count = serializers.IntegerField()
+    comment_count = serializers.IntegerField()
+    remix_count = serializers.IntegerField()
+    glitch_count = serializers.IntegerField()
+
+
+class VideoSerializer(VideoCountersSerializer):
     id = serializers.UUIDField()
     owner_id = serializers.UUIDField()
     title = serializers.CharField()
@@ -15,11 +23,6 @@ class VideoSerializer(serializers.Serializer):
     codec = serializers.CharField()
     size_bytes = serializers.IntegerField()
     remix_of = serializers.UUIDField(source="remix_of_id", allow_null=True)
-    view_count = serializers.IntegerField()
-    like_count = serializers.IntegerField()
-    comment_count = serializers.IntegerField()
-    remix_count = serializers.IntegerField()
-    glitch_count = serializers.IntegerField()
     created_at = serializers.DateTimeField()
 
     def get_file_url(self, video) -> str:  # type: ignore[no-untyped-def]
@@ -42,14 +45,6 @@ class VideoPageSerializer(serializers.Serializer):
 
 class VideoListSerializer(serializers.Serializer):
     results = VideoSerializer(many=True)
-
-
-class VideoCountersSerializer(serializers.Serializer):
-    view_count = serializers.IntegerField()
-    like_count = serializers.IntegerField()
-    comment_count = serializers.IntegerField()
-    remix_count = serializers.IntegerField()
-    glitch_count = serializers.IntegerField()
 
 
 class BatchMetadataRequestSerializer(serializers.Serializer):

@@ -2,6 +2,7 @@
 
 
 from django.conf import settings
+from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
@@ -14,6 +15,7 @@ from rest_framework.views import APIView
 from accounts.authentication import BearerTokenAuthentication, ReadOnlySessionAuthentication
 from core.batch import not_found
 from core.pagination import NewestFirstPagination
+from core.polling import poll_headers_every
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from videos import selectors, services
 from videos.serializers import (
@@ -49,7 +51,7 @@ class VideoCreateView(APIView):
             if data.validated_data.get("remix_of"):
                 try:
                     remix_of = selectors.video_get(video_id=data.validated_data["remix_of"])
-                except Exception:
+                except Http404:
                     raise ValidationError({"remix_of": ["No such video."]}) from None
             try:
                 video = services.video_upload(
@@ -155,4 +157,4 @@ class VideoBatchMetadataView(APIView):
         ids = data.validated_data["video_ids"]
         videos = selectors.video_metadata(video_ids=ids)
         body = {"videos": videos, "not_found": not_found(ids, (i for i in ids if str(i) in videos))}
-        return Response(body, headers={"X-Poll-Interval": str(settings.POLL_INTERVAL_VIDEO_METADATA)})
+        return Response(body, headers=poll_headers_every(settings.POLL_INTERVAL_VIDEO_METADATA))
