@@ -8,13 +8,14 @@ PY := $(VENV)/bin/python
 # Django 6 needs Python 3.12+; Debian's python3 here is 3.11, pyenv carries newer ones.
 PYTHON_FOR_VENV ?= $(shell for p in python3.13 python3.12 /root/.pyenv/versions/3.13*/bin/python3.13 /root/.pyenv/versions/3.12*/bin/python3.12; do command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { command -v $$p; break; }; done)
 
-.PHONY: run test bench venv services migrate clean
+.PHONY: run test bench venv services migrate clean lock
 
-$(VENV)/.installed: pyproject.toml
+# Installs exactly the versions in requirements.lock (what the tests ran); upgrading
+# is a deliberate `make lock` and a commit of the new lock file.
+$(VENV)/.installed: requirements.lock
 	@test -n "$(PYTHON_FOR_VENV)" || { echo "Python 3.12 or newer is needed (Django 6). Install python3.12 and run again."; exit 1; }
 	@test -x $(PY) || $(PYTHON_FOR_VENV) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet ".[test]"
+	$(PY) -m pip install --quiet -r requirements.lock
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -38,6 +39,11 @@ test: services
 
 bench: migrate
 	$(PY) -m bench
+
+# Re-resolve pyproject.toml's ranges into requirements.lock (uv, run from the venv).
+lock: venv
+	$(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra test --universal --python-version 3.12 -o requirements.lock
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache
