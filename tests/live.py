@@ -41,9 +41,21 @@ def run_burst_worker_process() -> None:
 
 
 class Daphne:
-    def __init__(self, **extra_env: str) -> None:
-        self.port = free_port()
-        env = subprocess_env(REALTIME_HEARTBEAT_SECONDS="1", **extra_env)
+    """daphne on a free port (or `port`, to restart one in place). Most tests use a 1 s
+    heartbeat to stay quick; `production_timing=True` keeps every realtime default
+    as `make run` ships it, for the tests that must meet real timeouts."""
+
+    def __init__(self, *, port: int | None = None, production_timing: bool = False, **extra_env: str) -> None:
+        self.port = port or free_port()
+        self.production_timing = production_timing
+        self.extra_env = extra_env
+        self.start()
+
+    def start(self) -> None:
+        timing = {} if self.production_timing else {"REALTIME_HEARTBEAT_SECONDS": "1"}
+        env = subprocess_env(**timing, **self.extra_env)
+        if self.production_timing:
+            env.pop("REALTIME_HEARTBEAT_SECONDS", None)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -74,3 +86,10 @@ class Daphne:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
+
+    def restart(self, *, down_for: float = 0.0) -> None:
+        """Stop daphne (its clients see the connection end), wait, start it on the same port."""
+        self.stop()
+        time.sleep(down_for)
+        self.start()
