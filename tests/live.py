@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,6 +50,7 @@ class Daphne:
         self.port = port or free_port()
         self.production_timing = production_timing
         self.extra_env = extra_env
+        self.log_path = Path(tempfile.mkstemp(prefix="daphne-", suffix=".log")[1])
         self.start()
 
     def start(self) -> None:
@@ -56,10 +58,12 @@ class Daphne:
         env = subprocess_env(**timing, **self.extra_env)
         if self.production_timing:
             env.pop("REALTIME_HEARTBEAT_SECONDS", None)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
+        # A file, not a pipe: a pipe nobody reads blocks daphne once its log fills it.
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -68,7 +72,11 @@ class Daphne:
             except httpx.HTTPError:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError("daphne did not start: " + self.process.stderr.read().decode()[-2000:])
+        raise RuntimeError("daphne did not start: " + self.output()[-2000:])
+
+    def output(self) -> str:
+        """Everything daphne has logged so far."""
+        return self.log_path.read_text(errors="replace")
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -87,6 +95,10 @@ class Daphne:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+    def close(self) -> None:
+        self.stop()
+        self.log_path.unlink(missing_ok=True)
 
     def restart(self, *, down_for: float = 0.0) -> None:
         """Stop daphne (its clients see the connection end), wait, start it on the same port."""
