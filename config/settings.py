@@ -228,7 +228,9 @@ RQ_QUEUES = {
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # channels-redis with socket timeouts that agree with its blocking reads, and a
+        # receive that waits out a Redis restart (see realtime/layer.py).
+        "BACKEND": "realtime.layer.ResilientRedisChannelLayer",
         "CONFIG": {
             "hosts": [REDIS_URL],
             # A burst of events must not be dropped for a full channel at the default 100.

@@ -11,6 +11,7 @@ from django.utils import timezone
 from knox.models import AuthToken
 
 from moderation.models import Block, Suspension, VideoDeletion
+from realtime.streams import revoke_user_everywhere
 from videos.models import Video
 
 
@@ -27,12 +28,15 @@ def unblock_user(*, blocker: Any, user_id: uuid.UUID) -> bool:
 
 
 def suspend_users(*, users: list[Any], by: Any, reason: str = "") -> int:
-    """Site-wide: they cannot log in, their tokens are revoked."""
+    """Site-wide: they cannot log in, their tokens are revoked, their open streams are
+    closed on commit (and an unused ticket is refused: it names an inactive user)."""
     with transaction.atomic():
         ids = [u.id for u in users if u.id != by.id]
         get_user_model().objects.filter(id__in=ids).update(is_active=False)
         AuthToken.objects.filter(user_id__in=ids).delete()
         Suspension.objects.bulk_create([Suspension(user_id=i, reason=reason, suspended_by=by) for i in ids], ignore_conflicts=True)
+        for user_id in ids:
+            revoke_user_everywhere(user_id)
     return len(ids)
 
 

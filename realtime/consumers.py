@@ -7,20 +7,26 @@ forward; subclasses say which stream a subscription reads."""
 
 import asyncio
 import json
+import logging
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 
 from realtime.auth import user_for_ticket
 from realtime.delivery import Resync, StreamCursor, latest_seq
-from realtime.streams import group_name
+from realtime.streams import access_group, group_name
+
+logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_LIFETIME = 4000
+# The server failed; reconnect with `since` (RFC 6455's "internal error").
+CLOSE_INTERNAL_ERROR = 1011
 
 
 class SubscriptionRefused(Exception):
@@ -45,6 +51,9 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error("not_authenticated", "Log in, or connect with ?ticket= from POST /v1/realtime/tickets.")
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        # Losing access everywhere (a suspension) reaches this connection through here.
+        self.access_group = access_group(self.user.id)
+        await self.channel_layer.group_add(self.access_group, self.channel_name)
         self.lifetime = asyncio.create_task(self._close_after(settings.REALTIME_MAX_CONNECTION_SECONDS))
         self.sweeper = asyncio.create_task(self._catch_up_periodically(settings.REALTIME_HEARTBEAT_SECONDS))
 
@@ -60,17 +69,27 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=CLOSE_LIFETIME)
 
     async def _catch_up_periodically(self, seconds: float) -> None:
-        """Deliver rows whose wake-up never came (the sender died between commit and send)."""
-        while True:
-            await asyncio.sleep(seconds)
-            if self.cursor is not None:
-                await self._deliver(self.cursor.catch_up())
+        """Deliver rows whose wake-up never came (the sender died between commit and
+        send, or Redis was away). A background task that dies silently would leave
+        the socket open and mute, so anything unexpected closes it."""
+        try:
+            while True:
+                await asyncio.sleep(seconds)
+                if self.cursor is not None:
+                    await self._deliver(self.cursor.catch_up())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("WebSocket %s: closing after an unexpected error", self.stream)
+            await self.close(code=CLOSE_INTERNAL_ERROR)
 
     async def disconnect(self, code: int) -> None:
         for task in (getattr(self, "lifetime", None), getattr(self, "sweeper", None)):
             if task:
                 task.cancel()
         await self._leave()
+        if getattr(self, "access_group", None):
+            await self.channel_layer.group_discard(self.access_group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         try:
@@ -131,8 +150,9 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         await self._deliver(self.cursor.on_wakeup(message))
 
     async def stream_revoke(self, message: dict[str, Any]) -> None:
-        """The user may no longer read the stream (type "stream.revoke")."""
-        if message.get("stream") == self.stream and message.get("user_id") == str(self.user.id):
+        """The user may no longer read the stream, or any stream when it names none
+        (type "stream.revoke")."""
+        if message.get("stream") in (None, self.stream) and message.get("user_id") == str(self.user.id):
             await self._leave()
             await self.send_error("forbidden", "You may no longer read this stream.")
             await self.close(code=CLOSE_FORBIDDEN)
@@ -146,6 +166,10 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
     async def _deliver_locked(self, pending) -> None:  # type: ignore[no-untyped-def]
         try:
             deliveries = await pending
+        except DatabaseError:
+            # The cursor has not moved: the next periodic catch-up reads again.
+            logger.warning("WebSocket %s: the table could not be read; trying again later", self.stream, exc_info=True)
+            return
         except Resync as resync:
             if self.cursor is not None:
                 self.cursor.last_sent = resync.latest

@@ -8,15 +8,19 @@ stream's latest id goes out every REALTIME_HEARTBEAT_SECONDS."""
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import StreamingHttpResponse
 
 from realtime.delivery import Delivery, Resync, StreamCursor, latest_seq
-from realtime.streams import group_name
+from realtime.streams import access_group, group_name
+
+logger = logging.getLogger(__name__)
 
 
 def sse_frame(delivery: Delivery, *, named: bool) -> str:
@@ -32,11 +36,18 @@ def resync_frame(latest: int, *, named: bool) -> str:
 
 
 async def event_stream(stream: str, *, user_id: str, last_event_id: int | None, named: bool) -> AsyncIterator[str]:
+    """The frames of one SSE connection. It ends (closing the response, so that
+    EventSource reconnects with Last-Event-ID) on lifetime, revoke, resync or any
+    unexpected error; it never stays open and mute. A database error while reading
+    the table is not an end: the cursor stays where it was and the next heartbeat
+    reads again (a reconnect would meet the same database, and EventSource gives up
+    on an error response)."""
     layer = get_channel_layer()
     channel = await layer.new_channel()
-    group = group_name(stream)
-    # Join the group before reading the table, so nothing committed in between is missed.
-    await layer.group_add(group, channel)
+    groups = [group_name(stream), access_group(user_id)]
+    # Join the groups before reading the table, so nothing committed in between is missed.
+    for group in groups:
+        await layer.group_add(group, channel)
     try:
         yield f"retry: {settings.SSE_RETRY_MILLISECONDS}\n\n"
         start = await latest_seq(stream) if last_event_id is None else last_event_id
@@ -60,18 +71,21 @@ async def event_stream(stream: str, *, user_id: str, last_event_id: int | None, 
             except TimeoutError:
                 last_write = time.monotonic()
                 # Quiet for a while: read the table once, which also delivers any row
-                # whose wake-up never came (its sender died between commit and send).
+                # whose wake-up never came (its sender died between commit and send, or
+                # Redis was away when it was committed).
                 try:
                     for delivery in await cursor.catch_up():
                         yield sse_frame(delivery, named=named)
                 except Resync as resync:
                     yield resync_frame(resync.latest, named=named)
                     return
+                except DatabaseError:
+                    logger.warning("SSE %s: the table could not be read; trying again at the next heartbeat", stream, exc_info=True)
                 yield f": heartbeat {cursor.last_sent}\n\n"
                 continue
             if message.get("type") == "stream.revoke" and message.get("user_id") == user_id:
                 return
-            if message.get("type") != "stream.event":
+            if message.get("type") != "stream.event" or message.get("stream") != stream:
                 continue
             try:
                 for delivery in await cursor.on_wakeup(message):
@@ -80,8 +94,14 @@ async def event_stream(stream: str, *, user_id: str, last_event_id: int | None, 
             except Resync as resync:
                 yield resync_frame(resync.latest, named=named)
                 return
+            except DatabaseError:
+                logger.warning("SSE %s: a gap could not be filled; trying again at the next heartbeat", stream, exc_info=True)
+    except Exception:
+        # Ending the response is what makes EventSource reconnect with Last-Event-ID.
+        logger.exception("SSE %s: ending the stream after an unexpected error", stream)
     finally:
-        await layer.group_discard(group, channel)
+        for group in groups:
+            await layer.group_discard(group, channel)
 
 
 def sse_response(stream: str, *, user_id: str, last_event_id: int | None, named: bool) -> StreamingHttpResponse:

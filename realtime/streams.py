@@ -30,6 +30,12 @@ def group_name(stream: str) -> str:
     return "stream." + stream.replace(":", ".")
 
 
+def access_group(user_id: Any) -> str:
+    """Every stream connection of a user also joins this group, so that losing access
+    everywhere at once (a suspension) reaches all of them."""
+    return group_name(f"access:{user_id}")
+
+
 def publish(stream: str, type: str, payload: dict[str, Any]) -> Event:
     if not connection.in_atomic_block:
         raise RuntimeError("publish() must run inside the transaction of the change it reports.")
@@ -51,15 +57,19 @@ def message_for(event: Event) -> dict[str, Any]:
 
 
 def _group_send(stream: str, message: dict[str, Any]) -> None:
+    _group_send_to(group_name(stream), message)
+
+
+def _group_send_to(group: str, message: dict[str, Any]) -> None:
     """The fast path; a failure is logged, not raised: replay reads the rows, and
     connections check access again when they reopen."""
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group_name(stream), message)
+        async_to_sync(layer.group_send)(group, message)
     except Exception:
-        logger.exception("Could not send %s to the group of %s", message["type"], stream)
+        logger.exception("Could not send %s to %s", message["type"], group)
 
 
 def send_to_group(event: Event) -> None:
@@ -73,6 +83,12 @@ def revoke_subscriber(stream: str, user_id: Any) -> None:
 
     message = {"type": "stream.revoke", "stream": stream, "user_id": str(user_id)}
     transaction.on_commit(lambda: _group_send(stream, message))
+
+
+def revoke_user_everywhere(user_id: Any) -> None:
+    """After commit, close every open stream connection of `user_id`, whatever it reads."""
+    message = {"type": "stream.revoke", "stream": None, "user_id": str(user_id)}
+    transaction.on_commit(lambda: _group_send_to(access_group(user_id), message))
 
 
 def current_seq(stream: str) -> int:
