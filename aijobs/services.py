@@ -116,7 +116,9 @@ def job_create(*, owner: Any, kind: str, video: Video, params: dict[str, Any]) -
             cost=settings.AI_JOB_COSTS[kind], rq_job_id=new_rq_job_id(job_id),
         )
         publish(user_stream(owner.id), AI_JOB_UPDATE, event_payload(job))
-        transaction.on_commit(lambda: enqueue_job(job.id, rq_job_id=job.rq_job_id))
+        # robust: a failed enqueue (Redis away) must not fail the committed request;
+        # the sweep enqueues lost ones again (aijobs.runner.sweep_stalled).
+        transaction.on_commit(lambda: enqueue_job(job.id, rq_job_id=job.rq_job_id), robust=True)
     return job
 
 

@@ -139,9 +139,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # An unreachable Redis is a cache miss, not a 500 (core/cache.py).
+        "BACKEND": "core.cache.ResilientRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "aistatus",
+        # A cache slower than this is worse than none.
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
     }
 }
 
@@ -176,9 +179,9 @@ DRF_STANDARDIZED_ERRORS = {
     "ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": True,
     "ERROR_SCHEMAS": {
         str(code): "core.errors.ProblemDetailsSerializer"
-        for code in (400, 401, 403, 404, 405, 406, 409, 415, 422, 429, 500)
+        for code in (400, 401, 403, 404, 405, 406, 409, 415, 422, 429, 500, 503)
     },
-    "ALLOWED_ERROR_STATUS_CODES": ["400", "401", "403", "404", "405", "406", "409", "415", "422", "429", "500"],
+    "ALLOWED_ERROR_STATUS_CODES": ["400", "401", "403", "404", "405", "406", "409", "415", "422", "429", "500", "503"],
 }
 
 SPECTACULAR_SETTINGS = {
@@ -266,6 +269,9 @@ AI_QA_COUNT = env_int("AI_QA_COUNT", 3)
 CONTENT_STALL_SECONDS = env_int("CONTENT_STALL_SECONDS", 90)
 CONTENT_SWEEP_INTERVAL = env_int("CONTENT_SWEEP_INTERVAL", 15)
 CONTENT_MAX_ATTEMPTS = env_int("CONTENT_MAX_ATTEMPTS", 3)
+# An active content whose RQ job the queue has no record of (its enqueue failed while
+# Redis was away) is enqueued again once it is this old.
+CONTENT_ENQUEUE_GRACE_SECONDS = env_int("CONTENT_ENQUEUE_GRACE_SECONDS", 10)
 CONTENT_JOB_TIMEOUT = env_int("CONTENT_JOB_TIMEOUT", 180)
 # How many recent stage runs the ETA averages over.
 ETA_SAMPLE_SIZE = env_int("ETA_SAMPLE_SIZE", 50)

@@ -138,7 +138,9 @@ def _enqueue_on_commit(content: Content) -> None:
     from contents.tasks import enqueue_pipeline
 
     content_id, job_id = content.id, content.job_id
-    transaction.on_commit(lambda: enqueue_pipeline(content_id, job_id=job_id))
+    # robust: a failed enqueue (Redis away) must not fail the request whose row is
+    # already committed; the sweep enqueues it again (contents.sweep.requeue_lost).
+    transaction.on_commit(lambda: enqueue_pipeline(content_id, job_id=job_id), robust=True)
 
 
 def content_submit(

@@ -24,4 +24,4 @@ def enqueue_pipeline(content_id: uuid.UUID, *, job_id: str) -> None:
 
 
 def sweep_stalled_contents() -> dict[str, int]:
-    return sweep.sweep_stalled()
+    return {"requeued": sweep.requeue_lost(), **sweep.sweep_stalled()}

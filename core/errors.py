@@ -6,15 +6,21 @@ the schema; this module only changes the shape it formats to:
 `application/problem+json`.
 """
 
+import logging
 from http import HTTPStatus
 from typing import Any
 
+from django import db
 from django.http import JsonResponse
 from drf_standardized_errors.formatter import ExceptionFormatter
 from drf_standardized_errors.handler import ExceptionHandler
 from drf_standardized_errors.types import ErrorResponse
 from rest_framework import exceptions, serializers, status
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -49,7 +55,25 @@ class ProblemFormatter(ExceptionFormatter):
         return problem(self.exc.status_code, type_=error_response.type, errors=errors)
 
 
+class ServiceUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "A service this request needs is unavailable for a moment; try again shortly."
+    default_code = "service_unavailable"
+    wait = 5
+
+
+# A backing service that dropped the connection or is restarting: the request did
+# nothing (its transaction rolled back) and may simply be sent again.
+UNAVAILABLE_SERVICE_ERRORS = (RedisConnectionError, RedisTimeoutError, db.OperationalError, db.InterfaceError)
+
+
 class ProblemExceptionHandler(ExceptionHandler):
+    def convert_known_exceptions(self, exc: Exception) -> Exception:
+        if isinstance(exc, UNAVAILABLE_SERVICE_ERRORS):
+            logger.warning("Answering 503: %s: %s", type(exc).__name__, exc)
+            return ServiceUnavailable()
+        return super().convert_known_exceptions(exc)
+
     def get_response(self, exc: exceptions.APIException, data: dict) -> Response:
         return Response(data, status=exc.status_code, headers=self.get_headers(exc), content_type=PROBLEM_CONTENT_TYPE)
 

@@ -17,6 +17,18 @@ def job_is_waiting(job_id: str) -> bool:
         return False
 
 
+def missing_jobs(job_ids: list[str]) -> set[str]:
+    """The ids the queue has no record of at all: their enqueue failed (Redis was
+    away at commit) or Redis lost them (restarted without its data). One round trip."""
+    ids = [job_id for job_id in job_ids if job_id]
+    if not ids:
+        return set()
+    pipeline = django_rq.get_connection("default").pipeline(transaction=False)
+    for job_id in ids:
+        pipeline.exists(Job.key_for(job_id))
+    return {job_id for job_id, exists in zip(ids, pipeline.execute()) if not exists}
+
+
 def job_is_running(job_id: str) -> bool:
     if not job_id:
         return False

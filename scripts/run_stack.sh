@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Starts the whole stack in the foreground: the RQ worker, the RQ cron scheduler
 # (the stalled-content sweep) and daphne (HTTP, SSE and WebSocket on one port).
+# Each is supervised: one that exits (the RQ worker quits when Redis goes away) is
+# started again, with a growing delay while it keeps failing, and the others go on.
 # Ctrl-C or SIGTERM stops all three.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,11 +22,32 @@ trap cleanup INT TERM EXIT
 # loopback (a local test server). Production leaves FETCH_ALLOW_LOOPBACK unset.
 export FETCH_ALLOW_LOOPBACK="${FETCH_ALLOW_LOOPBACK:-1}"
 
-$PY manage.py rqworker default --worker-class config.rq.DjangoWorker &
+# supervise NAME COMMAND...: run COMMAND, and again whenever it exits, until stopped.
+supervise() {
+  local name=$1; shift
+  local delay=1 child=""
+  trap 'test -n "$child" && kill "$child" 2>/dev/null; wait 2>/dev/null; exit 0' INT TERM
+  while true; do
+    local started=$SECONDS
+    "$@" &
+    child=$!
+    local code=0
+    wait "$child" || code=$?
+    child=""
+    # A run that lasted a while was healthy: start again at once-ish. One that died
+    # quickly (its service still away) waits longer each time, up to 30 s.
+    if (( SECONDS - started >= 30 )); then delay=1; fi
+    echo "run_stack: $name exited with status $code; starting it again in ${delay} s" >&2
+    sleep "$delay" & wait $! || true  # interruptible by the stop signal
+    delay=$(( delay * 2 > 30 ? 30 : delay * 2 ))
+  done
+}
+
+supervise rqworker $PY manage.py rqworker default --worker-class config.rq.DjangoWorker &
 pids+=($!)
-$PY manage.py run_cron &
+supervise cron $PY manage.py run_cron &
 pids+=($!)
-$PY -m daphne -b "$HOST" -p "$PORT" --websocket_timeout 86400 config.asgi:application &
+supervise daphne $PY -m daphne -b "$HOST" -p "$PORT" --websocket_timeout 86400 config.asgi:application &
 pids+=($!)
 
 cat <<MSG
@@ -36,5 +59,4 @@ cat <<MSG
                 -d '{"username":"demo","password":"demo-password"}' http://$HOST:$PORT/v1/auth/token
 
 MSG
-# Whichever process exits first takes the others down with it.
-wait -n "${pids[@]}"
+wait "${pids[@]}"

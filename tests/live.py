@@ -1,6 +1,8 @@
 """A real daphne process serving the test database, for SSE and WebSocket tests."""
 
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -105,3 +107,97 @@ class Daphne:
         self.stop()
         time.sleep(down_for)
         self.start()
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port, which it may stop and start
+    again (never the machine's Redis). Without persistence, as a restart that loses
+    everything is the harder case: queues, group memberships and tickets are gone."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="private-redis-"))
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Stack:
+    """`scripts/run_stack.sh` as `make run` starts it (daphne, RQ worker, RQ cron, each
+    supervised), on a free port, with the test database and the given Redis."""
+
+    def __init__(self, *, redis_url: str, **extra_env: str) -> None:
+        self.port = free_port()
+        self.log_path = Path(tempfile.mkstemp(prefix="stack-", suffix=".log")[1])
+        env = subprocess_env(PORT=str(self.port), REDIS_URL=redis_url, **extra_env)
+        env.pop("REALTIME_HEARTBEAT_SECONDS", None)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                ["bash", "scripts/run_stack.sh"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url("/healthz"), timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("the stack did not start: " + self.output()[-3000:])
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def ws_url(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """SIGTERM, as Ctrl-C would; then make sure nothing of it is left."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -151,3 +151,22 @@ def test_a_backfilled_idle_content_with_no_heartbeat_gets_its_pipeline():
     assert sweep_stalled(now=timezone.now()) == {"retried": 1, "failed": 0}
     run_burst_worker()
     assert Content.objects.get(id=content.id).status == "complete"
+
+
+def test_a_content_whose_enqueue_was_lost_is_enqueued_again_without_costing_an_attempt():
+    import django_rq
+
+    from contents.sweep import requeue_lost
+
+    content = make_content()
+    django_rq.get_queue("default").connection.flushdb()  # as a Redis restarted without its data
+    soon = timezone.now() + timedelta(seconds=settings.CONTENT_ENQUEUE_GRACE_SECONDS + 1)
+
+    assert requeue_lost(now=timezone.now()) == 0, "within the grace its enqueue may still be on its way"
+    assert requeue_lost(now=soon) == 1
+    assert requeue_lost(now=soon) == 0, "its new job is in the queue"
+    row = Content.objects.get(id=content.id)
+    assert row.attempts == 1 and row.job_id != content.job_id
+
+    run_burst_worker()
+    assert Content.objects.get(id=content.id).status == "complete"

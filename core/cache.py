@@ -1,0 +1,86 @@
+"""The cache may be lost at any time: an unreachable Redis is a miss, not a 500.
+
+Django's RedisCache raises redis-py's connection errors into the request, so a
+Redis restart turned every throttled request (every API call) into a 500. Here a
+read that cannot reach Redis answers as a miss and a write is skipped, logged once
+per outage. Nothing correct may depend on the cache (it may also evict), so the
+only cost is a slower request or, for the throttles, a few uncounted calls while
+Redis is away.
+"""
+
+import logging
+import time
+from typing import Any
+
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.redis import RedisCache
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+logger = logging.getLogger(__name__)
+
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
+# At most one warning per this many seconds while Redis stays away.
+WARN_EVERY_SECONDS = 30.0
+
+
+class ResilientRedisCache(RedisCache):
+    _last_warning = 0.0
+
+    def _unreachable(self, operation: str, error: BaseException) -> None:
+        now = time.monotonic()
+        if now - ResilientRedisCache._last_warning >= WARN_EVERY_SECONDS:
+            ResilientRedisCache._last_warning = now
+            logger.warning("Cache unreachable (%s: %s); answering as a miss", operation, error)
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        try:
+            return super().get(key, default, version)
+        except UNREACHABLE as error:
+            self._unreachable("get", error)
+            return default
+
+    def get_many(self, keys: Any, version: int | None = None) -> dict[Any, Any]:
+        try:
+            return super().get_many(keys, version)
+        except UNREACHABLE as error:
+            self._unreachable("get_many", error)
+            return {}
+
+    def has_key(self, key: Any, version: int | None = None) -> bool:
+        try:
+            return super().has_key(key, version)
+        except UNREACHABLE as error:
+            self._unreachable("has_key", error)
+            return False
+
+    def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        try:
+            return super().add(key, value, timeout, version)
+        except UNREACHABLE as error:
+            self._unreachable("add", error)
+            return False
+
+    def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
+        try:
+            super().set(key, value, timeout, version)
+        except UNREACHABLE as error:
+            self._unreachable("set", error)
+
+    def set_many(self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> list[Any]:
+        try:
+            return super().set_many(data, timeout, version)
+        except UNREACHABLE as error:
+            self._unreachable("set_many", error)
+            return list(data)
+
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        try:
+            return super().touch(key, timeout, version)
+        except UNREACHABLE as error:
+            self._unreachable("touch", error)
+            return False
+
+    def delete(self, key: Any, version: int | None = None) -> bool:
+        # A delete that did not happen is an invalidation lost: that one is raised.
+        return super().delete(key, version)
