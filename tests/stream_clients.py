@@ -86,7 +86,10 @@ class WSCollector:
         self.ended: str | None = None
         self.subscribed = threading.Event()
         self._socket = connect(url, origin=origin, open_timeout=10)
-        self._socket.send(json.dumps(subscribe))
+        try:
+            self._socket.send(json.dumps(subscribe))
+        except ConnectionClosed:
+            pass  # refused at once (e.g. 4401): the reader records how it ended
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         if not self.subscribed.wait(15):
