@@ -39,7 +39,11 @@ CSRF_TRUSTED_ORIGINS = [
 ]
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/aistatus")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
+# Health checks: a persistent connection (DB_CONN_MAX_AGE > 0) that the server ended
+# (restart, failover) is replaced when a request first uses it, instead of failing it.
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0), conn_health_checks=True)
+}
 
 REDIS_URL = os.environ.get(
     "REDIS_URL",
