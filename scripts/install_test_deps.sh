@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
 # System packages the tests need beyond the virtualenv: Debian's chromium for the
-# browser tests (Playwright drives it; a Playwright browser download is not used).
+# browser tests (Playwright drives it; a Playwright browser download is not used), and
+# redis-server for the tests that restart a private Redis of their own.
 set -euo pipefail
+if ! command -v redis-server >/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "The fault tests need redis-server: run 'sudo apt-get install redis-server'." >&2
+    exit 1
+  fi
+  echo "Installing Debian's redis-server for the fault tests (a private one per test, never the machine's)..."
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "The browser tests need Debian's chromium: run 'sudo apt-get install chromium'." >&2
