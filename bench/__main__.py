@@ -10,9 +10,13 @@ import django  # noqa: E402
 
 django.setup()
 
-from bench import realtime_latency  # noqa: E402
+from bench import realtime_latency, reconnect_storm, soak  # noqa: E402
 
-BENCHMARKS = {"realtime_latency": realtime_latency.main}
+BENCHMARKS = {
+    "realtime_latency": realtime_latency.main,
+    "reconnect_storm": reconnect_storm.main,
+    "soak": soak.main,
+}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(BENCHMARKS)
