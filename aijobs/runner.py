@@ -6,6 +6,7 @@ import tempfile
 import time
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.files import File
@@ -16,6 +17,7 @@ from aijobs.effects import RenderError, render
 from aijobs.models import CANCELLED, AIJob, JobStatus
 from aijobs.services import job_start, new_rq_job_id, transition
 from aijobs.tasks import enqueue_job
+from core.db import move_again_if_lost, read_again_if_lost
 from core.heartbeat import keep_alive
 from core.queue import job_is_running, job_is_waiting
 
@@ -31,12 +33,20 @@ class Superseded(Exception):
     """Someone else moved the job (the sweep failed it, or another run owns it)."""
 
 
+def move(job: AIJob, *, to: str, **kwargs: Any) -> AIJob | None:
+    """transition(), once more if the database connection dies under it (core.db): a
+    render that lost its connection carries on rather than failing or being left to the sweep."""
+    return move_again_if_lost(lambda row: transition(row, to=to, **kwargs), job, to=to, status="status", fence="rq_job_id")
+
+
 def run(job_id: uuid.UUID | str) -> str | None:
     close_old_connections()
-    job = AIJob.objects.select_related("owner", "video").filter(id=job_id).first()
+    job = read_again_if_lost(
+        lambda: AIJob.objects.select_related("owner", "video").filter(id=job_id).first(), doing=f"reading AI job {job_id}"
+    )
     if job is None or job.status != JobStatus.QUEUED:
         return job.status if job else None
-    job = job_start(job)
+    job = move_again_if_lost(job_start, job, to=JobStatus.PROCESSING, status="status", fence="rq_job_id")
     if job is None or job.status != JobStatus.PROCESSING:
         return job.status if job else None
 
@@ -50,7 +60,7 @@ def run(job_id: uuid.UUID | str) -> str | None:
         if now - state["last"] < PROGRESS_EVERY_SECONDS or percent <= current.progress:
             return
         state["last"] = now
-        moved = transition(current, to=JobStatus.PROCESSING, progress=percent)
+        moved = move(current, to=JobStatus.PROCESSING, progress=percent)
         if moved is None:
             fresh = AIJob.objects.select_related("owner").get(id=current.id)
             if fresh.status == JobStatus.PROCESSING and fresh.cancel_requested and fresh.rq_job_id == current.rq_job_id:
@@ -68,25 +78,25 @@ def run(job_id: uuid.UUID | str) -> str | None:
         current = state["job"]
         with open(output_path, "rb") as result:
             current.result_file.save(f"{current.id}.mp4", File(result), save=False)
-        finished = transition(current, to=JobStatus.COMPLETED, changes={"result_file": current.result_file.name})
+        finished = move(current, to=JobStatus.COMPLETED, changes={"result_file": current.result_file.name})
         if finished is None:
             current.result_file.delete(save=False)
             fresh = AIJob.objects.select_related("owner").get(id=current.id)
             if fresh.status == JobStatus.PROCESSING and fresh.cancel_requested:
-                transition(fresh, to=JobStatus.FAILED, error=CANCELLED)
+                move(fresh, to=JobStatus.FAILED, error=CANCELLED)
             return fresh.status
         return finished.status
     except Cancelled:
-        transition(state["job"], to=JobStatus.FAILED, error=CANCELLED)
+        move(state["job"], to=JobStatus.FAILED, error=CANCELLED)
         return JobStatus.FAILED
     except Superseded:
         return None
     except RenderError as exc:
-        transition(state["job"], to=JobStatus.FAILED, error=str(exc))
+        move(state["job"], to=JobStatus.FAILED, error=str(exc))
         return JobStatus.FAILED
     except Exception:
         logger.exception("AI job %s crashed", job.id)
-        transition(state["job"], to=JobStatus.FAILED, error="An unexpected error stopped the job; credits refunded.")
+        move(state["job"], to=JobStatus.FAILED, error="An unexpected error stopped the job; credits refunded.")
         return JobStatus.FAILED
     finally:
         os.unlink(output_path)

@@ -2,7 +2,9 @@
 
 It resumes at whatever stage the content is in, so a retried job (after a crash or
 a sweep) simply continues; every stage only computes, and its result is written
-by the transition that leaves it, so running a stage twice is harmless.
+by the transition that leaves it, so running a stage twice is harmless. A database
+connection that dies under a transition is replaced and the transition tried once
+more (core.db), so a restart or failover does not leave the content to the sweep.
 """
 
 import logging
@@ -17,6 +19,7 @@ from contents.ai import AIProviderError, get_provider
 from contents.extract import StageFailed, gather_source
 from contents.models import ACTIVE_STAGES, Content, ProcessingStatus
 from contents.services import transition
+from core.db import move_again_if_lost, read_again_if_lost
 from core.heartbeat import keep_alive
 
 logger = logging.getLogger(__name__)
@@ -51,23 +54,30 @@ STAGES: dict[str, Callable[[Content], dict[str, Any]]] = {
 }
 
 
+def move(content: Content, *, to: str, **kwargs: Any) -> Content | None:
+    """transition(), once more if the database connection dies under it (core.db)."""
+    return move_again_if_lost(
+        lambda row: transition(row, to=to, **kwargs), content, to=to, status="processing_status", fence="job_id"
+    )
+
+
 def run(content_id: uuid.UUID | str) -> str | None:
     """Advance the content through its remaining stages; returns the stage it ends in."""
     close_old_connections()
-    content = Content.objects.filter(id=content_id).first()
+    content = read_again_if_lost(lambda: Content.objects.filter(id=content_id).first(), doing=f"reading content {content_id}")
     while content is not None and content.processing_status in ACTIVE_STAGES:
         stage = content.processing_status
         try:
             with keep_alive(Content, id=content.id, version=content.version, job_id=content.job_id):
                 changes = STAGES[stage](content)
         except (StageFailed, AIProviderError) as exc:
-            transition(content, to=Stage.FAILED, error_message=str(exc))
+            move(content, to=Stage.FAILED, error_message=str(exc))
             return Stage.FAILED
         except Exception:
             logger.exception("Stage %s of content %s crashed", stage, content.id)
-            transition(content, to=Stage.FAILED, error_message=f"An unexpected error stopped the pipeline while {STAGE_WORDS[stage]}.")
+            move(content, to=Stage.FAILED, error_message=f"An unexpected error stopped the pipeline while {STAGE_WORDS[stage]}.")
             return Stage.FAILED
-        moved = transition(content, to=NEXT_STAGE[stage], changes=changes)
+        moved = move(content, to=NEXT_STAGE[stage], changes=changes)
         if moved is None:
             logger.info("Content %s was moved by someone else during %s; leaving it", content.id, stage)
             return None

@@ -1,5 +1,7 @@
 """Tell a sweep that long work is alive: a thread touches `heartbeat_at` on the row
-while the work runs, and stops with the worker (a SIGKILL stops it too)."""
+while the work runs, and stops with the worker (a SIGKILL stops it too). A lost
+database connection does not stop it: a heartbeat that died with its connection
+would let the sweep hand a live run to another job."""
 
 import threading
 from collections.abc import Iterator
@@ -10,6 +12,8 @@ from django.db import connections
 from django.db.models import Model
 from django.utils import timezone
 
+from core.db import CONNECTION_LOST, drop_connection
+
 HEARTBEAT_SECONDS = 10
 
 
@@ -19,11 +23,17 @@ def keep_alive(model: type[Model], *, seconds: float = HEARTBEAT_SECONDS, **matc
     match includes the run's fence, so a row handed to another run is left alone)."""
     stop = threading.Event()
 
-    def beat() -> None:
+    def touch() -> None:
         try:
             model.objects.filter(**match).update(heartbeat_at=timezone.now())
+        except CONNECTION_LOST as exc:
+            drop_connection(exc, f"beating for {model.__name__} {match}")  # the next beat connects again
+
+    def beat() -> None:
+        try:
+            touch()
             while not stop.wait(seconds):
-                model.objects.filter(**match).update(heartbeat_at=timezone.now())
+                touch()
         finally:
             connections.close_all()
 
