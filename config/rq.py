@@ -6,8 +6,13 @@ from rq.worker import Worker
 
 class DjangoWorker(Worker):
     """A forking worker whose work horse never inherits the parent's database
-    connections: two processes on one socket corrupt the protocol stream."""
+    connections, nor its connection pool (whose sockets and threads do not survive a
+    fork): two processes on one socket corrupt the protocol stream."""
 
     def fork_work_horse(self, job, queue):  # type: ignore[no-untyped-def]
         connections.close_all()
+        for connection in connections.all(initialized_only=True):
+            close_pool = getattr(connection, "close_pool", None)
+            if close_pool is not None:
+                close_pool()
         return super().fork_work_horse(job, queue)

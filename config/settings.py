@@ -39,11 +39,23 @@ CSRF_TRUSTED_ORIGINS = [
 ]
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/aistatus")
-# Health checks: a persistent connection (DB_CONN_MAX_AGE > 0) that the server ended
-# (restart, failover) is replaced when a request first uses it, instead of failing it.
+# A pool of at most DB_POOL_MAX_SIZE connections per process (psycopg's pool through
+# Django): under daphne every request and every stream read runs in a thread of its
+# own, and without a bound a reconnect storm of 1,000 streams took every one of
+# PostgreSQL's connections. A caller past the bound waits up to DB_POOL_TIMEOUT
+# seconds (then a 503). DB_POOL_MAX_SIZE=0 falls back to a connection per request
+# (DB_CONN_MAX_AGE). Health checks replace a connection the server ended (restart,
+# failover, pg_terminate_backend) instead of handing it out.
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10)
 DATABASES = {
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0), conn_health_checks=True)
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=0 if DB_POOL_MAX_SIZE else env_int("DB_CONN_MAX_AGE", 0), conn_health_checks=True
+    )
 }
+if DB_POOL_MAX_SIZE:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1, "max_size": DB_POOL_MAX_SIZE, "timeout": env_float("DB_POOL_TIMEOUT", 10.0),
+    }
 
 REDIS_URL = os.environ.get(
     "REDIS_URL",
@@ -85,6 +97,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "core.middleware.ServiceUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -242,7 +255,12 @@ CHANNEL_LAYERS = {
             "hosts": [REDIS_URL],
             # A burst of events must not be dropped for a full channel at the default 100.
             "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1500),
-            "group_expiry": env_int("CHANNEL_LAYER_GROUP_EXPIRY", 86400),
+            # A member not seen for this long is dropped from its group: a connection lives
+            # at most REALTIME_MAX_CONNECTION_SECONDS, so only the dead (a killed daphne's,
+            # which never left) are still there after it.
+            "group_expiry": env_int(
+                "CHANNEL_LAYER_GROUP_EXPIRY", env_int("REALTIME_MAX_CONNECTION_SECONDS", 3600) + 300
+            ),
             "prefix": "aistatus-test" if TESTING else "aistatus",
         },
     }
@@ -298,6 +316,10 @@ SSE_RETRY_MILLISECONDS = env_int("SSE_RETRY_MILLISECONDS", 3000)
 # Videos and AI jobs.
 VIDEO_MAX_UPLOAD_BYTES = env_int("VIDEO_MAX_UPLOAD_BYTES", 200 * 1024 * 1024)
 TRENDING_WINDOW_HOURS = env_int("TRENDING_WINDOW_HOURS", 24)
+# A viewer's repeated views of a video within this many seconds count once (0: each counts).
+VIEW_DEDUP_SECONDS = env_int("VIEW_DEDUP_SECONDS", 1800)
+# Views are counted in Redis and moved into the rows this often (the cron scheduler).
+VIEW_FLUSH_SECONDS = env_int("VIEW_FLUSH_SECONDS", 5)
 POLL_INTERVAL_VIDEO_METADATA = env_int("POLL_INTERVAL_VIDEO_METADATA", 5)
 CREDITS_NEW_ACCOUNT_GRANT = env_int("CREDITS_NEW_ACCOUNT_GRANT", 100)
 AI_JOB_COSTS = {"glitch": env_int("AI_JOB_COST_GLITCH", 10), "remix": env_int("AI_JOB_COST_REMIX", 20)}

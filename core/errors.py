@@ -57,13 +57,17 @@ class ProblemFormatter(ExceptionFormatter):
 
 class ServiceUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "A service this request needs is unavailable for a moment; try again shortly."
+    default_detail = (
+        "A service this request needs is unavailable for a moment; try again shortly "
+        "(with the same Idempotency-Key, if it changes anything)."
+    )
     default_code = "service_unavailable"
     wait = 5
 
 
-# A backing service that dropped the connection or is restarting: the request did
-# nothing (its transaction rolled back) and may simply be sent again.
+# A backing service that dropped the connection or is restarting. The request's
+# transaction rolled back, unless the connection died during its COMMIT: hence the
+# advice to retry with the same Idempotency-Key.
 UNAVAILABLE_SERVICE_ERRORS = (RedisConnectionError, RedisTimeoutError, db.OperationalError, db.InterfaceError)
 
 
@@ -83,6 +87,12 @@ def problem_response(status_code: int, detail: str, *, code: str, attr: str | No
     type_ = "client_error" if 400 <= status_code < 500 else "server_error"
     body = problem(status_code, type_=type_, errors=[{"code": code, "detail": detail, "attr": attr}], detail=detail)
     return JsonResponse(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def service_unavailable_response() -> JsonResponse:
+    response = problem_response(503, str(ServiceUnavailable.default_detail), code=ServiceUnavailable.default_code)
+    response["Retry-After"] = str(ServiceUnavailable.wait)
+    return response
 
 
 def handler404(request, exception=None):  # type: ignore[no-untyped-def]

@@ -13,7 +13,12 @@ timeout at all), and:
   again once Redis answers after an error: a restarted Redis has forgotten them,
   and without this a stream would only see new events at its periodic table read;
 - never lets a failed `group_add` / `group_discard` end a stream (the membership is
-  restored, or expires with the group, respectively).
+  restored, or expires with the group, respectively);
+- allows more connections per pool than redis-py 8's new default of 100, past which
+  its pool raises MaxConnectionsError: a reconnect storm of 1,000 streams (each
+  joining and leaving its groups at once) reached it. (redis-py's blocking pool
+  would queue callers instead, but with it the streams stalled in the browser tests
+  here; the cause was not found.)
 """
 
 import asyncio
@@ -35,6 +40,8 @@ RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 class ResilientRedisChannelLayer(RedisChannelLayer):
     # Read timeout of the layer's sockets unless a host says otherwise: the pop plus margin.
     socket_timeout = RedisChannelLayer.brpop_timeout + 10
+    # Connections per process and Redis host (redis-py 7 had no bound at all).
+    max_connections = 2000
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -48,6 +55,7 @@ class ResilientRedisChannelLayer(RedisChannelLayer):
             host.setdefault("socket_connect_timeout", 5)
             host.setdefault("socket_keepalive", True)
             host.setdefault("health_check_interval", 30)
+            host.setdefault("max_connections", self.max_connections)
         # group -> channels of this process in it, to re-join after Redis lost them.
         self.memberships: dict[str, set[str]] = defaultdict(set)
         self.memberships_lost = False
