@@ -4,14 +4,14 @@ client claims."""
 
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
 
+from realtime.delivery import db_read
 from realtime.tickets import ticket_redeem
 
 
-@database_sync_to_async
+@db_read
 def user_for_ticket(ticket: str) -> Any:
     """The active user a single-use ticket was issued to, once; anonymous otherwise."""
     from django.contrib.auth import get_user_model
@@ -22,7 +22,7 @@ def user_for_ticket(ticket: str) -> Any:
     return get_user_model().objects.filter(id=user_id, is_active=True).first() or AnonymousUser()
 
 
-@database_sync_to_async
+@db_read
 def _user_for_bearer(token: str) -> Any:
     from rest_framework.exceptions import AuthenticationFailed
 
