@@ -71,11 +71,24 @@ class Comment(models.Model):
 
 
 class View(models.Model):
-    """One view, kept for trending (views in a recent window)."""
+    """Views of a video at a time, kept for trending (views in a recent window). Written
+    by the flush of the Redis view counters, one row per video per flush with `count`
+    views in it (or one row per view, with its user, when Redis was unreachable)."""
 
     video = models.ForeignKey(Video, on_delete=models.CASCADE, related_name="views")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    count = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         indexes = [models.Index(fields=["created_at", "video"], name="view_recent_video")]
+
+
+class ViewFlush(models.Model):
+    """A batch of view counts moved from Redis into the rows. Inserted in the transaction
+    that applies the batch, so a batch is applied at most once, however often a flush
+    that died before deleting it from Redis is retried; reads use it to tell whether
+    a batch still in Redis is already in the rows."""
+
+    batch = models.UUIDField(primary_key=True)
+    flushed_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -4,12 +4,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count
+from django.db.models import Exists, Sum
 from django.http import Http404
 from django.utils import timezone
 
 from moderation.models import Block
-from videos.models import Comment, Video, View
+from videos import counters
+from videos.models import Comment, Video, View, ViewFlush
 
 COUNTER_FIELDS = ("view_count", "like_count", "comment_count", "remix_count", "glitch_count")
 TRENDING_CACHE_SECONDS = 15
@@ -21,6 +22,31 @@ def video_get(*, video_id: uuid.UUID) -> Video:
     if video is None:
         raise Http404("No such video.")
     return video
+
+
+def counted(videos: Any, *, video_ids: list[uuid.UUID]) -> list[Any]:
+    """The videos (a queryset, of models or of `.values()` with `id` and `view_count`)
+    with their exact view counts: the row's plus the views still in Redis. One Redis
+    round trip, then the same single query: a batch still in Redis whose ViewFlush row
+    the query sees is in the rows already and is not added twice (it was applied
+    between the two reads). A batch not applied then was not in the rows the query saw."""
+    batches = counters.views_unflushed(video_ids)
+    applied = {f"batch_{n}_applied": Exists(ViewFlush.objects.filter(batch=b.token)) for n, b in enumerate(batches)}
+    rows = list(videos.annotate(**applied))
+    for row in rows:
+        values = row if isinstance(row, dict) else row.__dict__
+        for n, batch in enumerate(batches):
+            if not values.pop(f"batch_{n}_applied"):
+                values["view_count"] += batch.views.get(values["id"], 0)
+    return rows
+
+
+def video_detail(*, video_id: uuid.UUID) -> Video:
+    """One visible video with exact counters."""
+    videos = counted(Video.objects.visible().filter(id=video_id), video_ids=[video_id])
+    if not videos:
+        raise Http404("No such video.")
+    return videos[0]
 
 
 def without_blocked(videos: Any, viewer: Any) -> Any:
@@ -35,13 +61,14 @@ def video_feed(*, viewer: Any) -> Any:
 
 
 def video_metadata(*, video_ids: list[uuid.UUID]) -> dict[str, dict[str, int]]:
-    """Counters of the listed visible videos, in one query."""
-    rows = Video.objects.visible().filter(id__in=video_ids).values("id", *COUNTER_FIELDS)
+    """Exact counters of the listed visible videos, in one query (and one Redis read)."""
+    rows = counted(Video.objects.visible().filter(id__in=video_ids).values("id", *COUNTER_FIELDS), video_ids=video_ids)
     return {str(row.pop("id")): row for row in rows}
 
 
 def trending_ids() -> list[str]:
-    """Most viewed in the last TRENDING_WINDOW_HOURS; cached briefly so a view shows within 15 s."""
+    """Most viewed in the last TRENDING_WINDOW_HOURS, from the View rows; a view shows
+    within VIEW_FLUSH_SECONDS (until the flush it is in Redis) + the 15 s of the cache."""
     cached = cache.get("videos:trending")
     if cached is not None:
         return cached
@@ -50,7 +77,7 @@ def trending_ids() -> list[str]:
         str(row["video"])
         for row in View.objects.filter(created_at__gte=since, video__deleted_at__isnull=True)
         .values("video")
-        .annotate(recent_views=Count("id"))
+        .annotate(recent_views=Sum("count"))
         .order_by("-recent_views", "video")[:TRENDING_LIMIT]
     ]
     cache.set("videos:trending", ids, TRENDING_CACHE_SECONDS)

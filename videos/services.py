@@ -1,19 +1,29 @@
 """Writes on videos. Counters change only here, atomically in SQL (F() updates in
-the transaction that writes the like, view or comment row)."""
+the transaction that writes the like or comment row). Views are counted in Redis
+first (videos.counters) and moved into the rows by video_views_flush()."""
 
+import logging
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import BigIntegerField, Case, F, Value, When
+from django.utils import timezone
 
 from notifications.models import NotificationType
 from notifications.services import notify
+from videos import counters
 from videos.media import NotAVideo, probe
-from videos.models import Comment, Like, Video, View
+from videos.models import Comment, Like, Video, View, ViewFlush
+
+logger = logging.getLogger(__name__)
+
+# Flushed batches' ids are kept this long: far longer than a batch can wait in Redis.
+VIEW_FLUSH_RETENTION = timedelta(days=7)
 
 
 class UploadRejected(Exception):
@@ -54,10 +64,60 @@ def video_upload(*, owner: Any, file: UploadedFile, title: str, remix_of: Video 
     return video
 
 
-def video_view(*, video: Video, user: Any) -> None:
+def video_view(*, video: Video, user: Any, client_key: str = "") -> bool:
+    """Count a view, once per viewer within VIEW_DEDUP_SECONDS: the user, or for an
+    anonymous caller `client_key` (see videos.views.anonymous_viewer). True if counted.
+
+    The count goes to Redis (a hot video's row would take every view as an UPDATE) and
+    reaches the row at the next flush. With Redis unreachable the view is counted in
+    the row at once, and logged; repeats are then not recognised until Redis is back."""
+    viewer = f"user:{user.id}" if user.is_authenticated else f"anon:{client_key}"
+    try:
+        return counters.view_record(video_id=video.id, viewer=viewer)
+    except counters.UNREACHABLE as error:
+        logger.warning("Redis unreachable (%s): view of %s counted in the database", error, video.id)
     with transaction.atomic():
         View.objects.create(video=video, user=user if user.is_authenticated else None)
         Video.objects.filter(id=video.id).update(view_count=F("view_count") + 1)
+    return True
+
+
+def video_views_flush() -> int:
+    """Move the view counts held in Redis into the videos' rows and View rows; the
+    number of views moved. Run every VIEW_FLUSH_SECONDS by the cron scheduler.
+
+    Each batch goes through three steps: claim (rename the pending hash), apply (one
+    transaction that also records the batch's ViewFlush row) and release (delete the
+    hash). A flush that dies between them leaves the batch in Redis, and the next one
+    applies it, or only releases it if its ViewFlush row shows it was applied: no view
+    is lost and none counted twice. Concurrent flushes of one batch meet on that row."""
+    moved = 0
+    for _ in range(2):  # a batch a dead flush left behind, then the pending one
+        batch = counters.views_claim()
+        if batch is None:
+            break
+        moved += _views_apply(batch)
+        counters.views_release(batch)
+    ViewFlush.objects.filter(flushed_at__lt=timezone.now() - VIEW_FLUSH_RETENTION).delete()
+    return moved
+
+
+def _views_apply(batch: counters.Batch) -> int:
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                ViewFlush.objects.create(batch=batch.token)
+        except IntegrityError:
+            return 0  # applied already, by a flush that died before its release
+        views = {video_id: count for video_id, count in batch.views.items() if count > 0}
+        # Locked (in id order), so that a video deleted meanwhile cannot fail the View rows.
+        ids = list(Video.objects.select_for_update().filter(id__in=views).order_by("id").values_list("id", flat=True))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            delta = Case(*(When(id=i, then=Value(views[i])) for i in chunk), output_field=BigIntegerField())
+            Video.objects.filter(id__in=chunk).update(view_count=F("view_count") + delta)
+        View.objects.bulk_create([View(video_id=i, count=views[i]) for i in ids])
+    return sum(views[i] for i in ids)
 
 
 def video_like(*, video: Video, user: Any) -> bool:

@@ -1,5 +1,7 @@
 """Thin views over videos.services and videos.selectors."""
 
+import hashlib
+import hmac
 
 from django.conf import settings
 from django.http import Http404
@@ -69,7 +71,7 @@ class VideoDetailView(APIView):
 
     @extend_schema(responses={200: VideoSerializer}, tags=["videos"])
     def get(self, request: Request, video_id) -> Response:  # type: ignore[no-untyped-def]
-        return Response(VideoSerializer(selectors.video_get(video_id=video_id)).data)
+        return Response(VideoSerializer(selectors.video_detail(video_id=video_id)).data)
 
 
 class VideoFeedView(APIView):
@@ -96,13 +98,27 @@ class VideoTrendingView(APIView):
         return Response({"results": VideoSerializer(selectors.video_trending(viewer=request.user), many=True).data})
 
 
+def anonymous_viewer(request: Request) -> str:
+    """Who an anonymous viewer is, for counting a view once per window: the client's
+    address (the socket's, as the server saw it: a header would be the client's to
+    vary) and its User-Agent, keyed-hashed so that Redis keeps no address. Not a
+    cookie: a loop that drops it would be a new viewer every time."""
+    client = f"{request.META.get('REMOTE_ADDR', '')}\n{request.META.get('HTTP_USER_AGENT', '')}"
+    return hmac.new(settings.SECRET_KEY.encode(), client.encode(), hashlib.sha256).hexdigest()[:32]
+
+
 class VideoViewView(APIView):
     permission_classes = [AllowAny]
     authentication_classes = [BearerTokenAuthentication, ReadOnlySessionAuthentication]
 
-    @extend_schema(request=None, responses={204: None}, tags=["videos"])
+    @extend_schema(
+        request=None, responses={204: None}, tags=["videos"],
+        description="Count a view: once per viewer (the user; an anonymous client by its address and User-Agent) "
+        "within VIEW_DEDUP_SECONDS. Batch metadata and the video show it at once.",
+    )
     def post(self, request: Request, video_id) -> Response:  # type: ignore[no-untyped-def]
-        services.video_view(video=selectors.video_get(video_id=video_id), user=request.user)
+        video = selectors.video_get(video_id=video_id)
+        services.video_view(video=video, user=request.user, client_key=anonymous_viewer(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
