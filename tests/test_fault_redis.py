@@ -5,6 +5,9 @@ same open connections from the outbox, and the content submitted meanwhile is
 processed (its lost enqueue recovered). The Redis is the test's own, on a free port,
 restarted without its data (queues, group memberships and tickets all gone)."""
 
+import os
+import signal
+import subprocess
 import time
 
 import httpx
@@ -92,3 +95,26 @@ def test_a_redis_restart_loses_no_event_and_no_content(private_redis, stack):
     assert wait_for(lambda: 9 in sse.ids and 9 in ws.ids, timeout=5), (sse.ids, ws.ids)
     sse.close()
     ws.close()
+
+
+def stack_processes(stack: Stack, name: str) -> list[int]:
+    """Pids in the stack's process group whose command line contains `name`."""
+    listing = subprocess.run(["ps", "-o", "pid=,args=", "-g", str(stack.process.pid)], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in listing.splitlines() if name in line and "ps -o" not in line]
+
+
+def test_a_stack_process_that_dies_is_started_again_and_the_rest_go_on(private_redis, stack):
+    """The RQ worker quits on some Redis errors (rq's 'unhandled exception, quitting'):
+    run_stack.sh starts it again instead of taking daphne down with it."""
+    (worker,) = [pid for pid in stack_processes(stack, "rqworker") if pid != stack.process.pid]
+    os.kill(worker, signal.SIGKILL)
+
+    owner = make_user("after-a-crash")
+    channel = channel_create(owner=owner, name="crash")
+    _, token = AuthToken.objects.create(user=owner)
+    api = httpx.Client(base_url=stack.url(""), headers={"Authorization": f"Bearer {token}"}, timeout=15)
+    content_id = submit(api, str(channel.id), "Afterwards").json()["id"]  # daphne still answers
+
+    assert wait_for(lambda: Content.objects.get(id=content_id).status == "complete", timeout=30), stack.output()[-3000:]
+    assert "rqworker exited with status" in stack.output()
+    assert worker not in stack_processes(stack, "rqworker")
