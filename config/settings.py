@@ -255,12 +255,10 @@ CHANNEL_LAYERS = {
             "hosts": [REDIS_URL],
             # A burst of events must not be dropped for a full channel at the default 100.
             "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1500),
-            # A member not seen for this long is dropped from its group: a connection lives
-            # at most REALTIME_MAX_CONNECTION_SECONDS, so only the dead (a killed daphne's,
-            # which never left) are still there after it.
-            "group_expiry": env_int(
-                "CHANNEL_LAYER_GROUP_EXPIRY", env_int("REALTIME_MAX_CONNECTION_SECONDS", 3600) + 300
-            ),
+            # A member not renewed for this long is dropped from its group: each process's
+            # stream hub renews its memberships every minute (realtime/hub.py), so only a
+            # dead process's (a killed daphne never leaves) reach it.
+            "group_expiry": env_int("CHANNEL_LAYER_GROUP_EXPIRY", 300),
             "prefix": "aistatus-test" if TESTING else "aistatus",
         },
     }

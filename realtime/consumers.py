@@ -2,7 +2,7 @@
 `{type, id, data}`, `since` replay, `resync`, ping -> pong, unsubscribe, and
 `{"type": "error"}` for a bad message with the socket kept open.
 
-Consumers only authenticate, join groups, read through database_sync_to_async and
+Consumers only authenticate, subscribe through the hub, read through db_read and
 forward; subclasses say which stream a subscription reads."""
 
 import asyncio
@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from realtime.auth import user_for_ticket
 from realtime.delivery import Resync, StreamCursor, latest_seq
-from realtime.streams import access_group, group_name
+from realtime.hub import REVOKE, Subscription, deliveries_for, get_hub
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +36,12 @@ class SubscriptionRefused(Exception):
 
 
 class StreamConsumer(AsyncJsonWebsocketConsumer):
+    """Events reach the socket through its process's hub (realtime/hub.py), which
+    holds the channel-layer memberships: the consumer's own channel joins no group."""
+
     stream: str | None = None
     cursor: StreamCursor | None = None
+    subscription: Subscription | None = None
 
     async def resolve_stream(self, message: dict[str, Any]) -> str:
         """The stream a subscribe message reads; raise SubscriptionRefused if not allowed."""
@@ -45,17 +49,20 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.delivery_lock = asyncio.Lock()
+        self.tasks: list[asyncio.Task[None]] = []
         self.user = await self._authenticate()
         await self.accept()
         if not self.user.is_authenticated:
             await self.send_error("not_authenticated", "Log in, or connect with ?ticket= from POST /v1/realtime/tickets.")
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        # Losing access everywhere (a suspension) reaches this connection through here.
-        self.access_group = access_group(self.user.id)
-        await self.channel_layer.group_add(self.access_group, self.channel_name)
-        self.lifetime = asyncio.create_task(self._close_after(settings.REALTIME_MAX_CONNECTION_SECONDS))
-        self.sweeper = asyncio.create_task(self._catch_up_periodically(settings.REALTIME_HEARTBEAT_SECONDS))
+        self.hub = get_hub()
+        # Attached before anything is read: a revoke (a suspension) reaches it from now on.
+        self.subscription = await self.hub.attach(str(self.user.id))
+        self.tasks = [
+            asyncio.create_task(self._close_after(settings.REALTIME_MAX_CONNECTION_SECONDS)),
+            asyncio.create_task(self._pump()),
+        ]
 
     async def _authenticate(self) -> Any:
         query = parse_qs(self.scope.get("query_string", b"").decode())
@@ -68,15 +75,21 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         # Closing makes the client reconnect, which checks its authorisation again.
         await self.close(code=CLOSE_LIFETIME)
 
-    async def _catch_up_periodically(self, seconds: float) -> None:
-        """Deliver rows whose wake-up never came (the sender died between commit and
-        send, or Redis was away). A background task that dies silently would leave
-        the socket open and mute, so anything unexpected closes it."""
+    async def _pump(self) -> None:
+        """Deliver what the hub puts in this connection's inbox. A task that died
+        silently would leave the socket open and mute, so anything unexpected closes it."""
+        assert self.subscription is not None
         try:
             while True:
-                await asyncio.sleep(seconds)
-                if self.cursor is not None:
-                    await self._deliver(self.cursor.catch_up())
+                item = await self.subscription.inbox.get()
+                if item[0] == REVOKE:
+                    await self._leave()
+                    await self.send_error("forbidden", "You may no longer read this stream.")
+                    await self.close(code=CLOSE_FORBIDDEN)
+                    return
+                async with self.delivery_lock:
+                    if self.cursor is not None:
+                        await self._deliver_locked(deliveries_for(self.cursor, item))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -84,12 +97,12 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_INTERNAL_ERROR)
 
     async def disconnect(self, code: int) -> None:
-        for task in (getattr(self, "lifetime", None), getattr(self, "sweeper", None)):
-            if task:
-                task.cancel()
-        await self._leave()
-        if getattr(self, "access_group", None):
-            await self.channel_layer.group_discard(self.access_group, self.channel_name)
+        for task in getattr(self, "tasks", ()):
+            task.cancel()
+        if self.subscription is not None:
+            await self.hub.detach(self.subscription)
+            self.subscription = None
+        self.stream, self.cursor = None, None
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         try:
@@ -128,46 +141,31 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             if refused.close:
                 await self.close(code=CLOSE_FORBIDDEN)
             return
-        await self._leave()
-        await self.channel_layer.group_add(group_name(stream), self.channel_name)
-        self.stream = stream
-        self.cursor = StreamCursor(stream, since if since is not None else await latest_seq(stream))
-        await self.send_json({"type": "subscribed", **self.subscribed_fields(message), "timestamp": timezone.now().isoformat()})
-        await self._deliver(self.cursor.catch_up())
+        assert self.subscription is not None
+        async with self.delivery_lock:
+            # The hub reads the stream before the table is read: nothing committed in between is missed.
+            await self.hub.read(self.subscription, stream)
+            self.stream = stream
+            self.cursor = StreamCursor(stream, since if since is not None else await latest_seq(stream))
+            await self.send_json({"type": "subscribed", **self.subscribed_fields(message), "timestamp": timezone.now().isoformat()})
+            await self._deliver_locked(self.cursor.catch_up())
+            self.subscription.cursor = self.cursor
 
     def subscribed_fields(self, message: dict[str, Any]) -> dict[str, Any]:
         return {}
 
     async def _leave(self) -> None:
-        if self.stream:
-            await self.channel_layer.group_discard(group_name(self.stream), self.channel_name)
+        if self.stream and self.subscription is not None:
+            await self.hub.read(self.subscription, None)
         self.stream, self.cursor = None, None
 
-    async def stream_event(self, message: dict[str, Any]) -> None:
-        """A wake-up from the channel layer (type "stream.event")."""
-        if self.cursor is None or message.get("stream") != self.stream:
-            return
-        await self._deliver(self.cursor.on_wakeup(message))
-
-    async def stream_revoke(self, message: dict[str, Any]) -> None:
-        """The user may no longer read the stream, or any stream when it names none
-        (type "stream.revoke")."""
-        if message.get("stream") in (None, self.stream) and message.get("user_id") == str(self.user.id):
-            await self._leave()
-            await self.send_error("forbidden", "You may no longer read this stream.")
-            await self.close(code=CLOSE_FORBIDDEN)
-
-    async def _deliver(self, pending) -> None:  # type: ignore[no-untyped-def]
-        # The periodic catch-up and the wake-ups share one cursor: one at a time, so
-        # events go out in order.
-        async with self.delivery_lock:
-            await self._deliver_locked(pending)
-
     async def _deliver_locked(self, pending) -> None:  # type: ignore[no-untyped-def]
+        """Send what `pending` yields for the cursor. The caller holds delivery_lock:
+        subscribing and the inbox share one cursor, one at a time, so events go out in order."""
         try:
             deliveries = await pending
         except DatabaseError:
-            # The cursor has not moved: the next periodic catch-up reads again.
+            # The cursor has not moved: the hub's next read of the table fills the gap.
             logger.warning("WebSocket %s: the table could not be read; trying again later", self.stream, exc_info=True)
             return
         except Resync as resync:
@@ -176,7 +174,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "resync", "last_event_id": resync.latest})
             return
         for delivery in deliveries:
-            await self.send_json({"type": delivery.type, "id": delivery.id, "data": delivery.data})
+            # Serialised once per event for every connection that sends it.
+            await self.send(text_data=delivery.websocket_text)
 
     async def send_error(self, code: str, detail: str) -> None:
         await self.send_json({"type": "error", "code": code, "detail": detail})

@@ -2,9 +2,11 @@
 events from the table, and turning channel-layer wake-ups into an ordered stream
 with no gaps and no duplicates."""
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from channels.db import DatabaseSyncToAsync
@@ -28,9 +30,20 @@ def db_read(function: Callable[..., Any]) -> Callable[..., Any]:
 
 @dataclass(frozen=True)
 class Delivery:
+    """One event as the streams send it; each wire form is built once, however many
+    connections send it."""
+
     id: int
     type: str
     data: dict[str, Any]
+
+    @cached_property
+    def websocket_text(self) -> str:
+        return json.dumps({"type": self.type, "id": self.id, "data": self.data}, separators=(",", ":"))
+
+    @cached_property
+    def sse_data(self) -> str:
+        return json.dumps({"type": self.type, **self.data}, separators=(",", ":"))
 
 
 class Resync(Exception):
@@ -80,13 +93,20 @@ class StreamCursor:
         deliveries, _ = await events_after(self.stream, self.last_sent, settings.REALTIME_REPLAY_LIMIT)
         return self._advance(deliveries)
 
-    async def on_wakeup(self, message: dict[str, Any]) -> list[Delivery]:
-        seq = message["id"]
-        if seq <= self.last_sent:
+    async def on_wakeup(self, delivery: Delivery) -> list[Delivery]:
+        if delivery.id <= self.last_sent:
             return []
-        if seq == self.last_sent + 1:
-            return self._advance([Delivery(seq, message["event_type"], message["data"])])
+        if delivery.id == self.last_sent + 1:
+            return self._advance([delivery])
         return await self.catch_up()
+
+    def accept(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """Rows read for several connections at once: this one's new ones, if they
+        follow on from what it sent (a gap waits for its own catch-up)."""
+        fresh = [d for d in deliveries if d.id > self.last_sent]
+        if not fresh or fresh[0].id != self.last_sent + 1:
+            return []
+        return self._advance(fresh)
 
     def _advance(self, deliveries: list[Delivery]) -> list[Delivery]:
         fresh = [d for d in deliveries if d.id > self.last_sent]

@@ -1,6 +1,7 @@
 """A stream that must end ends visibly: the SSE response is closed (EventSource then
 reconnects with Last-Event-ID) and the WebSocket is closed with a code that says why.
-Never open and mute. A database error is not an end: the next heartbeat reads again."""
+Never open and mute. A database error is not an end: the hub reads the table again
+at its next heartbeat."""
 
 import asyncio
 
@@ -8,54 +9,52 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.db import OperationalError
 
+from realtime import consumers as consumers_module
+from realtime import hub as hub_module
 from realtime.delivery import StreamCursor
+from realtime.hub import get_hub
 from realtime.sse import event_stream
+from realtime.streams import user_stream
 from realtime.user_consumer import UserEventsConsumer
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def failing_catch_up(monkeypatch, error: Exception, *, after: int) -> list[int]:
-    """StreamCursor.catch_up works `after` times, then raises `error` every time."""
-    calls = [0]
-    original = StreamCursor.catch_up
-
-    async def catch_up(self):  # type: ignore[no-untyped-def]
-        calls[0] += 1
-        if calls[0] > after:
-            raise error
-        return await original(self)
-
-    monkeypatch.setattr(StreamCursor, "catch_up", catch_up)
-    return calls
+def wake_up(stream: str, seq: int) -> None:
+    """What the hub does with a channel-layer message for `stream`, as if one arrived."""
+    get_hub().dispatch({"type": "stream.event", "stream": stream, "id": seq, "event_type": "x", "data": {}})
 
 
-async def collect(stream, *, limit: float) -> list[str]:  # type: ignore[no-untyped-def]
-    frames = []
+def test_an_sse_stream_closes_its_response_on_an_unexpected_error(monkeypatch):
+    async def broken(self, delivery):  # type: ignore[no-untyped-def]
+        raise RuntimeError("boom")
 
-    async def read() -> None:
-        async for frame in stream:
-            frames.append(frame)
-
-    await asyncio.wait_for(read(), timeout=limit)
-    return frames
-
-
-def test_an_sse_stream_closes_its_response_on_an_unexpected_error(settings, monkeypatch):
-    settings.REALTIME_HEARTBEAT_SECONDS = 0.2
-    failing_catch_up(monkeypatch, RuntimeError("boom"), after=1)
+    monkeypatch.setattr(StreamCursor, "on_wakeup", broken)
     user = make_user()
 
-    frames = asyncio.run(collect(event_stream("channel:ending", user_id=str(user.id), last_event_id=0, named=False), limit=10))
+    async def run() -> list[str]:
+        frames = []
+        async for frame in event_stream("channel:ending", user_id=str(user.id), last_event_id=0, named=False):
+            frames.append(frame)
+            if frame.startswith(": connected at"):
+                wake_up("channel:ending", 1)
+        return frames
 
+    frames = asyncio.run(asyncio.wait_for(run(), timeout=10))  # ends by itself, instead of hanging
     assert frames[0].startswith("retry:")
-    assert frames[-1].startswith(": connected at")  # and then the response ended, instead of hanging
+    assert frames[-1].startswith(": connected at")
 
 
-def test_an_sse_stream_keeps_its_heartbeat_through_database_errors(settings, monkeypatch):
+def test_an_sse_stream_keeps_its_heartbeat_while_the_table_cannot_be_read(settings, monkeypatch):
     settings.REALTIME_HEARTBEAT_SECONDS = 0.2
-    calls = failing_catch_up(monkeypatch, OperationalError("server closed the connection"), after=1)
+    reads = [0]
+
+    async def failing_read(*args, **kwargs):  # type: ignore[no-untyped-def]
+        reads[0] += 1
+        raise OperationalError("server closed the connection")
+
+    monkeypatch.setattr(hub_module, "events_after", failing_read)
     user = make_user()
 
     async def first_frames() -> list[str]:
@@ -63,19 +62,21 @@ def test_an_sse_stream_keeps_its_heartbeat_through_database_errors(settings, mon
         frames = []
         async for frame in stream:
             frames.append(frame)
-            if sum(f.startswith(": heartbeat") for f in frames) == 3:
+            if sum(f.startswith(": heartbeat") for f in frames) == 4:
                 await stream.aclose()
                 break
         return frames
 
     frames = asyncio.run(asyncio.wait_for(first_frames(), timeout=10))
-    assert sum(f.startswith(": heartbeat") for f in frames) == 3
-    assert calls[0] >= 4, "each heartbeat tried the table again"
+    assert sum(f.startswith(": heartbeat") for f in frames) == 4
+    assert reads[0] >= 2, "the hub tried the table again at each heartbeat"
 
 
-def test_a_websocket_whose_catch_up_fails_unexpectedly_is_closed_with_1011(settings, monkeypatch):
-    settings.REALTIME_HEARTBEAT_SECONDS = 0.2
-    failing_catch_up(monkeypatch, RuntimeError("boom"), after=1)
+def test_a_websocket_whose_delivery_fails_unexpectedly_is_closed_with_1011(monkeypatch):
+    async def broken(cursor, item):  # type: ignore[no-untyped-def]
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(consumers_module, "deliveries_for", broken)
     user = make_user()
 
     async def run() -> dict:
@@ -85,6 +86,7 @@ def test_a_websocket_whose_catch_up_fails_unexpectedly_is_closed_with_1011(setti
         assert connected
         await communicator.send_json_to({"type": "subscribe"})
         assert (await communicator.receive_json_from(timeout=5))["type"] == "subscribed"
+        wake_up(user_stream(user.id), 1)
         closing = await communicator.receive_output(timeout=5)
         await communicator.disconnect()
         return closing

@@ -1,0 +1,227 @@
+"""One membership per process per stream: the process fans events out to its own
+connections.
+
+Before, every SSE and WebSocket connection was a channel-layer member of its
+stream's group, so one event became one Redis message per subscriber, popped one at
+a time by the process that held them all, and every idle connection read the table
+once per heartbeat. Now the hub of a process is the only member: it receives an event
+once, turns it into a Delivery once (serialised once per wire format, see
+Delivery), and puts it in the inbox of each local subscription of that stream. Once
+per heartbeat it reads each stream's table once for all its subscriptions (rows
+whose wake-up never came: a sender that died between commit and send, Redis away)
+and refreshes its memberships, so that a killed process's membership expires with
+CHANNEL_LAYER_GROUP_EXPIRY instead of living on.
+
+A subscription's connection keeps its own StreamCursor: it alone decides what is
+new for it (in order, no gap, no duplicate), and fills a gap from the table itself.
+"""
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import DatabaseError
+
+from realtime.delivery import Delivery, Resync, StreamCursor, events_after
+from realtime.streams import access_group, group_name
+
+logger = logging.getLogger(__name__)
+
+# Well inside the group expiry (CHANNEL_LAYER_GROUP_EXPIRY, 300 s by default).
+MEMBERSHIP_REFRESH_SECONDS = 60
+
+# Items of a subscription's inbox: (kind, payload, stream). The stream travels with
+# the item, as a connection may have moved to another stream since it was queued.
+EVENT = "event"  # (EVENT, Delivery, stream): a wake-up
+ROWS = "rows"  # (ROWS, [Delivery], stream): the rows after the slowest local cursor
+CATCH_UP = "catch_up"  # (CATCH_UP, None, stream): read the table yourself (the shared read met a resync)
+REVOKE = "revoke"  # (REVOKE, None, stream or None for all): its user may no longer read
+InboxItem = tuple[str, Any, str | None]
+
+
+class Subscription:
+    """A connection's place in the hub: its user, the stream it reads (None until it
+    subscribes) and its inbox. The connection sets `cursor` once it has one."""
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+        self.stream: str | None = None
+        self.cursor: StreamCursor | None = None
+        self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
+
+
+class StreamHub:
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.channel: str | None = None
+        self.by_stream: dict[str, set[Subscription]] = defaultdict(set)
+        self.by_user: dict[str, set[Subscription]] = defaultdict(set)
+        # Joins and leaves of the layer's groups happen one at a time, so that a group
+        # is joined before its first subscriber reads the table.
+        self.membership = asyncio.Lock()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def attach(self, user_id: str) -> Subscription:
+        """A connection of `user_id`, reading no stream yet (but told of a revoke)."""
+        await self._start()
+        subscription = Subscription(str(user_id))
+        async with self.membership:
+            if not self.by_user[subscription.user_id]:
+                await self.layer.group_add(access_group(subscription.user_id), self.channel)
+            self.by_user[subscription.user_id].add(subscription)
+        return subscription
+
+    async def read(self, subscription: Subscription, stream: str | None) -> None:
+        """Move the subscription to `stream` (None: to no stream). When this returns,
+        every event committed from now on reaches its inbox."""
+        async with self.membership:
+            if subscription.stream is not None:
+                self._leave_stream(subscription)
+            subscription.stream, subscription.cursor = stream, None
+            # What the inbox holds for the stream it left is not for the next one.
+            kept = [item for item in _drain(subscription.inbox) if item[0] == REVOKE]
+            for item in kept:
+                subscription.inbox.put_nowait(item)
+            if stream is not None:
+                if not self.by_stream[stream]:
+                    await self.layer.group_add(group_name(stream), self.channel)
+                self.by_stream[stream].add(subscription)
+        await self._discard_empty_groups()
+
+    async def detach(self, subscription: Subscription) -> None:
+        async with self.membership:
+            if subscription.stream is not None:
+                self._leave_stream(subscription)
+            users = self.by_user.get(subscription.user_id)
+            if users is not None:
+                users.discard(subscription)
+        await self._discard_empty_groups()
+
+    def _leave_stream(self, subscription: Subscription) -> None:
+        subscribers = self.by_stream.get(subscription.stream or "")
+        if subscribers is not None:
+            subscribers.discard(subscription)
+
+    async def _discard_empty_groups(self) -> None:
+        async with self.membership:
+            for stream in [s for s, subs in self.by_stream.items() if not subs]:
+                del self.by_stream[stream]
+                await self.layer.group_discard(group_name(stream), self.channel)
+            for user_id in [u for u, subs in self.by_user.items() if not subs]:
+                del self.by_user[user_id]
+                await self.layer.group_discard(access_group(user_id), self.channel)
+
+    async def _start(self) -> None:
+        if self.channel is not None:
+            return
+        self.channel = await self.layer.new_channel()
+        self.tasks = [asyncio.create_task(self._receive_forever()), asyncio.create_task(self._read_tables_forever())]
+
+    async def _receive_forever(self) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+                self.dispatch(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The hub must outlive any one bad message or layer error.
+                logger.exception("Stream hub: could not dispatch a message")
+                await asyncio.sleep(0.5)
+
+    def dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "stream.event":
+            stream = message.get("stream") or ""
+            subscribers = self.by_stream.get(stream)
+            if subscribers:
+                delivery = Delivery(message["id"], message["event_type"], message["data"])
+                for subscription in list(subscribers):
+                    subscription.inbox.put_nowait((EVENT, delivery, stream))
+        elif kind == "stream.revoke":
+            stream = message.get("stream")
+            for subscription in list(self.by_user.get(str(message.get("user_id")), ())):
+                if stream is None or subscription.stream == stream:
+                    subscription.inbox.put_nowait((REVOKE, None, stream))
+
+    async def _read_tables_forever(self) -> None:
+        refreshed_at = time.monotonic()
+        while True:
+            await asyncio.sleep(settings.REALTIME_HEARTBEAT_SECONDS)
+            try:
+                await self.read_tables()
+                if time.monotonic() - refreshed_at >= MEMBERSHIP_REFRESH_SECONDS:
+                    refreshed_at = time.monotonic()
+                    await self._refresh_memberships()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("Stream hub: the periodic read failed; trying again at the next heartbeat")
+
+    async def read_tables(self) -> None:
+        """One read per stream for all its local subscriptions, from the slowest cursor."""
+        for stream, subscribers in list(self.by_stream.items()):
+            cursors = [s.cursor.last_sent for s in subscribers if s.cursor is not None]
+            if not cursors:
+                continue
+            try:
+                deliveries, _ = await events_after(stream, min(cursors), settings.REALTIME_REPLAY_LIMIT)
+            except Resync:
+                item: InboxItem = (CATCH_UP, None, stream)
+            except DatabaseError:
+                logger.warning("Stream hub: %s could not be read; trying again at the next heartbeat", stream, exc_info=True)
+                continue
+            else:
+                if not deliveries:
+                    continue
+                item = (ROWS, deliveries, stream)
+            for subscription in list(subscribers):
+                subscription.inbox.put_nowait(item)
+
+    async def _refresh_memberships(self) -> None:
+        """Join again what this process reads: group_add renews the membership's
+        timestamp, so only a dead process's memberships reach the group expiry."""
+        async with self.membership:
+            for stream in list(self.by_stream):
+                await self.layer.group_add(group_name(stream), self.channel)
+            for user_id in list(self.by_user):
+                await self.layer.group_add(access_group(user_id), self.channel)
+
+
+def _drain(inbox: asyncio.Queue[InboxItem]) -> list[InboxItem]:
+    items = []
+    while not inbox.empty():
+        items.append(inbox.get_nowait())
+    return items
+
+
+_hubs: dict[asyncio.AbstractEventLoop, StreamHub] = {}
+
+
+def get_hub() -> StreamHub:
+    """The hub of the running event loop (daphne runs one per process)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        for stale in [other for other in _hubs if other.is_closed()]:
+            del _hubs[stale]
+        hub = _hubs[loop] = StreamHub()
+    return hub
+
+
+async def deliveries_for(cursor: StreamCursor, item: InboxItem) -> list[Delivery]:
+    """What an inbox item means for one connection's cursor (may raise Resync)."""
+    kind, payload, stream = item
+    if stream != cursor.stream:
+        return []
+    if kind == EVENT:
+        return await cursor.on_wakeup(payload)
+    if kind == ROWS:
+        return cursor.accept(payload)
+    if kind == CATCH_UP:
+        return await cursor.catch_up()
+    return []
