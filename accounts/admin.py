@@ -1,7 +1,10 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from knox.admin import AuthTokenAdmin as KnoxAuthTokenAdmin
+from knox.models import AuthToken
 
 from accounts.models import User
+from accounts.services import tokens_revoke
 from moderation.admin_actions import block_users
 
 
@@ -12,3 +15,26 @@ class UserAdmin(DjangoUserAdmin):
     list_filter = ("is_active", "is_staff")
     actions = [block_users]
     show_full_result_count = False
+
+    # Deleting a user deletes their tokens by cascade: revoke them first, cache included.
+    def delete_model(self, request, obj):  # type: ignore[no-untyped-def]
+        tokens_revoke(AuthToken.objects.filter(user=obj))
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+        tokens_revoke(AuthToken.objects.filter(user__in=queryset))
+        super().delete_queryset(request, queryset)
+
+
+admin.site.unregister(AuthToken)
+
+
+@admin.register(AuthToken)
+class AuthTokenAdmin(KnoxAuthTokenAdmin):
+    """Deleting tokens here revokes them like a logout: the cached ones are refused too."""
+
+    def delete_model(self, request, obj):  # type: ignore[no-untyped-def]
+        tokens_revoke(AuthToken.objects.filter(digest=obj.digest))
+
+    def delete_queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+        tokens_revoke(queryset)

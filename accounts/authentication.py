@@ -1,10 +1,73 @@
+import binascii
+from hmac import compare_digest
+from typing import Any
+
+from django.core.cache import cache
+from django.utils import timezone
 from knox.auth import TokenAuthentication
+from knox.crypto import hash_token
+from knox.models import AuthToken
+from knox.settings import CONSTANTS
+from knox.signals import token_expired
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+
+from accounts.services import REVOKED, TOKEN_CACHE_SECONDS, token_cache_key, tokens_revoke
+
+INVALID_TOKEN = "Invalid token."
 
 
 class BearerTokenAuthentication(TokenAuthentication):
     """`Authorization: Bearer <token>`; tokens are stored hashed by django-rest-knox.
-    A 401 carries `WWW-Authenticate: Bearer` (the prefix is set in REST_KNOX)."""
+    A 401 carries `WWW-Authenticate: Bearer` (the prefix is set in REST_KNOX).
+
+    A polling client authenticates every few seconds, so a token that authenticated is
+    kept in Redis under its digest for TOKEN_CACHE_SECONDS (at most until it expires):
+    an unchanged poll then costs no SQL. Revocations (accounts.services.tokens_revoke)
+    replace the entry with a tombstone on commit. Unlike knox, this does not load all of
+    the user's tokens on every request to delete expired ones: an expired token is
+    refused (and deleted) when presented, the others when the user next logs in."""
+
+    def authenticate_credentials(self, token: bytes) -> tuple[Any, AuthToken]:
+        text = token.decode("utf-8")
+        try:
+            digest = hash_token(text)
+        except (TypeError, binascii.Error):
+            raise AuthenticationFailed(INVALID_TOKEN)
+        key = token_cache_key(digest)
+        cached = cache.get(key)
+        if cached == REVOKED:
+            raise AuthenticationFailed(INVALID_TOKEN)
+        if isinstance(cached, AuthToken) and not _expired(cached):
+            return self.validate_user(cached)
+        auth_token = _stored_token(text, digest)
+        user, auth_token = self.validate_user(auth_token)
+        # add, never set: a revocation's tombstone written meanwhile must win.
+        cache.add(key, auth_token, _seconds_to_trust(auth_token))
+        return user, auth_token
+
+
+def _expired(auth_token: AuthToken) -> bool:
+    return auth_token.expiry is not None and auth_token.expiry < timezone.now()
+
+
+def _seconds_to_trust(auth_token: AuthToken) -> int:
+    if auth_token.expiry is None:
+        return TOKEN_CACHE_SECONDS
+    return max(1, min(TOKEN_CACHE_SECONDS, int((auth_token.expiry - timezone.now()).total_seconds())))
+
+
+def _stored_token(token: str, digest: str) -> AuthToken:
+    """The token's row (with its user), in one query; an expired one is deleted and refused."""
+    for auth_token in AuthToken.objects.filter(token_key=token[: CONSTANTS.TOKEN_KEY_LENGTH]).select_related("user"):
+        if not compare_digest(digest, auth_token.digest):
+            continue
+        if _expired(auth_token):
+            tokens_revoke(AuthToken.objects.filter(digest=auth_token.digest))
+            token_expired.send(sender=BearerTokenAuthentication, username=auth_token.user.get_username(), source="auth_token")
+            break
+        return auth_token
+    raise AuthenticationFailed(INVALID_TOKEN)
 
 
 class ReadOnlySessionAuthentication(SessionAuthentication):

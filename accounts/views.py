@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from accounts.authentication import BearerTokenAuthentication
 from accounts.serializers import TokenRequestSerializer, TokenSerializer
+from accounts.services import token_issue, tokens_revoke
 
 
 class TokenView(APIView):
@@ -32,10 +33,10 @@ class TokenView(APIView):
         user = authenticate(request, **data.validated_data)
         if user is None:
             raise AuthenticationFailed("Wrong username or password.")
-        instance, token = AuthToken.objects.create(user=user)
+        instance, token = token_issue(user=user)
         return Response(TokenSerializer({"token": token, "expiry": instance.expiry}).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={204: None}, tags=["auth"])
     def delete(self, request: Request) -> Response:
-        request.auth.delete()
+        tokens_revoke(AuthToken.objects.filter(digest=request.auth.digest))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,12 +1,15 @@
-"""Reads shared by the API views: each is a fixed number of queries."""
+"""Reads shared by the API views: each is a fixed number of queries, fewer (down to
+none) when Redis has them (contents.caching says why a cached answer is never stale)."""
 
 import uuid
 from datetime import datetime
 from typing import Any
 
+from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
+from contents import caching
 from contents.models import PROCESSING_STATUSES, Channel, Content, ContentStatus
 
 # A channel's status answer lists at most this many finished contents, so a channel
@@ -29,6 +32,17 @@ def channel_get(*, user: Any, channel_id: uuid.UUID) -> Channel:
     return channel
 
 
+def channel_check_readable(*, user: Any, channel_id: uuid.UUID) -> None:
+    """404 unless the user may read the channel (owner or member), as channel_get() but
+    cached: a polling client asks this every few seconds."""
+    allowed = caching.cached_readers(user.id, [channel_id]).get(channel_id)
+    if allowed is None:
+        allowed = Channel.objects.visible_to(user).filter(id=channel_id).exists()
+        caching.remember_reader(channel_id, user.id, allowed)
+    if not allowed:
+        raise Http404("No such channel.")
+
+
 def channel_get_owned(*, user: Any, channel_id: uuid.UUID) -> Channel:
     """The channel if the user owns it: 404 if they cannot read it, 403 if they only read it."""
     from rest_framework.exceptions import PermissionDenied
@@ -46,16 +60,34 @@ def content_get(*, user: Any, content_id: uuid.UUID) -> Content:
     return content
 
 
-def content_list(*, channel: Channel, status: str | None = None) -> QuerySet[Content]:
-    contents = Content.objects.filter(channel=channel).only(*API_ONLY_FIELDS).order_by("-created_at", "-id")
+def content_list(*, channel_id: uuid.UUID, status: str | None = None) -> QuerySet[Content]:
+    contents = Content.objects.filter(channel_id=channel_id).only(*API_ONLY_FIELDS).order_by("-created_at", "-id")
     if status:
         contents = contents.filter(status=status)
     return contents
 
 
-def channel_status(*, channel: Channel, since: datetime | None = None) -> dict[str, Any]:
-    """Processing contents, recently finished ones and exact totals, in four queries."""
-    contents = Content.objects.filter(channel=channel)
+def channel_status(*, channel_id: uuid.UUID, head: int, since: datetime | None = None) -> dict[str, Any]:
+    """Processing contents, recently finished ones and exact totals, in four queries or
+    from the cache of the channel at `head` (read before this)."""
+    return caching.remember(
+        caching.status_answer_key(channel_id, head, since),
+        caching.PROCESSING_SECONDS,
+        lambda: _channel_status(channel_id=channel_id, head=head, since=since),
+    )
+
+
+def channel_has_processing(*, channel_id: uuid.UUID, head: int) -> bool:
+    """Whether anything in the channel at `head` is still processing (the poll interval)."""
+    return caching.remember(
+        caching.processing_key(channel_id, head),
+        caching.PROCESSING_SECONDS,
+        lambda: Content.objects.filter(channel_id=channel_id, status__in=PROCESSING_STATUSES).exists(),
+    )
+
+
+def _channel_status(*, channel_id: uuid.UUID, head: int, since: datetime | None) -> dict[str, Any]:
+    contents = Content.objects.filter(channel_id=channel_id)
     processing = list(
         contents.filter(status__in=PROCESSING_STATUSES)
         .order_by("created_at", "id")
@@ -75,18 +107,43 @@ def channel_status(*, channel: Channel, since: datetime | None = None) -> dict[s
         total_completed=Count("id", filter=Q(status=ContentStatus.COMPLETE)),
         total_failed=Count("id", filter=Q(status=ContentStatus.ERROR)),
     )
+    has_processing = totals["total_processing"] > 0
+    cache.set(caching.processing_key(channel_id, head), has_processing, caching.PROCESSING_SECONDS)
     return {
         "processing_contents": processing,
         "completed_contents": completed,
         "failed_contents": failed,
-        "has_processing": totals["total_processing"] > 0,
+        "has_processing": has_processing,
         **totals,
     }
 
 
 def content_statuses(*, user: Any, content_ids: list[uuid.UUID]) -> list[dict[str, Any]]:
-    """Statuses of the listed contents the user may see, in request order; one query."""
-    rows = {row["id"]: row for row in Content.objects.visible_to(user).filter(id__in=content_ids).values(*STATUS_FIELDS)}
-    for row in rows.values():
-        row["error_message"] = row["error_message"] or None
+    """Statuses of the listed contents the user may see, in request order: from the cache
+    where Redis knows the content's channel, the user's access to it and its head; the
+    rest in one query (plus one for heads Redis does not know)."""
+    known = cache.get_many([caching.content_channel_key(i) for i in content_ids])
+    channel_of = {i: known[caching.content_channel_key(i)] for i in content_ids if caching.content_channel_key(i) in known}
+    readable = caching.cached_readers(user.id, set(channel_of.values()))
+    hidden = {i for i, channel_id in channel_of.items() if readable.get(channel_id) is False}
+    readable_ids = [i for i, channel_id in channel_of.items() if readable.get(channel_id)]
+    # Heads before rows: a row read after its head is at least as recent as its key says.
+    heads = caching.channel_heads({channel_of[i] for i in readable_ids})
+    wanted = {caching.content_status_key(i, heads[channel_of[i]]): i for i in readable_ids}
+    rows = {wanted[key]: row for key, row in cache.get_many(list(wanted)).items()}
+
+    missing = [i for i in content_ids if i not in rows and i not in hidden]
+    if missing:
+        statuses, channels = {}, {}
+        for row in Content.objects.visible_to(user).filter(id__in=missing).values(*STATUS_FIELDS, "channel_id"):
+            channel_id = row.pop("channel_id")
+            row["error_message"] = row["error_message"] or None
+            rows[row["id"]] = row
+            channels[caching.content_channel_key(row["id"])] = channel_id
+            if channel_id in heads:
+                statuses[caching.content_status_key(row["id"], heads[channel_id])] = row
+        cache.set_many(channels, caching.CONTENT_CHANNEL_SECONDS)
+        cache.set_many(statuses, caching.STATUS_SECONDS)
+        for channel_id in set(channels.values()) - set(readable):
+            caching.remember_reader(channel_id, user.id, True)
     return [rows[i] for i in content_ids if i in rows]

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from contents.caching import forget_readers_on_commit
 from contents.eta import estimate_completion
 from contents.models import (
     ACTIVE_STAGES,
@@ -205,10 +206,13 @@ def channel_add_members(*, channel: Channel, user_ids: Iterable[uuid.UUID]) -> l
     from django.contrib.auth import get_user_model
 
     existing = list(get_user_model().objects.filter(id__in=list(user_ids)).values_list("id", flat=True))
-    ChannelMembership.objects.bulk_create(
-        [ChannelMembership(channel=channel, user_id=uid) for uid in existing if uid != channel.owner_id],
-        ignore_conflicts=True,
-    )
+    with transaction.atomic():
+        ChannelMembership.objects.bulk_create(
+            [ChannelMembership(channel=channel, user_id=uid) for uid in existing if uid != channel.owner_id],
+            ignore_conflicts=True,
+        )
+        # A "no" cached before they were added would keep refusing them for a while.
+        forget_readers_on_commit(channel.id, existing, removed=False)
     return existing
 
 
@@ -218,4 +222,5 @@ def channel_remove_member(*, channel: Channel, user_id: uuid.UUID) -> bool:
         removed, _ = ChannelMembership.objects.filter(channel=channel, user_id=user_id).delete()
         if removed:
             revoke_subscriber(channel_stream(channel.id), user_id)
+            forget_readers_on_commit(channel.id, [user_id], removed=True)
     return bool(removed)

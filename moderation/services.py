@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 from knox.models import AuthToken
 
+from accounts.services import tokens_revoke
 from moderation.models import Block, Suspension, VideoDeletion
 from realtime.streams import revoke_user_everywhere
 from videos.models import Video
@@ -33,7 +34,7 @@ def suspend_users(*, users: list[Any], by: Any, reason: str = "") -> int:
     with transaction.atomic():
         ids = [u.id for u in users if u.id != by.id]
         get_user_model().objects.filter(id__in=ids).update(is_active=False)
-        AuthToken.objects.filter(user_id__in=ids).delete()
+        tokens_revoke(AuthToken.objects.filter(user_id__in=ids))
         Suspension.objects.bulk_create([Suspension(user_id=i, reason=reason, suspended_by=by) for i in ids], ignore_conflicts=True)
         for user_id in ids:
             revoke_user_everywhere(user_id)

@@ -6,12 +6,15 @@ group. A rolled-back change leaves neither row nor message behind.
 """
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.core.cache import cache
 from django.db import connection, transaction
 
+from core.cache import UNREACHABLE
 from realtime.models import Event, Stream
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,8 @@ def publish(stream: str, type: str, payload: dict[str, Any]) -> Event:
         )
         (seq,) = cursor.fetchone()
     event = Event.objects.create(stream=stream, seq=seq, type=type, payload=payload)
+    # The head first: a client woken by the event then reads past every cache of the old state.
+    transaction.on_commit(lambda: advance_head(event.stream, event.seq), robust=True)
     transaction.on_commit(lambda: send_to_group(event))
     return event
 
@@ -94,6 +99,61 @@ def revoke_user_everywhere(user_id: Any) -> None:
 def current_seq(stream: str) -> int:
     """The stream's last committed event id (0 when it has none yet)."""
     return Stream.objects.filter(name=stream).values_list("last_seq", flat=True).first() or 0
+
+
+# --- The stream's head: its last committed event id, kept in Redis for caches keyed by it.
+#
+# Set on commit by publish(), only ever raised. A cache entry keyed by the head is
+# unreachable once a newer event commits, on any process. The head expires after
+# HEAD_SECONDS: a head that missed an advance (the writer died between COMMIT and its
+# on-commit hook, Redis was briefly unreachable, or restarted from an older snapshot)
+# is read again from the database within that time. A missing head is unknown, never 0.
+HEAD_SECONDS = 5
+_RAISE_HEAD = """
+local current = tonumber(redis.call('GET', KEYS[1]))
+if current == nil or current < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+def _head_key(stream: str) -> str:
+    return f"stream-head:{stream}"
+
+
+def stream_heads(streams: Iterable[str]) -> dict[str, int]:
+    """The heads Redis knows, by stream; a stream left out is unknown."""
+    keys = {_head_key(stream): stream for stream in streams}
+    return {keys[key]: seq for key, seq in cache.get_many(list(keys)).items()}
+
+
+def advance_head(stream: str, seq: int) -> None:
+    """Raise the stream's head to `seq` (never lower it), for HEAD_SECONDS."""
+    key = cache.make_and_validate_key(_head_key(stream))
+    try:
+        cache._cache.get_client(key, write=True).eval(_RAISE_HEAD, 1, key, seq, HEAD_SECONDS)
+    except UNREACHABLE as error:
+        logger.warning("Could not advance the head of %s to %s: %s", stream, seq, error)
+
+
+def known_seqs(streams: Iterable[str]) -> dict[str, int]:
+    """The streams' last committed event ids: from their heads, or (one query for the
+    unknown ones) from the database, which then sets their heads."""
+    streams = set(streams)
+    heads = stream_heads(streams)
+    unknown = streams - set(heads)
+    if unknown:
+        stored = dict(Stream.objects.filter(name__in=unknown).values_list("name", "last_seq"))
+        for stream in unknown:
+            heads[stream] = stored.get(stream, 0)
+            advance_head(stream, heads[stream])
+    return heads
+
+
+def known_seq(stream: str) -> int:
+    return known_seqs([stream])[stream]
 
 
 def prune_events(*, older_than_hours: int) -> int:

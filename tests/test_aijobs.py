@@ -213,7 +213,7 @@ def test_batch_status_costs_a_fixed_number_of_queries(owner, video, count, djang
     AIJob.objects.bulk_create([AIJob(owner=owner, kind="glitch", video=video, cost=10) for _ in range(count)])
     ids = [str(i) for i in AIJob.objects.values_list("id", flat=True)]
     client = api_client_for(owner)
-    with django_assert_num_queries(3):  # knox token and its expiry cleanup, one select
+    with django_assert_num_queries(2):  # knox token, one select
         response = client.post("/v1/ai/jobs/batch-status", {"job_ids": ids}, format="json")
     assert len(response.json()["jobs"]) == count
 

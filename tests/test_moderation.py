@@ -163,14 +163,15 @@ def test_the_admin_blocks_users_on_behalf_of_a_user(staff):
     assert set(Block.objects.filter(blocker=victim).values_list("blocked__username", flat=True)) == {"spam0", "spam1"}
 
 
-def test_the_admin_suspends_users_site_wide(staff):
+def test_the_admin_suspends_users_site_wide(staff, django_capture_on_commit_callbacks):
     spammer = make_user("spammer")
     token_client = api_client_for(spammer)
     assert token_client.get("/v1/credits").status_code == 200
     client = admin_client(staff)
-    response = client.post("/admin/accounts/user/", {
-        "action": "block_users", "_selected_action": [str(spammer.id)], "apply": "1", "scope": "site", "reason": "spam",
-    })
+    with django_capture_on_commit_callbacks(execute=True):  # the suspension commits
+        response = client.post("/admin/accounts/user/", {
+            "action": "block_users", "_selected_action": [str(spammer.id)], "apply": "1", "scope": "site", "reason": "spam",
+        })
     assert response.status_code == 302
     assert token_client.get("/v1/credits").status_code == 401
     login = APIClient().post("/v1/auth/token", {"username": "spammer", "password": "pw-spammer"}, format="json")

@@ -170,9 +170,9 @@ def test_mark_read_costs_a_fixed_number_of_queries(owner, count, django_assert_n
     Notification.objects.bulk_create([Notification(recipient=owner, type="comment", data={}, created_at=timezone.now()) for _ in range(count)])
     ids = [str(i) for i in Notification.objects.values_list("id", flat=True)]
     client = api_client_for(owner)
-    # knox token + cleanup, savepoint pair, one UPDATE, unread count for the push,
+    # knox token, savepoint pair, one UPDATE, unread count for the push,
     # stream id + event row, the not_found select, the answer's unread count
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(9):
         response = client.post("/v1/notifications/batch-mark-read", {"notification_ids": ids}, format="json")
     assert response.json()["marked_count"] == count
 
