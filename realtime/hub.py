@@ -116,10 +116,13 @@ class StreamHub:
                 await self.layer.group_discard(access_group(user_id), self.channel)
 
     async def _start(self) -> None:
-        if self.channel is not None:
-            return
-        self.channel = await self.layer.new_channel()
-        self.tasks = [asyncio.create_task(self._receive_forever()), asyncio.create_task(self._read_tables_forever())]
+        # Under the membership lock: two first connections must not start two hubs' worth
+        # of channels and loops.
+        async with self.membership:
+            if self.channel is not None:
+                return
+            self.channel = await self.layer.new_channel()
+            self.tasks = [asyncio.create_task(self._receive_forever()), asyncio.create_task(self._read_tables_forever())]
 
     async def _receive_forever(self) -> None:
         while True:
