@@ -154,11 +154,16 @@ STORAGES = {
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Redis roles: the cache may evict (maxmemory-policy allkeys-lru) and loses nothing
+# that matters; the queue and the channel layer must not (noeviction). One Redis with
+# noeviction serves all three by default (make run); in production point
+# CACHE_REDIS_URL at an instance of its own with an evicting policy (README).
+CACHE_REDIS_URL = os.environ.get("CACHE_REDIS_URL", REDIS_URL)
 CACHES = {
     "default": {
         # An unreachable Redis is a cache miss, not a 500 (core/cache.py).
         "BACKEND": "core.cache.ResilientRedisCache",
-        "LOCATION": REDIS_URL,
+        "LOCATION": CACHE_REDIS_URL,
         "KEY_PREFIX": "aistatus",
         # A cache slower than this is worse than none.
         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
