@@ -17,6 +17,7 @@ from aijobs.effects import RenderError, render
 from aijobs.models import CANCELLED, AIJob, JobStatus
 from aijobs.services import job_start, new_rq_job_id, transition
 from aijobs.tasks import enqueue_job
+from core import metrics
 from core.db import move_again_if_lost, read_again_if_lost
 from core.heartbeat import keep_alive
 from core.queue import job_is_running, job_is_waiting
@@ -73,7 +74,7 @@ def run(job_id: uuid.UUID | str) -> str | None:
     os.close(fd)
     try:
         with keep_alive(AIJob, id=job.id, rq_job_id=job.rq_job_id, status=JobStatus.PROCESSING):
-            with job.video.file.open("rb") as source:
+            with metrics.stage_timer("ai_job", job.kind, stopped=(Cancelled, Superseded)), job.video.file.open("rb") as source:
                 render(job.kind, job.params, source, output_path, on_progress, max_frames=settings.AI_JOB_MAX_FRAMES)
         current = state["job"]
         with open(output_path, "rb") as result:

@@ -89,6 +89,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so that a request's latency includes every other middleware.
+    "core.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -334,6 +336,21 @@ AI_JOB_MAX_FRAMES = env_int("AI_JOB_MAX_FRAMES", 36000)
 MODERATION_FILE_GRACE_HOURS = env_int("MODERATION_FILE_GRACE_HOURS", 24)
 
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
+
+# GET /metrics (core/metrics.py) answers only a scraper that sends this as a bearer
+# token; unset, the endpoint does not exist (404), so nothing leaks by default.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# prometheus_client's multiprocess mode sums every process's counts from files in
+# PROMETHEUS_MULTIPROC_DIR (scripts/run_stack.sh sets it). It must be set before
+# prometheus_client is imported, hence here: a test session gets a directory of its
+# own, which the daphne and workers it starts inherit, removed when the session ends.
+if TESTING and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="aistatus-test-metrics-")
+    atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 LOGGING = {
     "version": 1,

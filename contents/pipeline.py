@@ -19,6 +19,7 @@ from contents.ai import AIProviderError, get_provider
 from contents.extract import StageFailed, gather_source
 from contents.models import ACTIVE_STAGES, Content, ProcessingStatus
 from contents.services import transition
+from core import metrics
 from core.db import move_again_if_lost, read_again_if_lost
 from core.heartbeat import keep_alive
 
@@ -68,7 +69,10 @@ def run(content_id: uuid.UUID | str) -> str | None:
     while content is not None and content.processing_status in ACTIVE_STAGES:
         stage = content.processing_status
         try:
-            with keep_alive(Content, id=content.id, version=content.version, job_id=content.job_id):
+            with (
+                keep_alive(Content, id=content.id, version=content.version, job_id=content.job_id),
+                metrics.stage_timer("content", stage),
+            ):
                 changes = STAGES[stage](content)
         except (StageFailed, AIProviderError) as exc:
             move(content, to=Stage.FAILED, error_message=str(exc))

@@ -17,9 +17,12 @@ from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from core import metrics
+
 logger = logging.getLogger(__name__)
 
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
+_MISSING = object()
 # At most one warning per this many seconds while Redis stays away.
 WARN_EVERY_SECONDS = 30.0
 
@@ -35,17 +38,23 @@ class ResilientRedisCache(RedisCache):
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         try:
-            return super().get(key, default, version)
+            value = super().get(key, _MISSING, version)
         except UNREACHABLE as error:
             self._unreachable("get", error)
-            return default
+            value = _MISSING
+        metrics.cache_lookup(key, hit=value is not _MISSING)
+        return default if value is _MISSING else value
 
     def get_many(self, keys: Any, version: int | None = None) -> dict[Any, Any]:
+        keys = list(keys)
         try:
-            return super().get_many(keys, version)
+            found = super().get_many(keys, version)
         except UNREACHABLE as error:
             self._unreachable("get_many", error)
-            return {}
+            found = {}
+        for key in keys:
+            metrics.cache_lookup(key, hit=key in found)
+        return found
 
     def has_key(self, key: Any, version: int | None = None) -> bool:
         try:

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
+from core import metrics
 from realtime.auth import user_for_ticket
 from realtime.delivery import Resync, StreamCursor, latest_seq
 from realtime.hub import REVOKE, Subscription, deliveries_for, get_hub
@@ -59,6 +60,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         self.hub = get_hub()
         # Attached before anything is read: a revoke (a suspension) reaches it from now on.
         self.subscription = await self.hub.attach(str(self.user.id))
+        metrics.stream_opened("ws")
         self.tasks = [
             asyncio.create_task(self._close_after(settings.REALTIME_MAX_CONNECTION_SECONDS)),
             asyncio.create_task(self._pump()),
@@ -100,6 +102,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         for task in getattr(self, "tasks", ()):
             task.cancel()
         if self.subscription is not None:
+            metrics.stream_closed("ws")
             await self.hub.detach(self.subscription)
             self.subscription = None
         self.stream, self.cursor = None, None
@@ -147,6 +150,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             await self.hub.read(self.subscription, stream)
             self.stream = stream
             self.cursor = StreamCursor(stream, since if since is not None else await latest_seq(stream))
+            metrics.replay_requested("ws", since)
             await self.send_json({"type": "subscribed", **self.subscribed_fields(message), "timestamp": timezone.now().isoformat()})
             await self._deliver_locked(self.cursor.catch_up())
             self.subscription.cursor = self.cursor
@@ -171,11 +175,13 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         except Resync as resync:
             if self.cursor is not None:
                 self.cursor.last_sent = resync.latest
+            metrics.resynced("ws")
             await self.send_json({"type": "resync", "last_event_id": resync.latest})
             return
         for delivery in deliveries:
             # Serialised once per event for every connection that sends it.
             await self.send(text_data=delivery.websocket_text)
+            metrics.event_delivered("ws")
 
     async def send_error(self, code: str, detail: str) -> None:
         await self.send_json({"type": "error", "code": code, "detail": detail})

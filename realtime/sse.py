@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.http import StreamingHttpResponse
 
+from core import metrics
 from realtime.delivery import Delivery, Resync, StreamCursor, latest_seq
 from realtime.hub import REVOKE, deliveries_for, get_hub
 
@@ -43,17 +44,21 @@ async def event_stream(stream: str, *, user_id: str, last_event_id: int | None, 
     gives up on an error response)."""
     hub = get_hub()
     subscription = await hub.attach(user_id)
+    metrics.stream_opened("sse")
     try:
         # Read by the hub before the table is read, so nothing committed in between is missed.
         await hub.read(subscription, stream)
         yield f"retry: {settings.SSE_RETRY_MILLISECONDS}\n\n"
         start = await latest_seq(stream) if last_event_id is None else last_event_id
+        metrics.replay_requested("sse", last_event_id)
         cursor = StreamCursor(stream, start)
         try:
             for delivery in await cursor.catch_up():
+                metrics.event_delivered("sse")
                 yield sse_frame(delivery, named=named)
         except Resync as resync:
             cursor.last_sent = resync.latest
+            metrics.resynced("sse")
             yield resync_frame(resync.latest, named=named)
         subscription.cursor = cursor
         yield f": connected at {cursor.last_sent}\n\n"
@@ -77,8 +82,10 @@ async def event_stream(stream: str, *, user_id: str, last_event_id: int | None, 
             try:
                 for delivery in await deliveries_for(cursor, item):
                     last_write = time.monotonic()
+                    metrics.event_delivered("sse")
                     yield sse_frame(delivery, named=named)
             except Resync as resync:
+                metrics.resynced("sse")
                 yield resync_frame(resync.latest, named=named)
                 return
             except DatabaseError:
@@ -87,6 +94,7 @@ async def event_stream(stream: str, *, user_id: str, last_event_id: int | None, 
         # Ending the response is what makes EventSource reconnect with Last-Event-ID.
         logger.exception("SSE %s: ending the stream after an unexpected error", stream)
     finally:
+        metrics.stream_closed("sse")
         await hub.detach(subscription)
 
 

@@ -14,6 +14,7 @@ from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.db import connection, transaction
 
+from core import metrics
 from core.cache import UNREACHABLE
 from realtime.models import Event, Stream
 
@@ -78,6 +79,7 @@ def _group_send_to(group: str, message: dict[str, Any]) -> None:
 
 
 def send_to_group(event: Event) -> None:
+    metrics.event_published(event.stream, event.type)
     _group_send(event.stream, message_for(event))
 
 

@@ -22,6 +22,15 @@ trap cleanup INT TERM EXIT
 # loopback (a local test server). Production leaves FETCH_ALLOW_LOOPBACK unset.
 export FETCH_ALLOW_LOOPBACK="${FETCH_ALLOW_LOOPBACK:-1}"
 
+# GET /metrics sums what every process of the stack counted (prometheus_client's
+# multiprocess mode): each writes its own files in this directory. Emptied at start, as
+# the counts of an earlier run are not this one's; one per port, so that two stacks in
+# one tree (yours and a test's) never share it. A process restarted by `supervise`
+# keeps adding to the same totals.
+export PROMETHEUS_MULTIPROC_DIR="$PWD/.run/metrics-$PORT"
+rm -rf "$PROMETHEUS_MULTIPROC_DIR"
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+
 # supervise NAME COMMAND...: run COMMAND, and again whenever it exits, until stopped.
 supervise() {
   local name=$1; shift

@@ -1,0 +1,264 @@
+"""Prometheus metrics, counted by every process of the stack and summed at GET /metrics.
+
+The stack is several processes (daphne, the RQ worker and the work horse it forks for
+each job, the cron), so the counts use prometheus_client's multiprocess mode: with
+PROMETHEUS_MULTIPROC_DIR set (scripts/run_stack.sh sets it, the tests set their own)
+each process writes its samples to files of its own in that directory, and the scrape
+sums the files. Without it a process counts in memory and /metrics shows that process.
+
+The places that count import this module and call one function or metric per place;
+core imports no app, so labels are plain strings the callers give.
+
+A work horse lives for one job, so its files are left behind by every job. At each
+scrape, the files of processes that are gone are folded into one archive per type
+(`counter_archive.db`, `histogram_archive.db`) and removed, so that the directory
+(and the scrape's work) stays the size of the live processes; a gone process's open
+streams gauge is simply dropped (its streams closed with it). The pids are this
+host's: every process of the stack shares the directory on one machine.
+"""
+
+import fcntl
+import glob
+import hmac
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from core.errors import problem_response
+
+# --- The metrics -------------------------------------------------------------------
+
+HTTP_REQUEST_SECONDS = Histogram(
+    "aistatus_http_request_duration_seconds",
+    "Time to answer a request (for a stream: until its response starts), by route name, method and status class.",
+    ["route", "method", "status_class"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+POLLS = Counter(
+    "aistatus_polls",
+    "Poll answers (responses carrying X-Poll-Interval), by route name and status (200, 304...).",
+    ["route", "status"],
+)
+CACHE_LOOKUPS = Counter(
+    "aistatus_cache_lookups",
+    "Cache reads by key family (the key's words, ids left out) and result (hit, miss; an unreachable cache is a miss).",
+    ["cache", "result"],
+)
+EVENTS_PUBLISHED = Counter(
+    "aistatus_events_published",
+    "Events committed by publish() and sent to their stream's group, by stream kind (channel, user) and event type.",
+    ["stream", "type"],
+)
+EVENTS_DELIVERED = Counter(
+    "aistatus_events_delivered", "Events sent to a client, by transport (sse, ws).", ["transport"]
+)
+STREAM_REPLAYS = Counter(
+    "aistatus_stream_replays",
+    "Streams resumed from a client's event id (SSE Last-Event-ID, WebSocket since), by transport.",
+    ["transport"],
+)
+STREAM_RESYNCS = Counter(
+    "aistatus_stream_resyncs", "Clients told to resync (too far behind to replay), by transport.", ["transport"]
+)
+OPEN_STREAMS = Gauge(
+    "aistatus_open_streams",
+    "Stream connections open now, by transport: each process counts its own, the scrape sums the live ones.",
+    ["transport"],
+    multiprocess_mode="livesum",
+)
+STAGE_SECONDS = Histogram(
+    "aistatus_job_stage_duration_seconds",
+    "Duration of one stage of a job (job content: the pipeline's stages; job ai_job: the render, by kind), "
+    "by outcome (ok, failed, stopped: cancelled or moved by someone else).",
+    ["job", "stage", "outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0),
+)
+STAGE_FAILURES = Counter(
+    "aistatus_job_stage_failures", "Stages of a job that ended in an error, by job and stage.", ["job", "stage"]
+)
+
+# --- What the counting places call ----------------------------------------------------
+
+_WORD = re.compile(r"[a-z][a-z_-]*")
+
+
+def cache_family(key: object) -> str:
+    """A bounded label for a cache key: its words without the ids (`channel:<id>:status:<head>`
+    is `channel:status`), `throttle` for DRF's throttle keys."""
+    text = str(key)
+    if text.startswith("throttle_"):
+        return "throttle"
+    return ":".join(part for part in text.split(":") if _WORD.fullmatch(part))[:60] or "other"
+
+
+def cache_lookup(key: object, *, hit: bool) -> None:
+    CACHE_LOOKUPS.labels(cache_family(key), "hit" if hit else "miss").inc()
+
+
+def event_published(stream: str, type_: str) -> None:
+    EVENTS_PUBLISHED.labels(stream.split(":", 1)[0], type_).inc()
+
+
+def event_delivered(transport: str) -> None:
+    EVENTS_DELIVERED.labels(transport).inc()
+
+
+def stream_opened(transport: str) -> None:
+    OPEN_STREAMS.labels(transport).inc()
+
+
+def stream_closed(transport: str) -> None:
+    OPEN_STREAMS.labels(transport).dec()
+
+
+def replay_requested(transport: str, since: int | None) -> None:
+    """Counts a stream that resumes from a client's id (`since` not None)."""
+    if since is not None:
+        STREAM_REPLAYS.labels(transport).inc()
+
+
+def resynced(transport: str) -> None:
+    STREAM_RESYNCS.labels(transport).inc()
+
+
+@contextmanager
+def stage_timer(job: str, stage: str, *, stopped: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Time one stage of a job. Any exception but `stopped` is a failure (counted, and
+    raised on to the caller, which decides what the job does next)."""
+    started = time.perf_counter()
+    outcome = "failed"
+    try:
+        yield
+        outcome = "ok"
+    except stopped:
+        outcome = "stopped"
+        raise
+    finally:
+        STAGE_SECONDS.labels(job, str(stage), outcome).observe(time.perf_counter() - started)
+        if outcome == "failed":
+            STAGE_FAILURES.labels(job, str(stage)).inc()
+
+
+# --- Requests ------------------------------------------------------------------------
+
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+class RequestMetricsMiddleware:
+    """Outermost: the latency of every request by route name, method and status class,
+    and each poll answer (a response that carries X-Poll-Interval, core.polling)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest):  # type: ignore[no-untyped-def]
+        if self.is_async:
+            return self._acall(request)
+        started = time.perf_counter()
+        response = self.get_response(request)
+        self._count(request, response, started)
+        return response
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = await self.get_response(request)  # type: ignore[misc]
+        self._count(request, response, started)
+        return response
+
+    @staticmethod
+    def _count(request: HttpRequest, response: HttpResponse, started: float) -> None:
+        match = getattr(request, "resolver_match", None)
+        route = match.view_name if match is not None else "unmatched"
+        method = request.method if request.method in _METHODS else "other"
+        HTTP_REQUEST_SECONDS.labels(route, method, f"{response.status_code // 100}xx").observe(time.perf_counter() - started)
+        if response.has_header("X-Poll-Interval"):
+            POLLS.labels(route, str(response.status_code)).inc()
+
+
+# --- Exposition ----------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fold_dead_processes(path: str) -> None:
+    """Move the counts of processes that are gone into the archive files, and drop
+    their live gauges. The caller holds the directory's lock."""
+    for file in glob.glob(os.path.join(path, "*.db")):
+        parts = os.path.basename(file)[: -len(".db")].split("_")
+        if not parts[-1].isdigit() or _alive(int(parts[-1])):
+            continue
+        kind = parts[0]
+        if kind == "gauge":
+            if parts[1].startswith("live"):
+                os.remove(file)
+            continue
+        archive = MmapedDict(os.path.join(path, f"{kind}_archive.db"))
+        try:
+            for key, value, _timestamp, _position in MmapedDict.read_all_values_from_file(file):
+                current, _ = archive.read_value(key)
+                archive.write_value(key, current + value, 0.0)
+        finally:
+            archive.close()
+        os.remove(file)
+
+
+@contextmanager
+def _locked(path: str) -> Iterator[None]:
+    """One scrape at a time: a scrape never reads a file half folded into the archive."""
+    with open(os.path.join(path, "scrape.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def exposition() -> bytes:
+    """Every process's metrics in Prometheus' text format."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        return generate_latest(REGISTRY)
+    with _locked(path):
+        fold_dead_processes(path)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=path)
+        return generate_latest(registry)
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """GET /metrics, for a scraper holding METRICS_TOKEN as a bearer token. Without a
+    configured token the endpoint does not exist (404): nothing leaks by default."""
+    token = settings.METRICS_TOKEN
+    if not token:
+        return problem_response(404, "Not found.", code="not_found")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        response = problem_response(401, "Send the metrics token as 'Authorization: Bearer <token>'.", code="not_authenticated")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    if request.method not in ("GET", "HEAD"):
+        return problem_response(405, "Only GET is allowed.", code="method_not_allowed")
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)

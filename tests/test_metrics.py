@@ -1,0 +1,127 @@
+"""GET /metrics: refused without the metrics token, and with it, what every process of
+the stack counted (this test process, the RQ work horses it forks, daphne), summed."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+from knox.models import AuthToken
+from prometheus_client.parser import text_string_to_metric_families
+
+from contents.services import channel_create
+from core import metrics
+from tests.conftest import api_client_for, make_user, run_burst_worker
+from tests.live import ROOT, Daphne
+from tests.stream_clients import SSECollector, wait_for
+
+TOKEN = "metrics-token-for-tests"
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples called `name` whose labels include `labels` (0 if none)."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def scrape(daphne: Daphne) -> str:
+    response = httpx.get(daphne.url("/metrics"), headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return response.text
+
+
+def test_metrics_do_not_exist_unless_a_token_is_configured(client, settings):
+    shipped = subprocess.run(
+        [sys.executable, "-c", "from config import settings; print(repr(settings.METRICS_TOKEN))"],
+        cwd=ROOT, env={k: v for k, v in os.environ.items() if k != "METRICS_TOKEN"}, capture_output=True, text=True, check=True,
+    )
+    assert shipped.stdout.strip() == "''"
+    settings.METRICS_TOKEN = ""
+
+    assert client.get("/metrics").status_code == 404
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 404
+
+
+def test_metrics_are_refused_without_the_token_and_served_with_it(client, settings):
+    settings.METRICS_TOKEN = TOKEN
+
+    missing = client.get("/metrics")
+    assert missing.status_code == 401
+    assert missing["WWW-Authenticate"].startswith("Bearer")
+    assert "aistatus_" not in missing.content.decode()
+    for wrong in (f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", f"Basic {TOKEN}", TOKEN):
+        assert client.get("/metrics", HTTP_AUTHORIZATION=wrong).status_code == 401, wrong
+
+    allowed = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert allowed.status_code == 200
+    assert allowed["Content-Type"].startswith("text/plain")
+    assert "aistatus_http_request_duration_seconds" in allowed.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_content_run_by_a_worker_and_streamed_by_daphne_is_counted_across_processes():
+    owner = make_user("metered")
+    channel = channel_create(owner=owner, name="metered")
+    _, token = AuthToken.objects.create(user=owner)
+    api = api_client_for(owner)
+    daphne = Daphne(METRICS_TOKEN=TOKEN)
+    try:
+        # Other tests of the session count into the same directory: compare with before.
+        before = scrape(daphne)
+        sse = SSECollector(daphne.url(f"/api/contents/{channel.id}/events"), headers={"Authorization": f"Bearer {token}"})
+        assert value(scrape(daphne), "aistatus_open_streams", transport="sse") == 1
+
+        content_id = api.post(  # published by this process
+            "/api/contents", {"channel_id": str(channel.id), "title": "Owls", "description": "Owls hunt at night. Mice hide."},
+            format="json",
+        ).json()["id"]
+        run_burst_worker()  # the three stages, published by the forked work horse
+        assert wait_for(lambda: len(sse.ids) >= 4, timeout=20), (sse.ids, sse.ended)
+
+        # Polls against daphne: a 200, then a 304 for the same ETag.
+        status_url = daphne.url(f"/api/contents/{channel.id}/status")
+        first = httpx.get(status_url, headers={"Authorization": f"Bearer {token}"})
+        again = httpx.get(status_url, headers={"Authorization": f"Bearer {token}", "If-None-Match": first.headers["ETag"]})
+        assert (first.status_code, again.status_code) == (200, 304)
+
+        after = scrape(daphne)
+
+        def delta(name: str, **labels: str) -> float:
+            return value(after, name, **labels) - value(before, name, **labels)
+
+        assert delta("aistatus_events_published_total", stream="channel", type="content_status_update") == 3
+        assert delta("aistatus_events_published_total", stream="channel", type="processing_complete") == 1
+        assert delta("aistatus_events_delivered_total", transport="sse") == 4
+        for stage in ("uploading", "summarizing", "qa_generating"):
+            assert delta("aistatus_job_stage_duration_seconds_count", job="content", stage=stage, outcome="ok") == 1, stage
+            assert delta("aistatus_job_stage_duration_seconds_sum", job="content", stage=stage, outcome="ok") > 0, stage
+        assert delta("aistatus_job_stage_failures_total", job="content") == 0
+        assert delta("aistatus_polls_total", route="channel-status", status="200") == 1
+        assert delta("aistatus_polls_total", route="channel-status", status="304") == 1
+        assert delta("aistatus_http_request_duration_seconds_count", route="channel-events", method="GET", status_class="2xx") == 1
+        assert delta("aistatus_cache_lookups_total", cache="stream-head:channel") >= 2
+        assert value(after, "aistatus_open_streams", transport="sse") == 1
+        assert content_id in {event["content_id"] for event in sse.events}
+
+        # A killed daphne's open streams are no longer counted, and what it counted stays.
+        daphne.process.kill()
+        daphne.process.wait()
+        sse.close()
+        left_behind = metrics.exposition().decode()
+        assert value(left_behind, "aistatus_open_streams", transport="sse") == 0
+        assert value(left_behind, "aistatus_events_delivered_total", transport="sse") == value(
+            after, "aistatus_events_delivered_total", transport="sse"
+        )
+        # Gone processes (the work horse, the killed daphne) were folded into the archive.
+        directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        pids = {os.path.basename(f)[:-3].split("_")[-1] for f in glob.glob(os.path.join(directory, "*.db"))}
+        assert pids <= {"archive", str(os.getpid())}, pids
+    finally:
+        daphne.close()
