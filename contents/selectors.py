@@ -103,9 +103,9 @@ def _channel_status(*, channel_id: uuid.UUID, head: int, since: datetime | None)
     completed = finished(ContentStatus.COMPLETE, ("id", "status", "processing_status"))
     failed = finished(ContentStatus.ERROR, ("id", "status", "processing_status", "error_message"))
     totals = contents.aggregate(
-        total_processing=Count("id", filter=Q(status__in=PROCESSING_STATUSES)),
-        total_completed=Count("id", filter=Q(status=ContentStatus.COMPLETE)),
-        total_failed=Count("id", filter=Q(status=ContentStatus.ERROR)),
+        total_processing=Count("*", filter=Q(status__in=PROCESSING_STATUSES)),
+        total_completed=Count("*", filter=Q(status=ContentStatus.COMPLETE)),
+        total_failed=Count("*", filter=Q(status=ContentStatus.ERROR)),
     )
     has_processing = totals["total_processing"] > 0
     cache.set(caching.processing_key(channel_id, head), has_processing, caching.PROCESSING_SECONDS)
