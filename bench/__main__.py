@@ -10,9 +10,10 @@ import django  # noqa: E402
 
 django.setup()
 
-from bench import realtime_latency, reconnect_storm, soak  # noqa: E402
+from bench import counters, realtime_latency, reconnect_storm, soak  # noqa: E402
 
 BENCHMARKS = {
+    "counters": counters.main,
     "realtime_latency": realtime_latency.main,
     "reconnect_storm": reconnect_storm.main,
     "soak": soak.main,
