@@ -9,3 +9,8 @@ class TokenRequestSerializer(serializers.Serializer):
 class TokenSerializer(serializers.Serializer):
     token = serializers.CharField(help_text="Send as `Authorization: Bearer <token>`. Never put it in a URL.")
     expiry = serializers.DateTimeField(allow_null=True, help_text="Null: valid until revoked.")
+
+
+class MeSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    username = serializers.CharField()

@@ -10,12 +10,13 @@ import django  # noqa: E402
 
 django.setup()
 
-from bench import counters, realtime_latency, reconnect_storm, soak  # noqa: E402
+from bench import counters, realtime_latency, reconnect_storm, servers, soak  # noqa: E402
 
 BENCHMARKS = {
     "counters": counters.main,
     "realtime_latency": realtime_latency.main,
     "reconnect_storm": reconnect_storm.main,
+    "servers": servers.main,
     "soak": soak.main,
 }
 

@@ -1,11 +1,17 @@
-"""ASGI entry point: HTTP (including SSE) and WebSocket on one port, served by daphne."""
+"""ASGI entry point: HTTP (including SSE) and WebSocket on one port, served by the
+production server of scripts/run_stack.sh (or daphne in RUN_MODE=dev)."""
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from core.asgi_handler import OneHopASGIHandler  # noqa: E402
+
+# Django's get_asgi_application(), with the middleware chain in one thread hop.
+django_asgi_app = OneHopASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -27,8 +27,30 @@ _MISSING = object()
 WARN_EVERY_SECONDS = 30.0
 
 
+class ReusedClientRedisCacheClient(RedisCacheClient):
+    """Django's client builds a new redis.Redis (a few dozen attribute and retry
+    objects) around its connection pool for every cache call: three per throttled,
+    token-authenticated request. redis.Redis is thread-safe (each command takes a
+    connection from the pool), so one per pool is kept."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clients: dict[int, Any] = {}
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        index = self._get_connection_pool_index(write)
+        client = self._clients.get(index)
+        if client is None:
+            client = self._clients[index] = self._client(connection_pool=self._get_connection_pool(write))
+        return client
+
+
 class ResilientRedisCache(RedisCache):
     _last_warning = 0.0
+
+    def __init__(self, server: Any, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        self._class = ReusedClientRedisCacheClient
 
     def _unreachable(self, operation: str, error: BaseException) -> None:
         now = time.monotonic()

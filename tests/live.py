@@ -153,8 +153,9 @@ class PrivateRedis:
 
 
 class Stack:
-    """`scripts/run_stack.sh` as `make run` starts it (daphne, RQ worker, RQ cron, each
-    supervised), on a free port, with the test database and the given Redis."""
+    """`scripts/run_stack.sh` as `make run` starts it (its production mode: granian with
+    a worker per core, the RQ worker, RQ cron, each supervised), on a free port, with
+    the test database and the given Redis."""
 
     def __init__(self, *, redis_url: str, **extra_env: str) -> None:
         self.port = free_port()
