@@ -9,7 +9,9 @@ Redis is away.
 """
 
 import logging
+import threading
 import time
+from functools import cached_property
 from typing import Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
@@ -45,12 +47,28 @@ class ReusedClientRedisCacheClient(RedisCacheClient):
         return client
 
 
+# One client, and so one connection pool, per process and cache configuration. Under
+# ASGI Django builds the cache backend anew in every request's context, and with it a
+# new pool: a new Redis connection for every request.
+_shared_clients: dict[tuple[Any, ...], ReusedClientRedisCacheClient] = {}
+_shared_clients_lock = threading.Lock()
+
+
 class ResilientRedisCache(RedisCache):
     _last_warning = 0.0
 
     def __init__(self, server: Any, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = ReusedClientRedisCacheClient
+
+    @cached_property
+    def _cache(self) -> ReusedClientRedisCacheClient:
+        key = (tuple(self._servers), repr(sorted(self._options.items())))
+        with _shared_clients_lock:
+            client = _shared_clients.get(key)
+            if client is None:
+                client = _shared_clients[key] = self._class(self._servers, **self._options)
+            return client
 
     def _unreachable(self, operation: str, error: BaseException) -> None:
         now = time.monotonic()
