@@ -158,7 +158,7 @@ def test_cancelling_a_running_job_stops_it_at_the_next_progress_check_and_refund
     job = create(client, long_video, kind="remix", mode="speed", factor=0.5)
     worker = start_worker_process()
     try:
-        wait_for(lambda: AIJob.objects.get(id=job["id"]).progress > 0, what="the job to make progress")
+        wait_for(lambda: AIJob.objects.get(id=job["id"]).progress > 0, timeout=60, what="the job to make progress")
         cancelled = client.post(f"/v1/ai/jobs/{job['id']}/cancel").json()
         assert cancelled["status"] == "processing"
         wait_for(lambda: AIJob.objects.get(id=job["id"]).status == "failed", what="the worker to stop")
@@ -175,7 +175,7 @@ def test_a_sigkilled_workers_job_ends_failed_and_refunded(owner, long_video):
     job = create(client, long_video, kind="remix", mode="speed", factor=0.5)
     worker = start_worker_process()
     try:
-        wait_for(lambda: AIJob.objects.get(id=job["id"]).progress > 0, what="the job to make progress")
+        wait_for(lambda: AIJob.objects.get(id=job["id"]).progress > 0, timeout=60, what="the job to make progress")
         assert len(process_tree(worker.pid)) == 2
     finally:
         kill_tree(worker.pid)
