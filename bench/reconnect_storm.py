@@ -220,10 +220,16 @@ async def run_clients(config: dict[str, Any]) -> None:
                         await asyncio.sleep(0.05)
                     answer({"live": sum(s.live for s in subscribers), "total": count, "t": time.time()})
                 elif command["cmd"] == "wait_current":
-                    target = command["last"]
-                    while sum(s.last >= target for s in subscribers) < count and time.monotonic() < deadline:
+                    target, need = command["last"], command.get("need", count)  # need: e.g. only those live
+                    while sum(s.last >= target for s in subscribers) < need and time.monotonic() < deadline:
                         await asyncio.sleep(0.01)
                     answer({"current": sum(s.last >= target for s in subscribers), "total": count, "t": time.time()})
+                elif command["cmd"] == "drop_offline":
+                    # A bounded benchmark goes on with those connected: the others stop trying.
+                    for subscriber, task in zip(subscribers, tasks):
+                        if not subscriber.live:
+                            task.cancel()
+                    answer({"live": sum(s.live for s in subscribers), "total": count, "t": time.time()})
                 elif command["cmd"] == "report":
                     answer({"subscribers": [s.report() for s in subscribers]})
                     return
@@ -248,8 +254,9 @@ async def log_progress(subscribers: list[Subscriber]) -> None:
 class ClientProcess:
     """The subscribers' process, seen from the orchestrator."""
 
-    def __init__(self, *, ports: list[int], channel_id: str, token: str, count: int, log_path: Path) -> None:
-        config = {"ports": ports, "channel_id": channel_id, "token": token, "count": count}
+    def __init__(self, *, ports: list[int], channel_id: str, token: str, count: int, log_path: Path,
+                 ramp_seconds: float = 0.01) -> None:
+        config = {"ports": ports, "channel_id": channel_id, "token": token, "count": count, "ramp_seconds": ramp_seconds}
         self.log_path = log_path
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -296,12 +303,13 @@ def rss_kib(pid: int) -> int:
 class Daphne:
     """daphne on a fixed port with production realtime settings, logging to a file."""
 
-    def __init__(self, *, port: int, database_url: str, log_path: Path) -> None:
+    def __init__(self, *, port: int, database_url: str, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.port, self.database_url, self.log_path = port, database_url, log_path
+        self.env = env or {}  # extra environment (e.g. DEBUG=false, raised throttles)
         self.process: subprocess.Popen | None = None
 
     def spawn(self) -> None:
-        env = {**os.environ, "DATABASE_URL": self.database_url}
+        env = {**os.environ, "DATABASE_URL": self.database_url, **self.env}
         # Production timing: the heartbeat (and WS catch-up sweep) at its default.
         env.pop("REALTIME_HEARTBEAT_SECONDS", None)
         with self.log_path.open("ab") as log:
@@ -376,7 +384,7 @@ def bench_database(name: str):  # type: ignore[no-untyped-def]
     with psycopg.connect(**admin_params(), autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    connections["default"].close()
+    release_connections()
     settings_dict["NAME"] = name
     ContentType.objects.clear_cache()
     try:
@@ -384,9 +392,22 @@ def bench_database(name: str):  # type: ignore[no-untyped-def]
         user = settings_dict.get("USER") or "postgres"
         yield f"postgres://{user}@{settings_dict.get('HOST') or '127.0.0.1'}:{settings_dict.get('PORT') or 5432}/{name}"
     finally:
-        connections["default"].close()
+        release_connections()
         settings_dict["NAME"] = original
         ContentType.objects.clear_cache()
+
+
+def release_connections() -> None:
+    """Close this process's connection and its pool (settings.DB_POOL_MAX_SIZE): a pool is
+    made once per alias with the database it was first opened on, so without this every
+    benchmark after the first one in a process would read and write the first one's
+    database while its servers use their own."""
+    from django.db import connections
+
+    connection = connections["default"]
+    connection.close()
+    if hasattr(connection, "close_pool"):
+        connection.close_pool()
 
 
 def admin_params() -> dict[str, Any]:
