@@ -10,15 +10,15 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from django import db
 from django.http import JsonResponse
 from drf_standardized_errors.formatter import ExceptionFormatter
 from drf_standardized_errors.handler import ExceptionHandler
 from drf_standardized_errors.types import ErrorResponse
 from rest_framework import exceptions, serializers, status
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework.response import Response
+
+from core.cache import UNREACHABLE as REDIS_UNREACHABLE
+from core.db import CONNECTION_LOST
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class ServiceUnavailable(exceptions.APIException):
 # A backing service that dropped the connection or is restarting. The request's
 # transaction rolled back, unless the connection died during its COMMIT: hence the
 # advice to retry with the same Idempotency-Key.
-UNAVAILABLE_SERVICE_ERRORS = (RedisConnectionError, RedisTimeoutError, db.OperationalError, db.InterfaceError)
+UNAVAILABLE_SERVICE_ERRORS = (*REDIS_UNREACHABLE, *CONNECTION_LOST)
 
 
 class ProblemExceptionHandler(ExceptionHandler):

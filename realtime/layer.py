@@ -27,12 +27,13 @@ from collections import defaultdict
 from typing import Any
 
 from channels_redis.core import RedisChannelLayer
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from core.cache import UNREACHABLE
 
 logger = logging.getLogger(__name__)
 
-TRANSIENT_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+# Redis unreachable, as the cache defines it, or the socket failing under redis-py.
+TRANSIENT_ERRORS = (*UNREACHABLE, OSError)
 # How long the receive loop waits between attempts while Redis is unreachable.
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 
