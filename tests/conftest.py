@@ -131,3 +131,32 @@ def allow_loopback_fetch(settings):  # type: ignore[no-untyped-def]
     """Tests serve pages on 127.0.0.1, which production refuses to fetch."""
     settings.FETCH_ALLOW_LOOPBACK = True
     return settings
+
+
+@pytest.fixture
+def browser_page(monkeypatch):  # type: ignore[no-untyped-def]
+    """A page in Debian's headless chromium, its console messages collected."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.chromium import CHROMIUM, CHROMIUM_ARGS
+
+    # Playwright's sync API keeps an event loop running in this thread; the test's own
+    # ORM calls are still plain synchronous code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.console_messages = []
+        page.on("console", lambda message: page.console_messages.append(message.text))
+        yield page
+        browser.close()
+
+
+@pytest.fixture
+def production_daphne():  # type: ignore[no-untyped-def]
+    """daphne with every realtime default as `make run` ships it (the 10 s heartbeat)."""
+    from tests.live import Daphne
+
+    daphne = Daphne(production_timing=True)
+    yield daphne
+    daphne.close()

@@ -43,7 +43,45 @@ def run_burst_worker_process() -> None:
     )
 
 
-class Daphne:
+class LiveServer:
+    """A server process of the test's own on 127.0.0.1: its addresses, its log (a file,
+    not a pipe: a pipe nobody reads blocks the server once its log fills it) and the
+    wait until it answers /healthz."""
+
+    port: int
+    log_path: Path
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def ws_url(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        """Everything the server has logged so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def wait_until_healthy(self, *, within: float, what: str) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url("/healthz"), timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{what} did not start: " + self.output()[-3000:])
+
+
+class Daphne(LiveServer):
     """daphne on a free port (or `port`, to restart one in place). Most tests use a 1 s
     heartbeat to stay quick; `production_timing=True` keeps every realtime default
     as `make run` ships it, for the tests that must meet real timeouts."""
@@ -60,35 +98,12 @@ class Daphne:
         env = subprocess_env(**timing, **self.extra_env)
         if self.production_timing:
             env.pop("REALTIME_HEARTBEAT_SECONDS", None)
-        # A file, not a pipe: a pipe nobody reads blocks daphne once its log fills it.
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url("/healthz"), timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("daphne did not start: " + self.output()[-2000:])
-
-    def output(self) -> str:
-        """Everything daphne has logged so far."""
-        return self.log_path.read_text(errors="replace")
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def ws_url(self, path: str) -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self.wait_until_healthy(within=30, what="daphne")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -152,7 +167,7 @@ class PrivateRedis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class Stack:
+class Stack(LiveServer):
     """`scripts/run_stack.sh` as `make run` starts it (its production mode: granian with
     a worker per core, the RQ worker, RQ cron, each supervised), on a free port, with
     the test database and the given Redis."""
@@ -167,29 +182,7 @@ class Stack:
                 ["bash", "scripts/run_stack.sh"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url("/healthz"), timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("the stack did not start: " + self.output()[-3000:])
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def ws_url(self, path: str) -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        self.wait_until_healthy(within=60, what="the stack")
 
     def stop(self) -> None:
         """SIGTERM, as Ctrl-C would; then make sure nothing of it is left."""

@@ -1,53 +1,16 @@
 """The seed's own client code, in real headless Chromium, against a running server."""
 
-import threading
-from pathlib import Path
-
 import pytest
-from playwright.sync_api import sync_playwright
-
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from contents.services import channel_create, content_submit
 from tests.conftest import make_user
+from tests.chromium import SEED_BATCH_CLIENTS, SEED_HOOKS, in_own_thread
 from tests.live import Daphne, run_burst_worker_process
 from tests.media import make_video
 from videos.services import video_like, video_upload, video_view
 
 pytestmark = pytest.mark.django_db(transaction=True)
-SEED_HOOKS = (Path(__file__).parent / "browser" / "seed_content_hooks.js").read_text()
-SEED_BATCH_CLIENTS = (Path(__file__).parent / "browser" / "seed_batch_clients.js").read_text()
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-
-
-def in_own_thread(work) -> None:  # type: ignore[no-untyped-def]
-    """Database work while Playwright's loop runs in this thread: in a plain thread,
-    whose connection is closed afterwards (not left to the loop's context)."""
-    from django.db import connection
-
-    def run() -> None:
-        try:
-            work()
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-
-
-@pytest.fixture
-def browser_page(monkeypatch):
-    # Playwright's sync API keeps an event loop running in this thread; the test's own
-    # ORM calls are still plain synchronous code.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.console_messages = []
-        page.on("console", lambda message: page.console_messages.append(message.text))
-        yield page
-        browser.close()
 
 
 @pytest.fixture

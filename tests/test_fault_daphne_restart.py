@@ -12,7 +12,6 @@ import httpx
 import pytest
 from knox.models import AuthToken
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-from playwright.sync_api import sync_playwright
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
@@ -22,7 +21,7 @@ from realtime.models import Event
 from realtime.streams import channel_stream, current_seq
 from tests.conftest import make_user, run_burst_worker
 from tests.live import Daphne, run_burst_worker_process
-from tests.test_browser_seed_hooks import CHROMIUM_ARGS, SEED_HOOKS, in_own_thread
+from tests.chromium import SEED_HOOKS, in_own_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 # How long daphne stays stopped before it starts again (starting takes a moment more).
@@ -116,22 +115,8 @@ def world():
 
 
 @pytest.fixture
-def server():
-    daphne = Daphne(production_timing=True)
-    yield daphne
-    daphne.close()
-
-
-@pytest.fixture
-def page(monkeypatch):
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.console_messages = []
-        page.on("console", lambda message: page.console_messages.append(message.text))
-        yield page
-        browser.close()
+def server(production_daphne):  # type: ignore[no-untyped-def]
+    return production_daphne
 
 
 def db(work):  # type: ignore[no-untyped-def]
@@ -192,7 +177,8 @@ def hook_state(page, name: str) -> dict:  # type: ignore[no-untyped-def]
         return {{ ids: h.events.map((e) => e.id), opens: h.opens, errors: h.errors, readyState: h.eventSource.readyState }}; }})()""")
 
 
-def test_a_daphne_restart_loses_and_repeats_no_event_on_sse_or_websocket(world, server, page):
+def test_a_daphne_restart_loses_and_repeats_no_event_on_sse_or_websocket(world, server, browser_page):
+    page = browser_page
     channel, content_ids, token = world
     a, b, c = content_ids
     stream = channel_stream(channel.id)

@@ -13,18 +13,9 @@ from contents.services import channel_create
 from moderation.services import suspend_users
 from realtime.streams import channel_stream, publish
 from tests.conftest import api_client_for, make_user
-from tests.live import Daphne
 from tests.stream_clients import SSECollector, WSCollector, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def production_daphne():
-    # The real 10 s heartbeat: an end within 3 s can only come from the push.
-    daphne = Daphne(production_timing=True)
-    yield daphne
-    daphne.stop()
 
 
 def test_a_suspended_users_open_streams_end_and_earlier_tickets_are_refused(production_daphne):
@@ -49,6 +40,7 @@ def test_a_suspended_users_open_streams_end_and_earlier_tickets_are_refused(prod
     suspended_at = time.monotonic()
     suspend_users(users=[user], by=staff, reason="abuse")
 
+    # Under the real 10 s heartbeat an end within 3 s can only come from the push.
     assert wait_for(lambda: sse.ended and channel_ws.ended and user_ws.ended, timeout=3), (
         sse.ended, channel_ws.ended, user_ws.ended
     )

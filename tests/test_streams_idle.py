@@ -9,19 +9,11 @@ from knox.models import AuthToken
 
 from contents.services import channel_create
 from tests.conftest import api_client_for, make_user, run_burst_worker
-from tests.live import Daphne
 from tests.stream_clients import SSECollector, WSCollector, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 IDLE_SECONDS = 32  # past redis-py's 5 s read timeout, the layer's 15 s, two heartbeats
-
-
-@pytest.fixture
-def production_daphne():
-    daphne = Daphne(production_timing=True)
-    yield daphne
-    daphne.stop()
 
 
 def test_streams_idle_for_30_seconds_keep_their_heartbeat_and_deliver_every_event(production_daphne):
