@@ -25,6 +25,7 @@ from core.batch import not_found
 from core.pagination import NewestFirstPagination
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from core.polling import poll_headers
+from realtime.streams import LAST_EVENT_ID_HEADER, known_seq, user_stream
 from videos.selectors import video_get
 
 
@@ -57,14 +58,19 @@ class AIJobListCreateView(APIView):
         parameters=[AIJobFilterSerializer, OpenApiParameter("cursor", str)],
         responses={200: AIJobPageSerializer},
         tags=["ai-jobs"],
-        description="Your jobs, newest first.",
+        description="Your jobs, newest first. `X-Last-Event-ID` is the user stream's last event id at the time of "
+        "this answer: subscribe to `WS /v1/ws` with it as `since` to miss nothing.",
     )
     def get(self, request: Request) -> Response:
         query = AIJobFilterSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
+        # Read before the rows: a stream opened from here replays anything the rows may have missed.
+        head = known_seq(user_stream(request.user.id))
         paginator = NewestFirstPagination()
         page = paginator.paginate_queryset(selectors.job_list(user=request.user, status=query.validated_data.get("status")), request, view=self)
-        return paginator.get_paginated_response(AIJobSerializer(page, many=True).data)
+        response = paginator.get_paginated_response(AIJobSerializer(page, many=True).data)
+        response[LAST_EVENT_ID_HEADER] = str(head)
+        return response
 
 
 class AIJobDetailView(APIView):

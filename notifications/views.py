@@ -14,6 +14,7 @@ from notifications.serializers import (
     NotificationSerializer,
 )
 from notifications.services import mark_read, unread_count
+from realtime.streams import LAST_EVENT_ID_HEADER, known_seq, user_stream
 
 
 class NotificationListView(APIView):
@@ -22,11 +23,14 @@ class NotificationListView(APIView):
         responses={200: NotificationPageSerializer},
         tags=["notifications"],
         description="Your notifications, newest first, cursor-paginated, with your unread count. New ones and "
-        "changes of the unread count are pushed on `WS /v1/ws` as `notification`.",
+        "changes of the unread count are pushed on `WS /v1/ws` as `notification`. `X-Last-Event-ID` is the "
+        "user stream's last event id at the time of this answer: subscribe with it as `since` to miss nothing.",
     )
     def get(self, request: Request) -> Response:
         query = NotificationFilterSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
+        # Read before the rows: a stream opened from here replays anything the rows may have missed.
+        head = known_seq(user_stream(request.user.id))
         notifications = Notification.objects.filter(recipient=request.user)
         if query.validated_data.get("unread") is True:
             notifications = notifications.filter(is_read=False)
@@ -36,7 +40,7 @@ class NotificationListView(APIView):
             "results": NotificationSerializer(page, many=True).data,
             "next": paginator.get_next_link(),
             "unread_count": unread_count(request.user.id),
-        })
+        }, headers={LAST_EVENT_ID_HEADER: str(head)})
 
 
 class BatchMarkReadView(APIView):

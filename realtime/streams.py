@@ -20,6 +20,10 @@ from realtime.models import Event, Stream
 
 logger = logging.getLogger(__name__)
 
+# On a snapshot (a list or status answer): the stream's last event id when it was read,
+# so that a client opens its stream there (SSE `?last_event_id=`, WebSocket `since`).
+LAST_EVENT_ID_HEADER = "X-Last-Event-ID"
+
 
 def channel_stream(channel_id: Any) -> str:
     return f"channel:{channel_id}"
