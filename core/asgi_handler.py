@@ -16,16 +16,30 @@ rules are unchanged. An async view (the SSE stream) is adapted by Django's sync
 coroutine on the server's event loop; its async streaming body is sent by the
 handler on the loop as before, so a stream holds no thread.
 
+Django's handler also crosses twice more per request: the request_started signal
+(`asend` runs its sync receivers through `sync_to_async`) and `response.close()`
+(which sends request_finished). Here a plain response is produced and closed in the
+same hop as the chain (its bytes are already rendered, and closing first returns the
+database connection before they are sent); only a streaming response is sent under
+the disconnect watch and closed afterwards, as Django does.
+
 The request's thread is also reused: Django's ThreadSensitiveContext() starts a new
 one-thread executor (a thread start and a join) for every request. Here each request
 borrows an idle one-thread executor for its whole life, one request at a time, as
 WSGI servers reuse their threads; up to IDLE_EXECUTORS are kept.
 """
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
-from django.core.handlers.asgi import ASGIHandler
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.http import FileResponse, HttpResponseBase
+from django.urls import set_script_prefix
 
 IDLE_EXECUTORS = 64
 
@@ -37,7 +51,43 @@ class OneHopASGIHandler(ASGIHandler):
 
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)
-        self._middleware_chain = sync_to_async(self._middleware_chain, thread_sensitive=True)
+        self._respond_in_thread = sync_to_async(self._respond, thread_sensitive=True)
+
+    def _respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
+        """Everything a request does in its thread, in one call: request_started, the
+        request, the middleware chain and view, and for a plain response its close."""
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, response = self.create_request(scope, body_file)
+        if request is not None:
+            response = self.get_response(request)
+            response._handler_class = self.__class__
+            if isinstance(response, FileResponse):
+                response.block_size = self.chunk_size
+        if not response.streaming:
+            response.close()
+        return response
+
+    async def handle(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        with closing(body_file):
+            set_script_prefix(get_script_prefix(scope))
+            response = await self._respond_in_thread(scope, body_file)
+            if not response.streaming:
+                await self.send_response(response, send)
+                return
+            try:
+                # A stream ends as soon as its client goes away (Django's own way).
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self.listen_for_disconnect(receive))
+                    await self.send_response(response, send)
+                    raise _StreamSent
+            except* (_StreamSent, RequestAborted):
+                pass
+            finally:
+                await sync_to_async(response.close)()
 
     async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
         if scope["type"] != "http":
@@ -53,3 +103,7 @@ class OneHopASGIHandler(ASGIHandler):
                 self._idle.append(executor)
             else:
                 executor.shutdown(wait=False)
+
+
+class _StreamSent(Exception):
+    """Ends a stream's task group (and its disconnect watch) once the last byte is sent."""
