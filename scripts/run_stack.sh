@@ -25,9 +25,9 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-# `make run` is a local development stack: its link fetches may reach pages served on
-# loopback (a local test server). Production leaves FETCH_ALLOW_LOOPBACK unset.
-export FETCH_ALLOW_LOOPBACK="${FETCH_ALLOW_LOOPBACK:-1}"
+# Link fetches never reach loopback here either: the stack listens on it, and so do
+# PostgreSQL and Redis. FETCH_ALLOW_LOOPBACK=1 in the environment is the explicit,
+# local-only way to fetch a page served on 127.0.0.1.
 
 case "$RUN_MODE" in
   production)
