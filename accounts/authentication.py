@@ -2,6 +2,7 @@ import binascii
 from hmac import compare_digest
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.utils import timezone
 from knox.auth import TokenAuthentication
@@ -26,7 +27,12 @@ class BearerTokenAuthentication(TokenAuthentication):
     an unchanged poll then costs no SQL. Revocations (accounts.services.tokens_revoke)
     replace the entry with a tombstone on commit. Unlike knox, this does not load all of
     the user's tokens on every request to delete expired ones: an expired token is
-    refused (and deleted) when presented, the others when the user next logs in."""
+    refused (and deleted) when presented, the others when the user next logs in.
+
+    The cache keeps the token's and the user's column values, not pickled models, and
+    never the password hash: whoever reads the cache gets no hashes to crack. The
+    user comes back with `password` deferred (read from the database if ever used; a
+    save() writes only the loaded fields)."""
 
     def authenticate_credentials(self, token: bytes) -> tuple[Any, AuthToken]:
         text = token.decode("utf-8")
@@ -38,13 +44,41 @@ class BearerTokenAuthentication(TokenAuthentication):
         cached = cache.get(key)
         if cached == REVOKED:
             raise AuthenticationFailed(INVALID_TOKEN)
-        if isinstance(cached, AuthToken) and not _expired(cached):
-            return self.validate_user(cached)
+        if isinstance(cached, dict):
+            auth_token = _from_cache_entry(cached)
+            if not _expired(auth_token):
+                return self.validate_user(auth_token)
         auth_token = _stored_token(text, digest)
         user, auth_token = self.validate_user(auth_token)
         # add, never set: a revocation's tombstone written meanwhile must win.
-        cache.add(key, auth_token, _seconds_to_trust(auth_token))
+        cache.add(key, _cache_entry(auth_token), _seconds_to_trust(auth_token))
         return user, auth_token
+
+
+NOT_CACHED_USER_FIELDS = frozenset({"password"})
+
+
+def _cache_entry(auth_token: AuthToken) -> dict[str, dict[str, Any]]:
+    user = auth_token.user
+    return {
+        "token": {f.attname: getattr(auth_token, f.attname) for f in AuthToken._meta.concrete_fields},
+        "user": {
+            f.attname: getattr(user, f.attname)
+            for f in user._meta.concrete_fields
+            if f.attname not in NOT_CACHED_USER_FIELDS
+        },
+    }
+
+
+def _from_cache_entry(entry: dict[str, dict[str, Any]]) -> AuthToken:
+    """The token and its user as rows loaded from the database (in field order, the
+    fields not cached deferred)."""
+    user_values = entry["user"]
+    user = get_user_model().from_db("default", list(user_values), list(user_values.values()))
+    token_values = entry["token"]
+    auth_token = AuthToken.from_db("default", list(token_values), list(token_values.values()))
+    auth_token.user = user
+    return auth_token
 
 
 def _expired(auth_token: AuthToken) -> bool:

@@ -199,6 +199,34 @@ def test_a_request_that_read_the_token_before_its_revocation_cannot_cache_it_aga
 
 
 @pytest.mark.django_db
+def test_the_token_cache_holds_no_password_hash_and_its_user_saves_safely(owner, channel):
+    client = bearer(login("owner"))
+    assert client.get(f"/api/contents/{channel.id}/status").status_code == 200
+    raw = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
+    entries = [raw.get(key) for key in raw.scan_iter("*auth:token:*")]
+    assert entries and all(entries)
+    owner.refresh_from_db()
+    assert not any(owner.password.encode() in entry for entry in entries)
+
+    import accounts.authentication
+
+    cached = accounts.authentication._from_cache_entry(
+        pickle_loads(entries[0])
+    )
+    assert cached.user.get_deferred_fields() == {"password"}
+    cached.user.first_name = "Renamed"
+    cached.user.save()  # writes the loaded fields only: the hash is kept
+    owner.refresh_from_db()
+    assert owner.first_name == "Renamed" and owner.check_password("pw-owner")
+
+
+def pickle_loads(value: bytes):
+    import pickle
+
+    return pickle.loads(value)
+
+
+@pytest.mark.django_db
 def test_an_expired_token_is_refused_and_deleted(owner, channel):
     _, token = AuthToken.objects.create(user=owner, expiry=timedelta(seconds=1))
     client = bearer(token)
