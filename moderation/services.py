@@ -14,6 +14,7 @@ from accounts.services import tokens_revoke
 from moderation.models import Block, Suspension, VideoDeletion
 from realtime.streams import revoke_user_everywhere
 from videos.models import Video
+from videos.services import videos_hidden
 
 
 def block_users(*, blocker: Any, user_ids: list[uuid.UUID]) -> list[uuid.UUID]:
@@ -49,6 +50,7 @@ def videos_delete(*, video_ids: list[uuid.UUID], reason: str, by: Any) -> list[u
         ids = list(Video.objects.visible().filter(id__in=video_ids).select_for_update().values_list("id", flat=True))
         Video.objects.filter(id__in=ids).update(deleted_at=now)
         VideoDeletion.objects.bulk_create([VideoDeletion(video_id=i, reason=reason, deleted_by=by) for i in ids])
+        videos_hidden(video_ids=ids)
     return ids
 
 

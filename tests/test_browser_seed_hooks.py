@@ -142,7 +142,7 @@ def test_the_seeds_job_monitor_and_metadata_updater_work_unchanged(studio, serve
 
     def react_to_the_video() -> None:
         for viewer in (make_user(), make_user(), make_user()):
-            video_view(video=video, user=viewer)
+            video_view(video_id=video.id, user=viewer)
         video_like(video=video, user=owner)
 
     in_own_thread(react_to_the_video)

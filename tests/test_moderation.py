@@ -45,7 +45,7 @@ def test_batch_delete_is_staff_only(staff):
 def test_a_deleted_video_is_gone_from_every_read_path_and_audited(staff):
     owner = make_user("owner")
     video, kept = upload(owner, "bad"), upload(owner, "good")
-    video_view(video=video, user=owner)
+    video_view(video_id=video.id, user=owner)
     unknown = str(uuid.uuid4())
 
     response = api_client_for(staff).post(
@@ -111,7 +111,7 @@ def test_a_blocked_users_videos_and_comments_stop_reaching_the_blocker():
     me, troll, friend = make_user("me"), make_user("troll"), make_user("friend")
     troll_video, friend_video = upload(troll, "troll video"), upload(friend, "friend video")
     for video in (troll_video, friend_video):
-        video_view(video=video, user=friend)
+        video_view(video_id=video.id, user=friend)
     video_comment(video=friend_video, user=troll, text="troll comment")
     video_comment(video=friend_video, user=friend, text="friend comment")
     client = api_client_for(me)

@@ -164,7 +164,7 @@ def test_trending_orders_by_recent_views(owner):
 
 @pytest.mark.django_db
 def test_batch_metadata_answers_an_anonymous_caller_like_the_seed(video):
-    video_view(video=video, user=make_user())
+    video_view(video_id=video.id, user=make_user())
     response = APIClient().post("/v1/videos/batch-metadata", {"video_ids": [str(video.id), str(video.id), str(uuid.uuid4())]}, format="json")
     assert response.status_code == 200
     body = response.json()

@@ -17,6 +17,7 @@ from django.db import connection
 from django.db.models import Sum
 from rest_framework.test import APIClient
 
+from moderation.services import videos_delete
 from tests.conftest import api_client_for, make_user, run_burst_worker
 from tests.live import free_port
 from tests.media import make_video
@@ -49,7 +50,7 @@ def view_rows(video: Video) -> int:
 
 def anonymous_views(video: Video, count: int) -> None:
     for _ in range(count):
-        assert video_view(video=video, user=AnonymousUser(), client_key=uuid.uuid4().hex)
+        assert video_view(video_id=video.id, user=AnonymousUser(), client_key=uuid.uuid4().hex)
 
 
 def flush_on_a_worker() -> None:
@@ -117,10 +118,10 @@ def test_a_viewer_counts_again_once_the_window_has_passed(settings):
     settings.VIEW_DEDUP_SECONDS = 1
     video = new_video()
     viewer = make_user()
-    assert video_view(video=video, user=viewer) is True
-    assert video_view(video=video, user=viewer) is False
+    assert video_view(video_id=video.id, user=viewer) is True
+    assert video_view(video_id=video.id, user=viewer) is False
     time.sleep(1.2)
-    assert video_view(video=video, user=viewer) is True
+    assert video_view(video_id=video.id, user=viewer) is True
     assert metadata_views(video) == 2
 
 
@@ -223,6 +224,32 @@ def test_batch_metadata_with_views_in_redis_still_costs_one_query(count, django_
     with django_assert_num_queries(1):
         response = APIClient().post("/v1/videos/batch-metadata", {"video_ids": ids}, format="json")
     assert {counts["view_count"] for counts in response.json()["videos"].values()} == {3}
+
+
+@pytest.mark.django_db
+def test_a_view_of_a_video_seen_before_costs_no_sql(django_assert_num_queries):
+    video = new_video()
+    client = APIClient()
+    assert client.post(f"/v1/videos/{video.id}/view", HTTP_USER_AGENT="first").status_code == 204
+    with django_assert_num_queries(0):
+        assert client.post(f"/v1/videos/{video.id}/view", HTTP_USER_AGENT="second").status_code == 204
+    assert metadata_views(video) == 2
+
+
+@pytest.mark.django_db
+def test_once_moderation_hides_a_video_its_views_are_refused_and_not_counted(django_capture_on_commit_callbacks):
+    video = new_video()
+    client = APIClient()
+    assert client.post(f"/v1/videos/{video.id}/view", HTTP_USER_AGENT="before").status_code == 204
+    with django_capture_on_commit_callbacks(execute=True):
+        videos_delete(video_ids=[video.id], reason="abuse", by=make_user("staff", is_staff=True))
+    # A request that read the row as visible just before the hide committed...
+    counters.visible_remember(video.id)
+    # ...cannot make it countable again.
+    assert client.post(f"/v1/videos/{video.id}/view", HTTP_USER_AGENT="after").status_code == 404
+    assert client.post(f"/v1/videos/{uuid.uuid4()}/view").status_code == 404
+    video_views_flush()
+    assert row_views(video) == 1
 
 
 @pytest.mark.django_db

@@ -5,6 +5,10 @@ a periodic flush (videos.services.video_views_flush) moves the counts into the r
 Keys:
 - `videos:viewed:<video id>:<viewer>`: set NX with a TTL of VIEW_DEDUP_SECONDS; a
   view whose key exists is a repeat and is not counted.
+- `videos:visible:<video id>`: "1" if the video may be viewed, "0" once moderation
+  hid it, for VISIBLE_SECONDS: a view then costs one Redis call and no SQL. Readers
+  only set it NX, so a hide's "0" cannot be overwritten by a reader that saw the row
+  just before the hide committed.
 - `videos:views:pending`: a hash, video id -> views not yet flushed, plus a `batch`
   field, a UUID given when the hash is created.
 - `videos:views:flushing`: the pending hash, renamed by a flush that claimed it. It
@@ -33,7 +37,16 @@ BATCH_FIELD = "batch"
 # Redis unreachable: the caller falls back to the database.
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
 
+# How long a video's visibility is remembered (a hide replaces it at once).
+VISIBLE_SECONDS = 300
+# view_record's outcomes besides counted (1) and repeated (0).
+UNKNOWN_VIDEO = -1
+HIDDEN_VIDEO = -2
+
 RECORD = """
+local visible = redis.call('GET', KEYS[3])
+if not visible then return -1 end
+if visible ~= '1' then return -2 end
 if tonumber(ARGV[2]) > 0 then
   if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then return 0 end
 end
@@ -79,15 +92,35 @@ class Batch:
     views: dict[uuid.UUID, int] = field(default_factory=dict)
 
 
-def view_record(*, video_id: uuid.UUID, viewer: str) -> bool:
-    """Count a view unless this viewer's view of the video was counted within
-    VIEW_DEDUP_SECONDS (0: every view counts). True if counted. Raises UNREACHABLE."""
+def view_record(*, video_id: uuid.UUID, viewer: str) -> int:
+    """Count a view of a video known to be visible, unless this viewer's view of it was
+    counted within VIEW_DEDUP_SECONDS (0: every view counts). 1 if counted, 0 if a
+    repeat, UNKNOWN_VIDEO or HIDDEN_VIDEO if nothing was counted because the video's
+    visibility is not remembered or it was hidden. Raises UNREACHABLE."""
     _, scripts = _redis()
-    counted = scripts["record"](
-        keys=[f"videos:viewed:{video_id}:{viewer}", PENDING],
+    return int(scripts["record"](
+        keys=[f"videos:viewed:{video_id}:{viewer}", PENDING, _visible_key(video_id)],
         args=[str(video_id), settings.VIEW_DEDUP_SECONDS, uuid.uuid4().hex, BATCH_FIELD],
-    )
-    return bool(counted)
+    ))
+
+
+def _visible_key(video_id: uuid.UUID) -> str:
+    return f"videos:visible:{video_id}"
+
+
+def visible_remember(video_id: uuid.UUID) -> None:
+    """The video was read as visible: remember it, unless a hide was remembered meanwhile."""
+    client, _ = _redis()
+    client.set(_visible_key(video_id), "1", nx=True, ex=VISIBLE_SECONDS)
+
+
+def hidden_remember(video_ids: list[uuid.UUID]) -> None:
+    """The videos were hidden (committed): no view of them counts from now on."""
+    client, _ = _redis()
+    pipeline = client.pipeline(transaction=False)
+    for video_id in video_ids:
+        pipeline.set(_visible_key(video_id), "0", ex=VISIBLE_SECONDS)
+    pipeline.execute()
 
 
 def _batch(token: bytes | None, views: dict[uuid.UUID, int]) -> Batch | None:

@@ -19,6 +19,7 @@ from notifications.services import notify
 from videos import counters
 from videos.media import NotAVideo, probe
 from videos.models import Comment, Like, Video, View, ViewFlush
+from videos.selectors import video_get
 
 logger = logging.getLogger(__name__)
 
@@ -64,22 +65,48 @@ def video_upload(*, owner: Any, file: UploadedFile, title: str, remix_of: Video 
     return video
 
 
-def video_view(*, video: Video, user: Any, client_key: str = "") -> bool:
-    """Count a view, once per viewer within VIEW_DEDUP_SECONDS: the user, or for an
-    anonymous caller `client_key` (see videos.views.anonymous_viewer). True if counted.
+def video_view(*, video_id: uuid.UUID, user: Any, client_key: str = "") -> bool:
+    """Count a view of a visible video, once per viewer within VIEW_DEDUP_SECONDS: the
+    user, or for an anonymous caller `client_key` (see videos.views.anonymous_viewer).
+    True if counted; Http404 if there is no such visible video.
 
     The count goes to Redis (a hot video's row would take every view as an UPDATE) and
-    reaches the row at the next flush. With Redis unreachable the view is counted in
-    the row at once, and logged; repeats are then not recognised until Redis is back."""
+    reaches the row at the next flush; the video's visibility is remembered there too
+    (videos.counters), so a view is one Redis call and no SQL. With Redis unreachable
+    the view is counted in the row at once, and logged; repeats are then not
+    recognised until Redis is back."""
     viewer = f"user:{user.id}" if user.is_authenticated else f"anon:{client_key}"
     try:
-        return counters.view_record(video_id=video.id, viewer=viewer)
+        outcome = counters.view_record(video_id=video_id, viewer=viewer)
+        if outcome == counters.UNKNOWN_VIDEO:
+            video_get(video_id=video_id)
+            counters.visible_remember(video_id)
+            outcome = counters.view_record(video_id=video_id, viewer=viewer)
+        if outcome >= 0:
+            return outcome == 1
+        # Hidden (or hidden meanwhile): the row decides.
+        video_get(video_id=video_id)
     except counters.UNREACHABLE as error:
-        logger.warning("Redis unreachable (%s): view of %s counted in the database", error, video.id)
+        logger.warning("Redis unreachable (%s): view of %s counted in the database", error, video_id)
     with transaction.atomic():
+        video = video_get(video_id=video_id)
         View.objects.create(video=video, user=user if user.is_authenticated else None)
         Video.objects.filter(id=video.id).update(view_count=F("view_count") + 1)
     return True
+
+
+def videos_hidden(*, video_ids: list[uuid.UUID]) -> None:
+    """Moderation hid these videos in the current transaction: once it commits, no view
+    of them is counted (the visibility remembered for views is replaced)."""
+
+    def forget() -> None:
+        try:
+            counters.hidden_remember(video_ids)
+        except counters.UNREACHABLE as error:
+            # Views of them would be counted for up to VISIBLE_SECONDS; nothing is shown.
+            logger.warning("Redis unreachable (%s): hidden videos %s still counted for views", error, video_ids)
+
+    transaction.on_commit(forget, robust=True)
 
 
 def video_views_flush() -> int:

@@ -117,8 +117,7 @@ class VideoViewView(APIView):
         "within VIEW_DEDUP_SECONDS. Batch metadata and the video show it at once.",
     )
     def post(self, request: Request, video_id) -> Response:  # type: ignore[no-untyped-def]
-        video = selectors.video_get(video_id=video_id)
-        services.video_view(video=video, user=request.user, client_key=anonymous_viewer(request))
+        services.video_view(video_id=video_id, user=request.user, client_key=anonymous_viewer(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
