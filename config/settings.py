@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "aijobs",
     "notifications",
     "moderation",
+    "web",
 ]
 
 MIDDLEWARE = [
@@ -94,6 +95,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The pages' language: the switch's cookie, else the browser's Accept-Language.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -135,6 +138,8 @@ LOGIN_REDIRECT_URL = "/api/docs/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 LANGUAGE_CODE = "en-us"
+# The pages' languages (web/locale/); each name is shown in its own language by the switch.
+LANGUAGES = [("en", "English"), ("ko", "Korean")]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

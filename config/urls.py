@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("aijobs.urls")),
     path("", include("notifications.urls")),
     path("", include("moderation.urls")),
+    path("", include("web.urls")),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -34,6 +34,12 @@ class CountRows(Count):
     def __init__(self, *, filter: Q) -> None:
         Aggregate.__init__(self, Star(), filter=filter, output_field=IntegerField())
 
+
+def channel_list(*, user: Any) -> QuerySet[Channel]:
+    """The channels the user owns or is a member of, oldest first."""
+    return Channel.objects.visible_to(user).order_by("created_at")
+
+
 def channel_get(*, user: Any, channel_id: uuid.UUID) -> Channel:
     """The channel if the user may read it; 404 alike for missing and not allowed."""
     channel = Channel.objects.visible_to(user).filter(id=channel_id).first()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # System packages the tests need beyond the virtualenv: Debian's chromium for the
 # browser tests (Playwright drives it; a Playwright browser download is not used), and
-# redis-server for the tests that restart a private Redis of their own.
+# redis-server for the tests that restart a private Redis of their own, and a Korean
+# font (fonts-nanum) for the pages' screenshots in Korean.
 set -euo pipefail
 if ! command -v redis-server >/dev/null; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -20,5 +21,15 @@ if [ ! -x /usr/bin/chromium ]; then
   echo "Installing Debian's chromium for the browser tests..."
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+# A Korean font, so that the pages' screenshots in Korean (docs/screenshots/) show text, not boxes.
+if ! fc-list :lang=ko 2>/dev/null | grep -q .; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "The Korean screenshots need a Korean font: run 'sudo apt-get install fonts-nanum'." >&2
+    exit 1
+  fi
+  echo "Installing Debian's fonts-nanum for the Korean screenshots..."
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-nanum >/dev/null
 fi
 /usr/bin/chromium --version

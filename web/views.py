@@ -1,0 +1,75 @@
+"""The pages: thin views that render a template; the data comes from the API through
+the client kit (static/web/kit/), so the pages use exactly what a frontend team would."""
+
+import uuid
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_GET, require_POST
+
+from contents import selectors, services
+from contents.models import Channel
+from web.strings import page_strings
+
+TRANSPORTS = ("sse", "websocket")
+CHANNEL_NAME_MAX = Channel._meta.get_field("name").max_length
+
+
+def _page(request: HttpRequest, template: str, config: dict[str, Any], **context: Any) -> HttpResponse:
+    """Every page: its config and the translated strings for the kit's scripts (as
+    json_script, never inline code), the bell's user."""
+    config = {"userId": str(request.user.id), "username": request.user.get_username(), **config}
+    return render(request, template, {"page_config": config, "strings": page_strings(), **context})
+
+
+@require_GET
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect("web-channels")
+
+
+@require_GET
+@login_required
+@ensure_csrf_cookie
+def channels(request: HttpRequest) -> HttpResponse:
+    return _page(request, "web/channels.html", {}, nav="channels", channels=selectors.channel_list(user=request.user))
+
+
+@require_POST
+@login_required
+def channel_new(request: HttpRequest) -> HttpResponse:
+    name = request.POST.get("name", "").strip()
+    if not name or len(name) > CHANNEL_NAME_MAX:
+        error = _("A channel needs a name of at most %(max)s characters.") % {"max": CHANNEL_NAME_MAX}
+        response = _page(
+            request, "web/channels.html", {}, nav="channels", channels=selectors.channel_list(user=request.user),
+            error=error, name=name,
+        )
+        response.status_code = 400
+        return response
+    channel = services.channel_create(owner=request.user, name=name)
+    return redirect("web-channel", channel_id=channel.id)
+
+
+@require_GET
+@login_required
+@ensure_csrf_cookie
+def channel(request: HttpRequest, channel_id: uuid.UUID) -> HttpResponse:
+    found = selectors.channel_get(user=request.user, channel_id=channel_id)
+    transport = request.GET.get("transport", "sse")
+    config = {
+        "channelId": str(found.id),
+        "transport": transport if transport in TRANSPORTS else "sse",
+    }
+    return _page(request, "web/channel.html", config, nav="channels", channel=found)
+
+
+@require_GET
+@login_required
+@ensure_csrf_cookie
+def studio(request: HttpRequest) -> HttpResponse:
+    return _page(request, "web/studio.html", {}, nav="studio")
