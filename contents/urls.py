@@ -1,6 +1,7 @@
 from django.urls import path
 
 from contents import streams, views
+from realtime.views import websocket_only
 
 urlpatterns = [
     path("api/channels", views.ChannelListCreateView.as_view(), name="channel-create"),
@@ -14,4 +15,6 @@ urlpatterns = [
     path("api/contents/<uuid:content_id>/regenerate", views.ContentRegenerateView.as_view(), name="content-regenerate"),
     path("api/contents/<uuid:channel_id>/status", views.ChannelStatusView.as_view(), name="channel-status"),
     path("api/contents/<uuid:channel_id>/events", streams.channel_events, name="channel-events"),
+    # The WebSocket itself is routed in config.asgi; a plain HTTP request is told to upgrade.
+    path("api/contents/<uuid:channel_id>/ws", websocket_only, name="channel-ws-http"),
 ]

@@ -15,6 +15,45 @@ def _problem(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/problem+json": {"schema": PROBLEM}}}
 
 
+# One event of the stream, as EventSource reads it (OpenAPI 3.0 has `schema` describe
+# each event of a text/event-stream). `data` is JSON: the content's state beside `type`,
+# or a resync.
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event id, per stream, increasing."},
+        "event": {
+            "type": "string",
+            "enum": ["message", "content_status_update", "processing_complete", "processing_error", "resync"],
+            "description": "`message` unless `?named=true`, which names the type.",
+        },
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "type": "object",
+                "required": ["type"],
+                "properties": {
+                    "type": {
+                        "type": "string",
+                        "enum": ["content_status_update", "processing_complete", "processing_error", "resync"],
+                    },
+                    "content_id": {"type": "string", "format": "uuid"},
+                    "version": {"type": "integer", "minimum": 1},
+                    "last_event_id": {"type": "integer", "minimum": 0, "description": "Only on `resync`."},
+                },
+            },
+        },
+    },
+    "required": ["id", "data"],
+}
+
+UPGRADE_REQUIRED = {
+    **_problem("Asked over plain HTTP, without `Upgrade: websocket`."),
+    "headers": {"Upgrade": {"schema": {"type": "string", "enum": ["websocket"]}, "description": "The protocol to use."}},
+}
+
+
 def add_stream_endpoints(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     channel_id = {"name": "channel_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
     ticket = {
@@ -42,7 +81,7 @@ def add_stream_endpoints(result: dict[str, Any], generator: Any, request: Any, p
                 ticket,
             ],
             "responses": {
-                "200": {"description": "The event stream.", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                "200": {"description": "The event stream.", "content": {"text/event-stream": {"schema": SSE_EVENT}}},
                 "400": _problem("A Last-Event-ID that is not an event id."),
                 "401": _problem("No session, ticket or token."),
                 "404": _problem("No such channel, or you may not read it."),
@@ -61,7 +100,11 @@ def add_stream_endpoints(result: dict[str, Any], generator: Any, request: Any, p
             "operationId": "api_contents_ws", "tags": ["contents"], "summary": "WebSocket of a channel's events",
             "description": websocket + " `subscribe` may carry `channel_id` (must match the URL) and `user_id` (ignored). " + EVENT_FIELDS,
             "parameters": [channel_id, ticket],
-            "responses": {"101": {"description": "Switching protocols."}},
+            "responses": {
+                "101": {"description": "Switching protocols."},
+                "404": _problem("The path names no channel (channel_id is not a UUID)."),
+                "426": UPGRADE_REQUIRED,
+            },
         }
     }
     paths["/v1/ws"] = {
@@ -69,7 +112,7 @@ def add_stream_endpoints(result: dict[str, Any], generator: Any, request: Any, p
             "operationId": "v1_ws", "tags": ["realtime"], "summary": "WebSocket of the caller's own events",
             "description": websocket + " Events: `ai_job_update` and `notification`.",
             "parameters": [ticket],
-            "responses": {"101": {"description": "Switching protocols."}},
+            "responses": {"101": {"description": "Switching protocols."}, "426": UPGRADE_REQUIRED},
         }
     }
     return result

@@ -1,9 +1,13 @@
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.errors import problem_response
 from realtime.tickets import ticket_issue
 
 
@@ -17,3 +21,14 @@ class TicketView(APIView):
     def post(self, request: Request) -> Response:
         ticket, expires_at = ticket_issue(user_id=request.user.id)
         return Response(TicketSerializer({"ticket": ticket, "expires_at": expires_at}).data, status=status.HTTP_201_CREATED)
+
+
+def websocket_only(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+    """A WebSocket path asked for over plain HTTP. The ASGI router sends upgrades to the
+    consumers; anything else lands here, and is told how to connect (RFC 9110: a 426
+    names the protocol to upgrade to) rather than that the path does not exist."""
+    response = problem_response(
+        426, "This is a WebSocket endpoint: connect with Upgrade: websocket.", code="upgrade_required"
+    )
+    response["Upgrade"] = "websocket"
+    return response
