@@ -1,4 +1,4 @@
-"""Capacity: idle WebSockets, then idle SSE streams, held by ONE daphne process
+"""Capacity: idle WebSockets, then idle SSE streams, held by ONE server process
 (production mode), each authenticated as a browser would (WebSocket: a ticket from
 POST /v1/realtime/tickets, then the handshake and the subscribe; SSE: a bearer token),
 opened by two client processes (bench.clients) `concurrency` at a time.
@@ -91,7 +91,7 @@ def main() -> dict[str, Any]:
     raise_fd_limit()
     with harness.bench_db() as database_url:
         rows = [run_kind(kind, database_url) for kind in ("ws", "sse")]
-    print(f"capacity: idle subscriptions held by ONE daphne process (production mode), authenticated, opened "
+    print(f"capacity: idle subscriptions held by ONE {harness.WEB_SERVER} worker process (production mode), authenticated, opened "
           f"{CONCURRENCY * PROCESSES} at a time by {PROCESSES} client processes; baseline: the first {BASELINE}")
     harness.print_table(
         ["kind", "target", "held", "alive at end", "connects/s", "ratio", "connect p50 ms", "p99 ms", "RSS MiB (idle)",

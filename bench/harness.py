@@ -47,14 +47,22 @@ def backend_pids(database: str) -> list[int]:
             "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [database])]
 
 
-class Servers:
-    """n daphnes on the bench database in the production server mode, with their CPU
-    (and their PostgreSQL backends' CPU) read from /proc."""
+# The server the benches start: what `make run` ships (scripts/run_stack.sh), one
+# granian worker per server process; BENCH_WEB_SERVER=daphne for RUN_MODE=dev's.
+WEB_SERVER = os.environ.get("BENCH_WEB_SERVER", "granian")
 
-    def __init__(self, n: int, database_url: str, label: str, env: dict[str, str] | None = None) -> None:
+
+class Servers:
+    """n server processes (one granian worker each, or daphnes) on the bench database in
+    the production server mode, with their CPU (and their PostgreSQL backends' CPU)
+    read from /proc."""
+
+    def __init__(self, n: int, database_url: str, label: str, env: dict[str, str] | None = None,
+                 server: str = WEB_SERVER) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"bench-{label}-"))
-        self.daphnes = [Daphne(port=free_port(), database_url=database_url, log_path=self.workdir / f"daphne-{i}.log",
-                               env={**PRODUCTION_ENV, **(env or {})}) for i in range(n)]
+        self.server = server
+        self.daphnes = [Daphne(port=free_port(), database_url=database_url, log_path=self.workdir / f"{server}-{i}.log",
+                               env={**PRODUCTION_ENV, **(env or {})}, server=server) for i in range(n)]
         self.database = database_url.rsplit("/", 1)[1]
         self._backend_cpu: dict[int, float] = {}
 
@@ -64,7 +72,7 @@ class Servers:
 
     @property
     def pids(self) -> list[int]:
-        return [d.process.pid for d in self.daphnes]
+        return [pid for d in self.daphnes for pid in d.pids()]
 
     def start(self) -> "Servers":
         for daphne in self.daphnes:

@@ -301,24 +301,46 @@ def rss_kib(pid: int) -> int:
 
 
 class Daphne:
-    """daphne on a fixed port with production realtime settings, logging to a file."""
+    """One server process on a fixed port with production realtime settings, logging to
+    a file: daphne, or with server="granian" one granian worker as scripts/run_stack.sh
+    starts it (the production server mode), which is a parent and its worker process."""
 
-    def __init__(self, *, port: int, database_url: str, log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.port, self.database_url, self.log_path = port, database_url, log_path
+    def __init__(self, *, port: int, database_url: str, log_path: Path, env: dict[str, str] | None = None,
+                 server: str = "daphne") -> None:
+        self.port, self.database_url, self.log_path, self.server = port, database_url, log_path, server
         self.env = env or {}  # extra environment (e.g. DEBUG=false, raised throttles)
         self.process: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        app = "config.asgi:application"
+        if self.server == "granian":
+            return [str(Path(sys.executable).parent / "granian"), "--interface", "asginl", "--host", "127.0.0.1",
+                    "--port", str(self.port), "--workers", "1", "--loop", "uvloop", "--no-access-log",
+                    "--backlog", "4096", "--backpressure", "20000", app]
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), app]
+
+    def pids(self) -> list[int]:
+        """The server's processes: granian's parent and its worker."""
+        if self.process is None:
+            return []
+        found, parents = [self.process.pid], {self.process.pid}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) in parents:
+                found.append(int(stat.parent.name))
+        return found
 
     def spawn(self) -> None:
         env = {**os.environ, "DATABASE_URL": self.database_url, **self.env}
         # Production timing: the heartbeat (and WS catch-up sweep) at its default.
         env.pop("REALTIME_HEARTBEAT_SECONDS", None)
         with self.log_path.open("ab") as log:
-            log.write(f"\n--- daphne start {time.strftime('%H:%M:%S')} ---\n".encode())
+            log.write(f"\n--- {self.server} start {time.strftime('%H:%M:%S')} ---\n".encode())
             log.flush()
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
-                cwd=ROOT, env=env, stdout=log, stderr=log,
-            )
+            self.process = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=log, stderr=log)
 
     def wait_ready(self, timeout: float = 30) -> None:
         """Until /healthz answers 200 (a first start, nobody else calling)."""

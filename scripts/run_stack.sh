@@ -16,6 +16,8 @@ PORT="${PORT:-8000}"
 HOST="${HOST:-127.0.0.1}"
 RUN_MODE="${RUN_MODE:-production}"
 WEB_WORKERS="${WEB_WORKERS:-$(nproc)}"
+# Every held stream is a descriptor: take the hard limit (often 1,024 soft).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 pids=()
 cleanup() {
@@ -35,11 +37,13 @@ case "$RUN_MODE" in
     export DEBUG="${DEBUG:-0}"
     # Uploads are stored on the local disk here: the app serves them (with DEBUG on it did).
     export SERVE_MEDIA="${SERVE_MEDIA:-1}"
-    # Each worker is a process with its own event loop, stream hub and pools; a stream is
-    # one in-flight request, so the backpressure bound is set well above a reconnect storm.
+    # Each worker is a process with its own event loop, stream hub and pools. A stream
+    # (SSE or WebSocket) is one in-flight request for its whole life, so the backpressure
+    # bound is the number of sockets a worker may hold (WEB_MAX_STREAMS_PER_WORKER, its
+    # descriptors permitting: ulimit -n), far above what a worker opens per second.
     # A worker that dies is started again by granian; SIGTERM ends streams within 10 s.
     web=(.venv/bin/granian --interface asginl --host "$HOST" --port "$PORT" --workers "$WEB_WORKERS"
-         --loop uvloop --no-access-log --backlog 4096 --backpressure 4096
+         --loop uvloop --no-access-log --backlog 4096 --backpressure "${WEB_MAX_STREAMS_PER_WORKER:-20000}"
          --respawn-failed-workers --workers-kill-timeout 10 config.asgi:application)
     web_name=granian
     ;;
