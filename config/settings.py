@@ -326,6 +326,8 @@ SSE_RETRY_MILLISECONDS = env_int("SSE_RETRY_MILLISECONDS", 3000)
 
 # Videos and AI jobs.
 VIDEO_MAX_UPLOAD_BYTES = env_int("VIDEO_MAX_UPLOAD_BYTES", 200 * 1024 * 1024)
+# No frame larger than this is decoded (4K UHD, 3840x2160): videos.media.
+VIDEO_MAX_FRAME_PIXELS = env_int("VIDEO_MAX_FRAME_PIXELS", 3840 * 2160)
 TRENDING_WINDOW_HOURS = env_int("TRENDING_WINDOW_HOURS", 24)
 # A viewer's repeated views of a video within this many seconds count once (0: each counts).
 VIEW_DEDUP_SECONDS = env_int("VIEW_DEDUP_SECONDS", 1800)
@@ -337,6 +339,8 @@ AI_JOB_COSTS = {"glitch": env_int("AI_JOB_COST_GLITCH", 10), "remix": env_int("A
 AI_JOB_STALL_SECONDS = env_int("AI_JOB_STALL_SECONDS", 60)
 AI_JOB_TIMEOUT = env_int("AI_JOB_TIMEOUT", 1800)
 AI_JOB_MAX_FRAMES = env_int("AI_JOB_MAX_FRAMES", 36000)
+# The raw frames a reverse or loop remix keeps on disk while it works (aijobs.effects).
+AI_JOB_MAX_SPOOL_BYTES = env_int("AI_JOB_MAX_SPOOL_BYTES", 1024 * 1024 * 1024)
 
 # Moderation: deleted videos' files are removed from storage after this grace period.
 MODERATION_FILE_GRACE_HOURS = env_int("MODERATION_FILE_GRACE_HOURS", 24)

@@ -17,7 +17,7 @@ from django.utils import timezone
 from notifications.models import NotificationType
 from notifications.services import notify
 from videos import counters
-from videos.media import NotAVideo, probe
+from videos.media import THUMBNAIL, NotAVideo, probe
 from videos.models import Comment, Like, Video, View, ViewFlush
 from videos.selectors import video_get
 
@@ -35,7 +35,11 @@ class UploadRejected(Exception):
 
 def video_upload(*, owner: Any, file: UploadedFile, title: str, remix_of: Video | None = None) -> Video:
     """Validate by decoding, store the file and a thumbnail, save the row. A file that
-    is not a video stores nothing."""
+    is not a video stores nothing.
+
+    The stored name is the video's id with the extension of the container the file
+    was decoded as (videos.media): the client's file name and type are never used, so
+    an MP4 with HTML appended, named `x.html`, is stored and served as video/mp4."""
     if file.size > settings.VIDEO_MAX_UPLOAD_BYTES:
         raise UploadRejected("file", f"The file is {file.size} bytes; the limit is {settings.VIDEO_MAX_UPLOAD_BYTES}.")
     try:
@@ -46,9 +50,8 @@ def video_upload(*, owner: Any, file: UploadedFile, title: str, remix_of: Video 
         id=uuid.uuid4(), owner=owner, title=title, remix_of=remix_of, duration_seconds=info.duration_seconds,
         width=info.width, height=info.height, codec=info.codec, size_bytes=file.size,
     )
-    extension = (file.name.rsplit(".", 1)[-1].lower() if "." in (file.name or "") else "mp4")[:8]
-    video.file.save(f"{video.id}.{extension}", file, save=False)
-    video.thumbnail.save(f"{video.id}.jpg", ContentFile(info.thumbnail_jpeg), save=False)
+    video.file.save(f"{video.id}.{info.stored_type.extension}", file, save=False)
+    video.thumbnail.save(f"{video.id}.{THUMBNAIL.extension}", ContentFile(info.thumbnail_jpeg), save=False)
     try:
         with transaction.atomic():
             video.save(force_insert=True)
