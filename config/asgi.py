@@ -26,8 +26,11 @@ websocket_routes = URLRouter([
     path("v1/ws", UserEventsConsumer.as_asgi()),
 ])
 
+from core.body_limit import BodyLimitMiddleware  # noqa: E402
+
 application = ProtocolTypeRouter({
-    "http": django_asgi_app,
+    # Bodies over their limit are refused while they are read, before Django buffers them.
+    "http": BodyLimitMiddleware(django_asgi_app),
     # Browsers send Origin; only pages served from an allowed host may open a socket.
     "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(websocket_routes)),
 })

@@ -324,6 +324,12 @@ REALTIME_REPLAY_LIMIT = env_int("REALTIME_REPLAY_LIMIT", 1000)
 REALTIME_MAX_CONNECTION_SECONDS = env_int("REALTIME_MAX_CONNECTION_SECONDS", 3600)
 SSE_RETRY_MILLISECONDS = env_int("SSE_RETRY_MILLISECONDS", 3000)
 
+# Request bodies (core.body_limit: refused with a 413 while they are read). Every
+# endpoint takes at most REQUEST_MAX_BODY_BYTES; the video upload takes its file's
+# limit plus room for the form. Django's own check of non-file data agrees with it.
+REQUEST_MAX_BODY_BYTES = env_int("REQUEST_MAX_BODY_BYTES", 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BODY_BYTES
+
 # Videos and AI jobs.
 VIDEO_MAX_UPLOAD_BYTES = env_int("VIDEO_MAX_UPLOAD_BYTES", 200 * 1024 * 1024)
 # No frame larger than this is decoded (4K UHD, 3840x2160): videos.media.

@@ -121,6 +121,15 @@ class Conflict(exceptions.APIException):
         self.wait = wait
 
 
+class PayloadTooLarge(exceptions.APIException):
+    """413: a request body, or a file in it, over its limit (core.body_limit refuses
+    bodies while they are read; a view uses this for the finer per-file limits)."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is larger than this endpoint accepts."
+    default_code = "too_large"
+
+
 class UnprocessableEntity(exceptions.APIException):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     default_detail = "The request cannot be processed."

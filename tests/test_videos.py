@@ -67,9 +67,12 @@ def test_anything_that_is_not_a_video_is_a_400_and_stores_nothing(owner, data):
 @pytest.mark.django_db
 def test_an_upload_over_the_size_cap_is_refused(owner, settings):
     settings.VIDEO_MAX_UPLOAD_BYTES = 100
+    before = stored_files()
     response = upload(api_client_for(owner))
-    assert response.status_code == 400
-    assert "limit" in response.json()["errors"][0]["detail"]
+    assert response.status_code == 413, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    assert "limit is 100" in response.json()["errors"][0]["detail"]
+    assert stored_files() == before and not Video.objects.exists()
 
 
 @pytest.mark.django_db

@@ -28,9 +28,9 @@ VIEW_FLUSH_RETENTION = timedelta(days=7)
 
 
 class UploadRejected(Exception):
-    def __init__(self, field: str, detail: str) -> None:
+    def __init__(self, field: str, detail: str, *, too_large: bool = False) -> None:
         super().__init__(detail)
-        self.field, self.detail = field, detail
+        self.field, self.detail, self.too_large = field, detail, too_large
 
 
 def video_upload(*, owner: Any, file: UploadedFile, title: str, remix_of: Video | None = None) -> Video:
@@ -41,7 +41,9 @@ def video_upload(*, owner: Any, file: UploadedFile, title: str, remix_of: Video 
     was decoded as (videos.media): the client's file name and type are never used, so
     an MP4 with HTML appended, named `x.html`, is stored and served as video/mp4."""
     if file.size > settings.VIDEO_MAX_UPLOAD_BYTES:
-        raise UploadRejected("file", f"The file is {file.size} bytes; the limit is {settings.VIDEO_MAX_UPLOAD_BYTES}.")
+        raise UploadRejected(
+            "file", f"The file is {file.size} bytes; the limit is {settings.VIDEO_MAX_UPLOAD_BYTES}.", too_large=True
+        )
     try:
         info = probe(file)
     except NotAVideo as exc:

@@ -5,7 +5,7 @@ import hmac
 
 from django.conf import settings
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -16,6 +16,8 @@ from rest_framework.views import APIView
 
 from accounts.authentication import BearerTokenAuthentication, ReadOnlySessionAuthentication
 from core.batch import not_found
+from core.body_limit import body_limit
+from core.errors import PayloadTooLarge, ProblemDetailsSerializer
 from core.pagination import NewestFirstPagination
 from core.polling import poll_headers_every
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
@@ -34,16 +36,28 @@ from videos.serializers import (
 )
 
 
+# Room in an upload's body for the multipart framing and the other fields (a title of at
+# most 200 characters, remix_of) besides a file of VIDEO_MAX_UPLOAD_BYTES.
+UPLOAD_FORM_ALLOWANCE = 64 * 1024
+
+
+@body_limit(lambda: settings.VIDEO_MAX_UPLOAD_BYTES + UPLOAD_FORM_ALLOWANCE)
 class VideoCreateView(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(
         request={"multipart/form-data": VideoUploadSerializer},
-        responses={201: VideoSerializer},
+        responses={201: VideoSerializer, 413: OpenApiResponse(ProblemDetailsSerializer, description=(
+            "The file is over VIDEO_MAX_UPLOAD_BYTES (200 MiB by default), or the request body over that plus "
+            "64 KiB (refused while it is read, before the rest is received)."))},
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         tags=["videos"],
         description="Upload a video (multipart `file`, `title`, optional `remix_of`). The file is decoded to check "
-        "it is a video; anything else is a 400 and nothing is stored.",
+        "it is a video (MP4/QuickTime, WebM/Matroska or AVI; frames of at most `VIDEO_MAX_FRAME_PIXELS`, "
+        "8,294,400 pixels by default); anything else is a 400 and nothing is stored. It is stored and served "
+        "under a name and type decided from what was decoded, never the client's file name. A file over "
+        "`VIDEO_MAX_UPLOAD_BYTES` (200 MiB by default) is a 413, and so is a request body over that plus 64 KiB, "
+        "refused while it is read.",
     )
     def post(self, request: Request) -> Response:
         def create() -> Response:
@@ -60,6 +74,8 @@ class VideoCreateView(APIView):
                     owner=request.user, file=data.validated_data["file"], title=data.validated_data["title"], remix_of=remix_of
                 )
             except services.UploadRejected as rejected:
+                if rejected.too_large:
+                    raise PayloadTooLarge(rejected.detail) from None
                 raise ValidationError({rejected.field: [rejected.detail]}) from None
             return Response(VideoSerializer(video).data, status=status.HTTP_201_CREATED)
 
