@@ -7,6 +7,8 @@ from django.db.models.functions import Coalesce
 from django.http import Http404
 
 from aijobs.models import AIJob, JobStatus
+from videos.media import content_type_of
+from videos.selectors import stored_id
 
 
 def with_queue_position(jobs: Any) -> Any:
@@ -49,4 +51,11 @@ def job_statuses(*, user: Any, job_ids: list[uuid.UUID]) -> dict[str, dict[str, 
     }
 
 
-
+def job_result_media_type(name: str) -> str | None:
+    """The Content-Type to serve a job's result file as (the runner writes MP4 under the
+    job's id), or None if no job has it or its source video was removed by moderation."""
+    job_id = stored_id(name)
+    if job_id is None:
+        return None
+    found = AIJob.objects.filter(id=job_id, result_file=name, video__deleted_at__isnull=True).exists()
+    return content_type_of(name) if found else None

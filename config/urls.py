@@ -1,9 +1,8 @@
-from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
-from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from core.media import serve_media
 from core.metrics import metrics_view
 from core.views import healthz
 
@@ -25,9 +24,9 @@ urlpatterns = [
     path("django-rq/", include("django_rq.urls")),
 ]
 
-if settings.SERVE_MEDIA:
-    # Local storage served by the app itself (development, tests); production puts a CDN or S3 in front.
-    urlpatterns.append(re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}))
+# Local storage served by the app itself when SERVE_MEDIA is on (development, tests;
+# production puts a CDN or S3 in front): only files a row names, never as active content.
+urlpatterns.append(re_path(r"^media/(?P<path>.*)$", serve_media, name="media"))
 
 handler400 = "core.errors.handler400"
 handler403 = "core.errors.handler403"

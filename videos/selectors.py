@@ -1,5 +1,6 @@
 import uuid
 from datetime import timedelta
+from pathlib import PurePosixPath
 from typing import Any
 
 from django.conf import settings
@@ -10,11 +11,32 @@ from django.utils import timezone
 
 from moderation.models import Block
 from videos import counters
+from videos.media import content_type_of
 from videos.models import Comment, Video, View, ViewFlush
 
 COUNTER_FIELDS = ("view_count", "like_count", "comment_count", "remix_count", "glitch_count")
 TRENDING_CACHE_SECONDS = 15
 TRENDING_LIMIT = 50
+
+
+def stored_id(name: str) -> uuid.UUID | None:
+    """The row id a stored file is named after (`<folder>/<y>/<m>/<id>.<ext>`, or
+    `<id>_<random>.<ext>` when storage had to make the name unique), if any."""
+    try:
+        return uuid.UUID(PurePosixPath(name).stem.split("_", 1)[0])
+    except ValueError:
+        return None
+
+
+def video_media_type(name: str) -> str | None:
+    """The Content-Type to serve a stored video file or thumbnail as, or None if no
+    visible video has it: a video removed by moderation is no longer served, although
+    its files stay in storage for the grace period."""
+    video_id = stored_id(name)
+    if video_id is None:
+        return None
+    files = Video.objects.visible().filter(id=video_id).values_list("file", "thumbnail").first()
+    return content_type_of(name) if files is not None and name in files else None
 
 
 def video_get(*, video_id: uuid.UUID) -> Video:
