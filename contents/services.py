@@ -73,6 +73,12 @@ def event_payload(content: Content) -> dict[str, Any]:
     return payload
 
 
+def display_title(content: Content) -> str:
+    """What to call a content to a person: its title, else its link's page title, else the link."""
+    preview = content.link_preview_metadata or {}
+    return content.title or preview.get("title") or content.url or content.img_url or content.video_url
+
+
 def new_job_id(content_id: uuid.UUID) -> str:
     return f"content-{content_id}-{uuid.uuid4().hex[:12]}"
 
@@ -129,7 +135,7 @@ def transition(
             notify(
                 recipient_id=content.provider_id, actor_id=None,
                 type=NotificationType.CONTENT_COMPLETE if to == Stage.COMPLETED else NotificationType.CONTENT_ERROR,
-                data={"content_id": str(content.id), "channel_id": str(content.channel_id), "title": content.title,
+                data={"content_id": str(content.id), "channel_id": str(content.channel_id), "title": display_title(content),
                       "error_message": content.error_message or None},
             )
     return content

@@ -14,7 +14,7 @@ from contents.models import Channel, Content, ContentStatus, ProcessingStatus
 from contents.sweep import requeue_lost, sweep_stalled
 from notifications.models import Notification
 from tests.conftest import make_user
-from tests.factories import make_channel
+from tests.factories import make_channel, make_content
 from videos.models import Video
 from web.demo import PARKED_QUEUE, seed_demo
 from web.strings import page_strings
@@ -158,3 +158,20 @@ def test_the_demo_shows_every_state_at_once_and_a_second_run_adds_nothing():
     again = seed_demo()
     assert again.created == []
     assert Content.objects.filter(channel=report.channel).count() == 5
+
+
+@pytest.mark.django_db
+def test_a_links_notification_names_it_by_its_page_title_or_else_its_url():
+    from contents.services import transition
+
+    provider = make_user("provider")
+    channel = make_channel(provider)
+    link = make_content(channel, title="", description="", url="https://example.com/pools")
+    transition(link, to="summarizing", changes={"link_preview_metadata": {"title": "Tide pools", "site_name": None}})
+    broken = transition(make_content(channel, title="", description="", url="https://example.com/gone"),
+                        to="failed", error_message="The link answered 404.")
+    assert broken is not None
+    for stage in ("qa_generating", "completed"):
+        link = transition(link, to=stage)
+    titles = dict(Notification.objects.filter(recipient=provider).values_list("type", "data__title"))
+    assert titles == {"content_complete": "Tide pools", "content_error": "https://example.com/gone"}

@@ -74,10 +74,11 @@ const BATCH_LIMIT = 100;
 const DETAIL_LIMIT = 10;
 
 /**
- * `incoming` merged over `existing` if it is not older; null if it changes nothing.
- * Same version: the same state, maybe with fields the other lacked (an event carries
- * the AI result, a batch status row does not). A newer version without the AI result
- * drops the old one, so that a regenerated content never shows the previous summary.
+ * `incoming` merged over `existing` if it is newer; null if it changes nothing.
+ * An older version is dropped (a late or replayed event). The same version is the
+ * same state: it only fills in what was missing (an event carries the AI result, a
+ * batch status row does not). A newer version without the AI result drops the old
+ * one, so that a regenerated content never shows the previous summary.
  * @param {Content | undefined} existing
  * @param {Partial<Content> & {id: string, version: number}} incoming
  * @returns {Content | null}
@@ -85,21 +86,22 @@ const DETAIL_LIMIT = 10;
 export function mergeContent(existing, incoming) {
   if (!existing) return /** @type {Content} */ ({ ...incoming });
   if (incoming.version < existing.version) return null;
+  const newer = incoming.version > existing.version;
   /** @type {Record<string, unknown>} */
   const merged = { ...existing };
   let changed = false;
   for (const [key, value] of Object.entries(incoming)) {
     if (value === undefined) continue;
-    if (JSON.stringify(merged[key]) !== JSON.stringify(value)) {
+    const missing = merged[key] === undefined || merged[key] === null;
+    if ((newer || missing) && JSON.stringify(merged[key]) !== JSON.stringify(value)) {
       merged[key] = value;
       changed = true;
     }
   }
-  if (incoming.version > existing.version && !('ai_gen_metadata' in incoming) && merged.ai_gen_metadata) {
+  if (newer && !('ai_gen_metadata' in incoming) && merged.ai_gen_metadata) {
     merged.ai_gen_metadata = null;
-    changed = true;
   }
-  return changed ? /** @type {Content} */ (/** @type {unknown} */ (merged)) : null;
+  return changed || newer ? /** @type {Content} */ (/** @type {unknown} */ (merged)) : null;
 }
 
 /** An event's data as content fields: `content_id` is the id, `timestamp` the update time. */
@@ -180,11 +182,14 @@ export class ChannelFeed {
   mergeAll(rows) {
     let changed = false;
     for (const row of rows) {
-      const merged = mergeContent(this.byId.get(row.id), row);
+      const existing = this.byId.get(row.id);
+      const merged = mergeContent(existing, row);
       if (merged) {
         this.byId.set(row.id, merged);
         changed = true;
-        this.connection.log('apply', { id: row.id, version: row.version, status: merged.status });
+        // `apply`: a new version; `fill`: the same version, with fields it lacked.
+        const kind = existing && existing.version === row.version ? 'fill' : 'apply';
+        this.connection.log(kind, { id: row.id, version: row.version, status: merged.status });
       } else {
         this.connection.log('stale', { id: row.id, version: row.version });
       }
@@ -265,7 +270,16 @@ export class ChannelFeed {
       const answer = await this.api.post('/api/contents/status/batch', {
         content_ids: known.slice(start, start + BATCH_LIMIT),
       });
-      this.mergeAll(answer.body.statuses);
+      /** @type {Content[]} */
+      const rows = answer.body.statuses;
+      // A content newly complete is shown with its result, not before: its detail
+      // (at least as new as the row) replaces the row.
+      const done = rows.filter((row) => row.status === 'complete' && row.version > (this.byId.get(row.id)?.version ?? 0));
+      const details = await Promise.all(done.map((row) => this.api.get(`/api/contents/${row.id}`).then(
+        (answer) => answer.body, () => row,
+      )));
+      const detailed = new Map(details.map((detail) => [detail.id, detail]));
+      this.mergeAll(rows.map((row) => detailed.get(row.id) ?? row));
     }
     const unknown = listed.filter((id) => !this.byId.has(id));
     if (unknown.length > DETAIL_LIMIT) await this.snapshot();
@@ -290,6 +304,7 @@ export class ChannelFeed {
       '/api/contents', { channel_id: this.channelId, ...fields }, { 'Idempotency-Key': key },
     );
     this.mergeAll([body]);
+    this.connection.pollSoonIfPolling();
     return /** @type {Content} */ (this.byId.get(body.id));
   }
 
@@ -301,6 +316,7 @@ export class ChannelFeed {
   async retry(contentId) {
     const { body } = await this.api.post(`/api/contents/${contentId}/regenerate`, undefined);
     this.mergeAll([body]);
+    this.connection.pollSoonIfPolling();
     return /** @type {Content} */ (this.byId.get(contentId));
   }
 }

@@ -536,6 +536,11 @@ export class LiveConnection {
     this.pollTimer = setTimeout(() => this.pollOnce(), delayMs);
   }
 
+  /** Something was just started here: while polling, ask now rather than at the idle pace. */
+  pollSoonIfPolling() {
+    if (this.mode === 'polling') this.pollSoon(0);
+  }
+
   async pollOnce() {
     if (this.stopped || this.mode !== 'polling') return;
     try {

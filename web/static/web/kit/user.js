@@ -326,6 +326,7 @@ export class UserFeed {
     const { body } = await this.api.post('/v1/ai/jobs', job, { 'Idempotency-Key': options.idempotencyKey ?? crypto.randomUUID() });
     this.mergeJob(body);
     this.publish();
+    this.connection.pollSoonIfPolling();
     return body;
   }
 

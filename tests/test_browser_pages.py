@@ -1,0 +1,500 @@
+"""The pages in real headless Chromium (Debian's, driven by Playwright) against a real
+daphne, a real RQ worker, PostgreSQL and Redis: a link's card goes from waiting to
+complete without a reload; a daphne restart mid-pipeline costs no step and repeats
+none; a blocked stream falls back to polling, says so, and goes back to live; a
+glitch job's progress reaches 100 and its result plays; the bell rises and clears.
+The screenshots in docs/screenshots/ are written here."""
+
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+from contents.services import channel_create
+from knox.models import AuthToken
+from notifications.models import Notification
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, in_own_thread
+from tests.conftest import LocalHTTPServer, make_user
+from tests.live import ROOT, Daphne, subprocess_env
+from tests.media import make_video
+from tests.openai_stub import OpenAICompatibleServer
+from videos.services import video_upload
+
+pytestmark = pytest.mark.django_db(transaction=True)
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+ARTICLE = b"""<!doctype html><html><head><title>Tide pools</title>
+<meta property="og:site_name" content="Shore notes"></head><body><article>
+<p>Tide pools are rocky pools on the seashore that fill with sea water at high tide.</p>
+<p>At low tide they stay behind, full of life: starfish, anemones, snails and small fish.</p>
+<p>Crabs hide under the rocks, and seaweed gives shelter from the sun.</p>
+</article></body></html>"""
+
+# Every state a card was drawn in, as the person saw it: recorded in the page by a
+# MutationObserver on the cards' data-version (set once per drawing).
+RECORD_CARDS = """
+window.__cards = [];
+const record = (node) => {
+  if (!(node instanceof HTMLElement) || !node.dataset.contentId) return;
+  const last = window.__cards.filter((c) => c.id === node.dataset.contentId).pop();
+  if (last && last.version === Number(node.dataset.version)) return;
+  window.__cards.push({ id: node.dataset.contentId, version: Number(node.dataset.version),
+                        status: node.dataset.status, stage: node.dataset.stage });
+};
+new MutationObserver((mutations) => {
+  for (const m of mutations) {
+    if (m.type === 'attributes') record(m.target);
+    else for (const n of m.addedNodes) record(n);
+  }
+}).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-version'] });
+"""
+PIPELINE = ["uploading", "summarizing", "qa_generating", "completed"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def collected_static() -> None:
+    """The test servers run with DEBUG off, serving static files from STATIC_ROOT as
+    `make test` collects them; collected again here when the pages' files are newer."""
+    source, target = ROOT / "web" / "static", Path(settings.STATIC_ROOT)
+    stale = [
+        path for path in source.rglob("*") if path.is_file()
+        and (not (target / path.relative_to(source)).exists()
+             or (target / path.relative_to(source)).stat().st_mtime < path.stat().st_mtime)
+    ]
+    if stale:
+        call_command("collectstatic", interactive=False, verbosity=0)
+
+
+class Worker:
+    """An `rqworker default` process of the test's own, started and stopped by it."""
+
+    def __init__(self, **env: str) -> None:
+        self.env = env
+        self.process: subprocess.Popen | None = None
+        self.log_path = Path(tempfile.mkstemp(prefix="worker-", suffix=".log")[1])
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", "rqworker", "default", "--worker-class", "config.rq.DjangoWorker"],
+                cwd=ROOT, env=subprocess_env(**self.env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            from tests.test_sweep import kill_tree
+
+            kill_tree(self.process.pid)
+            self.process.wait()
+        self.process = None
+        self.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def ai() -> Iterator[OpenAICompatibleServer]:
+    """An OpenAI-compatible stub that takes a second per answer, so each stage is seen."""
+    server = OpenAICompatibleServer(delay=1.0)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def site() -> Iterator[LocalHTTPServer]:
+    """The page a submitted link points at, answered after a second (a real fetch)."""
+    server = LocalHTTPServer()
+
+    def article(handler) -> None:  # type: ignore[no-untyped-def]
+        time.sleep(1.0)
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/html; charset=utf-8")
+        handler.send_header("Content-Length", str(len(ARTICLE)))
+        handler.end_headers()
+        handler.wfile.write(ARTICLE)
+
+    server.routes["/tide-pools"] = article
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def worker(ai) -> Iterator[Worker]:  # type: ignore[no-untyped-def]
+    # FETCH_ALLOW_LOOPBACK in the tests' worker only: the linked page is on 127.0.0.1.
+    process = Worker(AI_PROVIDER="openai", AI_BASE_URL=ai.url("/v1"), AI_API_KEY="test", FETCH_ALLOW_LOOPBACK="1")
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def server() -> Iterator[Daphne]:
+    daphne = Daphne()
+    yield daphne
+    daphne.close()
+
+
+@pytest.fixture
+def browser(monkeypatch) -> Iterator[Browser]:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def new_page(browser: Browser, *, locale: str = "en-US") -> Page:
+    context = browser.new_context(locale=locale, timezone_id="UTC", viewport={"width": 1100, "height": 860})
+    page = context.new_page()
+    page.console_messages = []  # type: ignore[attr-defined]
+    page.on("console", lambda message: page.console_messages.append(f"{message.type}: {message.text}"))  # type: ignore[attr-defined]
+    page.on("pageerror", lambda error: page.console_messages.append(f"pageerror: {error}"))  # type: ignore[attr-defined]
+    return page
+
+
+def log_in(page: Page, server: Daphne, username: str, then: str) -> None:
+    page.goto(server.url(then))
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", f"pw-{username}")
+    page.click("form[action='/accounts/login/'] button[type=submit]")
+    page.wait_for_url(f"**{then}")
+
+
+def wait(page: Page, condition: str, what: str, timeout: float = 30, arg: object = None) -> None:
+    try:
+        page.wait_for_function(condition, arg=arg, timeout=timeout * 1000)
+    except PlaywrightTimeoutError:
+        state = page.evaluate("""() => ({
+            cards: window.__cards, mode: document.querySelector('#channel-mode')?.dataset.mode,
+            log: (window.aistatus?.channelLog ?? []).slice(-40) })""")
+        raise AssertionError(f"timed out waiting for {what}: {state}; console {page.console_messages}") from None  # type: ignore[attr-defined]
+
+
+def card_history(page: Page, content_id: str) -> list[dict]:
+    return [c for c in page.evaluate("window.__cards") if c["id"] == content_id]
+
+
+def applied(page: Page, content_id: str) -> list[int]:
+    """The versions of the content the kit applied, in order."""
+    return page.evaluate(
+        "(id) => window.aistatus.channelLog.filter((e) => e.kind === 'apply' && e.detail.id === id).map((e) => e.detail.version)",
+        content_id,
+    )
+
+
+def assert_forward_only(history: list[dict]) -> None:
+    """Versions strictly rise (no repeat, no step back), and so does the pipeline stage."""
+    versions = [c["version"] for c in history]
+    assert versions == sorted(set(versions)), history
+    stages = [PIPELINE.index(c["stage"]) for c in history]
+    assert stages == sorted(stages), history
+    assert history[0]["status"] == "idle" and history[-1]["status"] == "complete", history
+
+
+@pytest.fixture
+def owner_with_channel():  # type: ignore[no-untyped-def]
+    """Made before the browser starts (Playwright keeps an event loop in this thread)."""
+    owner = make_user("owner")
+    return owner, channel_create(owner=owner, name="Shore")
+
+
+def submit_link(page: Page, url: str) -> str:
+    """Submit a link on the channel page; the id of its card."""
+    before = set(page.eval_on_selector_all("[data-content-id]", "els => els.map((e) => e.dataset.contentId)"))
+    page.fill("#submit-form input[name=url]", url)
+    page.click("#submit-form button[type=submit]")
+    page.wait_for_function(f"document.querySelectorAll('[data-content-id]').length > {len(before)}")
+    ids = page.eval_on_selector_all("[data-content-id]", "els => els.map((e) => e.dataset.contentId)")
+    (new,) = set(ids) - before
+    return new
+
+
+def test_a_submitted_link_goes_from_waiting_to_complete_live_and_the_bell_rises_and_clears(
+    owner_with_channel, server, worker, site, browser,
+):
+    owner, channel = owner_with_channel
+    page = new_page(browser)
+    page.add_init_script(RECORD_CARDS)
+    log_in(page, server, "owner", f"/app/channels/{channel.id}/")
+    wait(page, "document.querySelector('#channel-mode').dataset.mode === 'live'", "the live stream")
+    assert page.text_content("#channel-mode") == "Live"
+    assert page.get_attribute(".bell-count", "data-count") == "0"
+    page.evaluate("window.__sameDocument = true")
+
+    content_id = submit_link(page, site.url("/tide-pools"))
+    card = f'[data-content-id="{content_id}"]'
+    assert page.get_attribute(card, "data-status") == "idle"
+    assert "Waiting" in page.text_content(f"{card} .badge")
+    worker.start()
+    wait(page, f"document.querySelector('{card}').dataset.status === 'generating'", "generating")
+    assert "This content is still being generated." in page.text_content(card)
+    assert page.eval_on_selector(f"{card} progress", "p => p.value") in (30, 65)
+    wait(page, f"document.querySelector('{card}').dataset.status === 'complete'", "complete")
+
+    assert page.evaluate("window.__sameDocument") is True, "no reload"
+    history = card_history(page, content_id)
+    assert_forward_only(history)
+    assert [c["stage"] for c in history] == PIPELINE, "every stage was drawn, live"
+    assert applied(page, content_id) == [1, 2, 3, 4]
+    assert page.text_content(f"{card} .summary p") == "Tide pools are rocky pools full of life."
+    assert page.text_content(f"{card} .qa dt") == "Where do tide pools form?"
+    assert page.get_attribute(f"{card} .source", "href") == site.url("/tide-pools")
+
+    # The bell: the content's result is a notification, pushed on the user's stream.
+    wait(page, "document.querySelector('.bell-count').dataset.count === '1'", "the bell to ring")
+    assert page.is_visible(".bell-count")
+    page.click(".bell-button")
+    assert page.text_content(".bell-list li.unread a") == "“Tide pools” is ready"
+    page.click(".bell-mark-read")
+    wait(page, "document.querySelector('.bell-count').dataset.count === '0'", "the bell to clear")
+    assert not page.is_visible(".bell-count")
+    assert page.locator(".bell-list li.unread").count() == 0
+
+    unread: list[int] = []
+    in_own_thread(lambda: unread.append(Notification.objects.filter(recipient=owner, is_read=False).count()))
+    assert unread == [0]
+    errors = [m for m in page.console_messages if m.startswith(("error", "pageerror"))]  # type: ignore[attr-defined]
+    assert errors == []
+
+
+def test_a_daphne_restart_mid_pipeline_costs_the_card_no_step_and_repeats_none(
+    owner_with_channel, server, worker, site, browser,
+):
+    _, channel = owner_with_channel
+    page = new_page(browser)
+    page.add_init_script(RECORD_CARDS)
+    log_in(page, server, "owner", f"/app/channels/{channel.id}/")
+    wait(page, "document.querySelector('#channel-mode').dataset.mode === 'live'", "the live stream")
+
+    content_id = submit_link(page, site.url("/tide-pools"))
+    card = f'[data-content-id="{content_id}"]'
+    worker.start()
+    wait(page, f"document.querySelector('{card}').dataset.stage === 'summarizing'", "summarizing")
+
+    # daphne stops while the worker goes on: the stages it commits meanwhile reach the
+    # page when the kit reopens the stream from its last event id.
+    assert page.get_attribute(card, "data-status") == "generating"
+    server.restart(down_for=1.0)
+    wait(page, f"document.querySelector('{card}').dataset.status === 'complete'", "complete after the restart", timeout=40)
+    wait(page, "document.querySelector('#channel-mode').dataset.mode === 'live'", "live again")
+
+    history = card_history(page, content_id)
+    assert_forward_only(history)
+    assert applied(page, content_id) == sorted(set(applied(page, content_id))), "the kit applied no version twice"
+    log = page.evaluate("window.aistatus.channelLog")
+    modes = [e["detail"]["mode"] for e in log if e["kind"] == "mode"]
+    assert "reconnecting" in modes and modes[-1] == "live", modes
+    events = [e["detail"]["id"] for e in log if e["kind"] == "event"]
+    assert events == sorted(set(events)), "each event id once, in order"
+    # The stream reopened where the page was: from the last event it had before daphne stopped.
+    first_close = next(i for i, e in enumerate(log) if e["kind"] == "close")
+    seen_before = max(e["detail"]["id"] for e in log[:first_close] if e["kind"] == "event")
+    reopened_from = [e["detail"]["from"] for e in log[first_close:] if e["kind"] == "open"]
+    assert reopened_from and reopened_from[0] >= seen_before, (seen_before, reopened_from)
+    assert page.text_content(f"{card} .summary p") == "Tide pools are rocky pools full of life."
+
+
+@pytest.fixture
+def quick_idle_server() -> Iterator[Daphne]:
+    """daphne whose idle poll interval is 3 s rather than 30, so that an unchanged poll (304) comes soon."""
+    daphne = Daphne(POLL_INTERVAL_IDLE="3")
+    yield daphne
+    daphne.close()
+
+
+def test_a_blocked_stream_falls_back_to_polling_says_so_completes_and_returns_to_live(
+    owner_with_channel, quick_idle_server, worker, site, browser,
+):
+    _, channel = owner_with_channel
+    server = quick_idle_server
+    page = new_page(browser)
+    page.add_init_script(RECORD_CARDS)
+    stream_attempts: list[str] = []
+    polls: list[tuple[str, int, str | None]] = []
+
+    def block(route) -> None:  # type: ignore[no-untyped-def]
+        stream_attempts.append(route.request.url)
+        route.abort()
+
+    def seen(response) -> None:  # type: ignore[no-untyped-def]
+        if response.url.endswith("/status") or response.url.endswith("/status/batch"):
+            polls.append((response.url.rsplit("/", 1)[1], response.status, response.request.headers.get("if-none-match")))
+
+    page.on("response", seen)
+    events_url = f"**/api/contents/{channel.id}/events*"
+    log_in(page, server, "owner", "/app/")
+    page.route(events_url, block)
+    page.goto(server.url(f"/app/channels/{channel.id}/"))
+    wait(page, "document.querySelector('#channel-mode').dataset.mode === 'polling'", "polling", timeout=20)
+    assert len(stream_attempts) >= 3, "it tried the stream before falling back"
+    wait(page, "document.querySelector('#channel-mode').textContent === 'Live updates unavailable: checking every 3 s'",
+         "the server's idle interval on the indicator")
+
+    content_id = submit_link(page, site.url("/tide-pools"))
+    card = f'[data-content-id="{content_id}"]'
+    worker.start()
+    wait(page, f"document.querySelector('{card}').dataset.status === 'complete'", "complete by polling", timeout=60)
+    history = card_history(page, content_id)
+    assert_forward_only(history)
+    assert page.evaluate("document.querySelector('#channel-mode').dataset.mode") == "polling"
+    assert page.text_content(f"{card} .summary p") == "Tide pools are rocky pools full of life."
+    # While processing the server asked for a poll every 2 s; each poll was conditional,
+    # and the batch status was asked only when the channel's status had changed.
+    wait(page, "document.querySelector('#channel-mode').textContent.includes('3 s')", "the idle interval again")
+    page.wait_for_timeout(3500)
+    status_polls = [p for p in polls if p[0] == "status"]
+    assert any(code == 304 for _, code, _ in status_polls), status_polls
+    assert all(etag for _, _, etag in status_polls[1:]), "every poll after the first sent If-None-Match"
+    batches = [p for p in polls if p[0] == "batch"]
+    assert 0 < len(batches) <= sum(1 for p in status_polls if p[1] == 200), polls
+
+    # The stream answers again: the kit's next attempt opens it and polling stops.
+    page.unroute(events_url, block)
+    wait(page, "document.querySelector('#channel-mode').dataset.mode === 'live'", "live again", timeout=20)
+    assert page.text_content("#channel-mode") == "Live"
+    polls_when_live = len(polls)
+    page.fill("#submit-form input[name=title]", "Glaciers")
+    page.fill("#submit-form textarea[name=description]", "A glacier is a river of ice. It moves under its own weight. Meltwater lets it slide.")
+    second = submit_link(page, "")
+    wait(page, f"document.querySelector('[data-content-id=\"{second}\"]').dataset.status === 'complete'", "complete live")
+    assert_forward_only(card_history(page, second))
+    assert len(polls) == polls_when_live, "no polling while live"
+    streamed = page.evaluate(
+        "(id) => window.aistatus.channelLog.filter((e) => e.kind === 'event').length", second)
+    assert streamed >= 3, "the second content's stages came over the stream"
+
+
+@pytest.fixture
+def studio_owner():  # type: ignore[no-untyped-def]
+    return make_user("maker")
+
+
+def test_a_glitch_jobs_progress_reaches_100_its_result_plays_and_a_queued_job_cancels(
+    studio_owner, server, worker, browser,
+):
+    page = new_page(browser)
+    log_in(page, server, "maker", "/app/studio/")
+    wait(page, "document.querySelector('[data-feed=\"user\"]').dataset.mode === 'live'", "the user stream")
+    wait(page, "document.querySelector('#credits').dataset.balance === '100'", "the balance")
+
+    # Upload through the page.
+    page.set_input_files("#upload-form input[name=file]", files=[{
+        "name": "waves.mp4", "mimeType": "video/mp4", "buffer": make_video(seconds=4, width=320, height=240, fps=15)}])
+    page.fill("#upload-form input[name=title]", "Waves")
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_selector(".video .video-title:text('Waves')")
+
+    # A job queued while no worker runs: cancelled, and it costs nothing.
+    page.click(".video .start-remix")
+    page.wait_for_selector(".job[data-status='queued']")
+    page.click(".job[data-status='queued'] .cancel")
+    page.wait_for_selector(".job[data-status='failed'] .badge:text('Cancelled')")
+
+    page.evaluate("""() => { window.__progress = [];
+        new MutationObserver(() => { for (const job of document.querySelectorAll('.job')) {
+            const value = job.querySelector('progress')?.value; const last = window.__progress.at(-1);
+            if (job.dataset.status !== 'failed' && (!last || last.value !== value || last.status !== job.dataset.status))
+                window.__progress.push({ status: job.dataset.status, value }); } })
+          .observe(document.getElementById('jobs'), { subtree: true, childList: true, attributes: true }); }""")
+    page.click(".video .start-glitch")
+    worker.start()
+    wait(page, "document.querySelector('.job[data-status=\"completed\"] video.result') !== null", "the result", timeout=60)
+    progress = page.evaluate("window.__progress")
+    assert progress[-1] == {"status": "completed", "value": 100}, progress
+    values = [p["value"] for p in progress]
+    assert values == sorted(values), f"progress never went back: {progress}"
+    assert {"queued", "processing", "completed"} <= {p["status"] for p in progress}, progress
+    wait(page, "document.querySelector('#credits').dataset.balance === '90'", "the glitch's cost taken")
+
+    # The result plays.
+    played = page.evaluate("""async () => {
+        const video = document.querySelector('.job[data-status="completed"] video.result');
+        await video.play();
+        await new Promise((resolve) => setTimeout(resolve, 800));
+        return { time: video.currentTime, error: video.error && video.error.code, width: video.videoWidth };
+    }""")
+    assert played["error"] is None and played["time"] > 0 and played["width"] == 320, played
+    # The finished job rang the bell (the cancelled one too).
+    wait(page, "document.querySelector('.bell-count').dataset.count === '2'", "the bell")
+
+
+def test_the_kit_streams_over_a_websocket_with_tickets_when_given_a_bearer_token(owner_with_channel, server, worker, browser):
+    owner, channel = owner_with_channel
+    token = AuthToken.objects.create(user=owner)[1]
+    page = new_page(browser)
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.goto(server.url("/accounts/login/"))  # the kit's origin; no session
+    worker.start()
+    state = page.evaluate("""async ({ channelId, token }) => {
+        const { ChannelFeed } = await import('/static/web/kit/channel.js');
+        const feed = new ChannelFeed({ channelId, token, transport: 'websocket' });
+        await feed.start();
+        await new Promise((resolve) => feed.onMode((mode) => mode === 'live' && resolve()));
+        const content = await feed.submit({ title: 'Tides', description: 'Tide pools hold sea water. Starfish live in them. Crabs hide under rocks.' });
+        await new Promise((resolve) => feed.subscribe((s) => s.contents.some((c) => c.id === content.id && c.status === 'complete') && resolve()));
+        return { mode: feed.mode, content: feed.get(content.id) };
+    }""", {"channelId": str(channel.id), "token": token})
+    assert state["mode"] == "live"
+    assert state["content"]["status"] == "complete" and state["content"]["ai_gen_metadata"]["summary"]
+    assert len(sockets) == 1 and "ticket=" in sockets[0] and token not in sockets[0], sockets
+
+
+def test_each_page_in_english_and_korean_with_the_demo_data_and_the_switch(server, browser):
+    from web.demo import seed_demo
+
+    seed_demo()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for locale, lang in (("en-US", "en"), ("ko-KR", "ko")):
+        page = new_page(browser, locale=locale)
+        page.goto(server.url("/accounts/login/?next=/app/"))
+        assert page.get_attribute("html", "lang") == lang
+        page.screenshot(path=SCREENSHOTS / f"login-{lang}.png")
+        page.fill("input[name=username]", "demo")
+        page.fill("input[name=password]", "demo-password")
+        page.click("form[action='/accounts/login/'] button[type=submit]")
+        page.wait_for_url("**/app/")
+        page.click(".channel-list a")
+        page.wait_for_selector("#channel-mode[data-mode='live']")
+        statuses = page.eval_on_selector_all("[data-content-id]", "els => els.map((e) => e.dataset.status)")
+        assert sorted(statuses) == ["complete", "complete", "error", "generating", "idle"], "every state at once"
+        page.wait_for_selector(".bell-count[data-count='6']")
+        page.screenshot(path=SCREENSHOTS / f"channel-{lang}.png", full_page=True)
+        page.click(".bell-button")
+        page.wait_for_selector(".bell-panel:not([hidden]) .bell-list li")
+        page.screenshot(path=SCREENSHOTS / f"bell-{lang}.png")
+        page.goto(server.url("/app/studio/"))
+        page.wait_for_selector(".job[data-status='completed'] video.result")
+        page.wait_for_function("document.querySelector('.job video.result').readyState >= 3")
+        page.wait_for_timeout(500)  # the player's loading spinner fades out
+        page.screenshot(path=SCREENSHOTS / f"studio-{lang}.png", full_page=True)
+        words = {"en": ("Studio", "Your videos", "Done"), "ko": ("스튜디오", "내 영상", "완료")}[lang]
+        text = page.text_content("body")
+        assert all(word in text for word in words), text
+        errors = [m for m in page.console_messages if m.startswith(("error", "pageerror"))]  # type: ignore[attr-defined]
+        assert errors == []
+        page.context.close()
+
+    # The switch: an English browser asks for Korean, and the choice sticks.
+    page = new_page(browser, locale="en-US")
+    page.goto(server.url("/accounts/login/?next=/app/studio/"))
+    page.fill("input[name=username]", "demo")
+    page.fill("input[name=password]", "demo-password")
+    page.click("form[action='/accounts/login/'] button[type=submit]")
+    page.wait_for_url("**/app/studio/")
+    assert page.text_content("h1") == "Studio"
+    page.click(".language button[value=ko]")
+    page.wait_for_selector("html[lang=ko]")
+    assert page.text_content("h1") == "스튜디오"
+    page.goto(server.url("/app/"))
+    assert page.text_content("h1") == "채널"
