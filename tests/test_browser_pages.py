@@ -498,3 +498,35 @@ def test_each_page_in_english_and_korean_with_the_demo_data_and_the_switch(serve
     assert page.text_content("h1") == "스튜디오"
     page.goto(server.url("/app/"))
     assert page.text_content("h1") == "채널"
+
+
+@pytest.fixture
+def hostile():  # type: ignore[no-untyped-def]
+    """Server data written to run as markup, made through the services (which store what
+    they are given; the API's own validation is not what protects the page)."""
+    from contents.services import content_submit, transition
+
+    owner = make_user("owner")
+    channel = channel_create(owner=owner, name="<b>Bold</b> channel")
+    markup = '<img src=x onerror="window.__xss = 1">'
+    content = content_submit(channel=channel, provider=owner, title=markup, url="javascript:window.__xss=2")
+    transition(content, to="failed", error_message=f"<script>window.__xss = 3</script>{markup}")
+    return channel, markup
+
+
+def test_server_data_is_shown_as_text_never_as_markup(hostile, server, browser):
+    channel, markup = hostile
+    page = new_page(browser)
+    log_in(page, server, "owner", f"/app/channels/{channel.id}/")
+    page.wait_for_selector("[data-content-id] .error-message")
+    card = "[data-content-id]"
+    assert page.text_content(f"{card} .card-title") == markup
+    assert page.text_content(f"{card} .error-message") == f"<script>window.__xss = 3</script>{markup}"
+    assert page.get_attribute(f"{card} .source", "href") is None, "a javascript: link is not a link"
+    assert page.text_content(f"{card} .source") == "javascript:window.__xss=2"
+    page.click(".bell-button")
+    page.wait_for_selector(".bell-list li.unread")
+    assert markup in page.text_content(".bell-list li.unread")
+    assert page.text_content("h1") == "<b>Bold</b> channel"
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("main img, #bell img, main script").count() == 0

@@ -91,7 +91,7 @@ export function mergeContent(existing, incoming) {
   const merged = { ...existing };
   let changed = false;
   for (const [key, value] of Object.entries(incoming)) {
-    if (value === undefined) continue;
+    if (value === undefined || (!newer && value === null)) continue;
     const missing = merged[key] === undefined || merged[key] === null;
     if ((newer || missing) && JSON.stringify(merged[key]) !== JSON.stringify(value)) {
       merged[key] = value;
@@ -125,7 +125,7 @@ export class ChannelFeed {
     /** @type {string | null} The status poll's ETag. */
     this.etag = null;
     /** @type {Store<ChannelState>} */
-    this.store = new Store({ contents: [], mode: 'connecting', pollSeconds: this.defaultPollSeconds });
+    this.store = new Store(/** @type {ChannelState} */ ({ contents: [], mode: 'connecting', pollSeconds: this.defaultPollSeconds }));
     this.connection = new LiveConnection(
       {
         snapshot: () => this.snapshot(),
@@ -135,7 +135,7 @@ export class ChannelFeed {
       },
       options,
     );
-    this.connection.onMode(() => this.publish());
+    this.connection.onStatus(() => this.publish());
   }
 
   get mode() {
@@ -256,6 +256,7 @@ export class ChannelFeed {
    * @returns {Promise<{seconds: number, lastEventId: number | null}>}
    */
   async poll() {
+    /** @type {Record<string, string>} */
     const headers = this.etag ? { 'If-None-Match': this.etag } : {};
     const status = await this.api.get(`/api/contents/${this.channelId}/status`, headers, [304]);
     const seconds = pollIntervalOf(status.headers, this.defaultPollSeconds);

@@ -6,7 +6,7 @@
  * cannot be opened or keeps failing. channel.js and user.js build on it.
  *
  * Plain ES module, no build step, no dependency. Types are JSDoc (checked with
- * `tsc --allowJs --checkJs --noEmit`).
+ * `npx -p typescript@5 tsc -p web/tsconfig.json`).
  */
 
 /**
@@ -373,6 +373,8 @@ export class LiveConnection {
     this.failures = 0;
     /** @type {Set<(mode: Mode) => void>} */
     this.modeListeners = new Set();
+    /** @type {Set<() => void>} Told of a new mode and of a new poll interval. */
+    this.statusListeners = new Set();
     /** @type {Transport | null} */
     this.transport = null;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
@@ -397,12 +399,19 @@ export class LiveConnection {
     return () => this.modeListeners.delete(listener);
   }
 
+  /** @param {() => void} listener @returns {() => void} unsubscribe */
+  onStatus(listener) {
+    this.statusListeners.add(listener);
+    return () => this.statusListeners.delete(listener);
+  }
+
   /** @param {Mode} mode */
   setMode(mode) {
     if (this.mode === mode) return;
     this.mode = mode;
     this.log('mode', { mode });
     for (const listener of this.modeListeners) listener(mode);
+    for (const listener of this.statusListeners) listener();
   }
 
   async start() {
@@ -547,10 +556,11 @@ export class LiveConnection {
       const { seconds, lastEventId } = await this.source.poll();
       // The stream reopened meanwhile: it, not this poll, says where the feed stands.
       if (this.mode !== 'polling') return;
+      const changed = this.pollSeconds !== seconds;
       this.pollSeconds = seconds;
       if (lastEventId !== null) this.lastEventId = Math.max(this.lastEventId ?? 0, lastEventId);
       this.log('poll', { seconds, lastEventId });
-      for (const listener of this.modeListeners) listener(this.mode);
+      if (changed) for (const listener of this.statusListeners) listener();
     } catch (error) {
       this.log('error', { during: 'poll', message: String(error) });
     }

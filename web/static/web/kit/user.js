@@ -118,7 +118,7 @@ export class UserFeed {
       },
       options,
     );
-    this.connection.onMode(() => this.publish());
+    this.connection.onStatus(() => this.publish());
   }
 
   get mode() {

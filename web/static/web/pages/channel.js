@@ -5,7 +5,7 @@
  * and Q&A; error with the message and a retry button), kept current by the kit.
  */
 import { ChannelFeed } from '../kit/channel.js';
-import { config, describe, el, etaText, expose, showMode, t } from './common.js';
+import { config, describe, el, etaText, expose, safeUrl, showMode, t } from './common.js';
 import './me.js';
 
 /** @typedef {import('../kit/channel.js').Content} Content */
@@ -33,6 +33,8 @@ function title(c) {
 function source(c) {
   const url = c.url || c.img_url || c.video_url;
   if (!url) return el('span', { className: 'source muted' }, t('text_content'));
+  // Not http(s): shown, never linked.
+  if (!safeUrl(url)) return el('span', { className: 'source muted' }, url);
   let host = url;
   try {
     host = new URL(url).host;

@@ -1,0 +1,204 @@
+"""The client kit's rules, run in headless Chromium on the kit's own files (served from
+disk by Playwright, no server): merge by version, jobs only forward, each event id once,
+resync refetches, polling after repeated failures and back to live, a refused
+credential stops. The pages' browser tests (test_browser_pages.py) run the same kit
+against a real server; these pin each rule on its own, with fake streams."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS
+
+STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
+ORIGIN = "http://kit.test"
+
+
+@pytest.fixture(scope="module")
+def kit() -> Iterator[Page]:
+    """A page on a made-up origin whose /static/ is web/static/ on disk."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+
+        def serve(route) -> None:  # type: ignore[no-untyped-def]
+            path = route.request.url.removeprefix(ORIGIN)
+            if path.startswith("/static/"):
+                route.fulfill(path=STATIC / path.removeprefix("/static/"), content_type="text/javascript")
+            else:
+                route.fulfill(body="<!doctype html><title>kit</title>", content_type="text/html")
+
+        page.route(f"{ORIGIN}/**", serve)
+        page.goto(f"{ORIGIN}/")
+        yield page
+        browser.close()
+
+
+def run(page: Page, script: str, arg: object = None):  # type: ignore[no-untyped-def]
+    """An async function body, with the kit's modules as `live`, `channel`, `user`."""
+    return page.evaluate(
+        """async ([script, arg]) => {
+            const live = await import('/static/web/kit/live.js');
+            const channel = await import('/static/web/kit/channel.js');
+            const user = await import('/static/web/kit/user.js');
+            return await (new Function('live', 'channel', 'user', 'arg', `return (async () => {${script}})();`))(live, channel, user, arg);
+        }""",
+        [script, arg],
+    )
+
+
+def test_a_late_or_repeated_content_state_never_moves_a_card_back(kit):
+    result = run(kit, """
+        const { mergeContent } = channel;
+        const generating = { id: 'a', version: 3, status: 'generating', processing_status: 'qa_generating', progress: 65,
+                             estimated_completion: '2026-01-01T00:00:09Z' };
+        const complete = { id: 'a', version: 4, status: 'complete', processing_status: 'completed', progress: 100,
+                           estimated_completion: null, ai_gen_metadata: { summary: 'S', qa_list: [] } };
+        let state = mergeContent(undefined, generating);
+        state = mergeContent(state, complete) ?? state;
+        const late = mergeContent(state, generating);            // an older event, replayed or late
+        const repeated = mergeContent(state, { ...complete });     // the same event again
+        const batchRow = mergeContent(state, { id: 'a', version: 4, status: 'complete', processing_status: 'completed',
+                                               progress: 100, error_message: null });  // same state, no result
+        const regenerated = mergeContent(state, { id: 'a', version: 5, status: 'idle', processing_status: 'uploading', progress: 0 });
+        return { state, late, repeated, batchRow, regenerated };
+    """)
+    assert result["state"]["version"] == 4 and result["state"]["status"] == "complete"
+    assert result["late"] is None, "an older version changes nothing"
+    assert result["repeated"] is None, "a repeat changes nothing"
+    assert result["batchRow"] is None, "the same version without the result keeps the result"
+    assert result["regenerated"]["status"] == "idle"
+    assert result["regenerated"]["ai_gen_metadata"] is None, "a regenerated content drops its old result"
+
+
+def test_the_same_version_only_fills_what_was_missing(kit):
+    result = run(kit, """
+        const fromEvent = { id: 'a', version: 1, status: 'idle', processing_status: 'uploading', progress: 0,
+                            updated_at: '2026-01-01T00:00:00+00:00' };
+        const fromPost = { id: 'a', version: 1, status: 'idle', processing_status: 'uploading', progress: 0,
+                           title: 'Tides', updated_at: '2026-01-01T00:00:00Z' };
+        return channel.mergeContent(fromEvent, fromPost);
+    """)
+    assert result["title"] == "Tides"
+    assert result["updated_at"] == "2026-01-01T00:00:00+00:00", "present fields are not overwritten at the same version"
+
+
+def test_a_job_moves_only_forward_whether_the_update_has_a_version_or_not(kit):
+    result = run(kit, """
+        const { jobIsNewer } = user;
+        const at60 = { id: 'j', status: 'processing', progress: 60, version: 8 };
+        return {
+            lateEvent: jobIsNewer(at60, { id: 'j', status: 'processing', progress: 50, version: 7 }),
+            pollBehind: jobIsNewer(at60, { id: 'j', status: 'processing', progress: 40 }),   // batch status: no version
+            pollAhead: jobIsNewer(at60, { id: 'j', status: 'processing', progress: 70 }),
+            repeat: jobIsNewer(at60, { ...at60 }),
+            done: jobIsNewer(at60, { id: 'j', status: 'completed', progress: 100 }),
+            afterDone: jobIsNewer({ id: 'j', status: 'completed', progress: 100, version: 9 }, at60),
+            cancelled: jobIsNewer(at60, { id: 'j', status: 'failed', progress: 60, error: 'Cancelled' }),
+        };
+    """)
+    assert result == {"lateEvent": False, "pollBehind": False, "pollAhead": True, "repeat": False, "done": True,
+                      "afterDone": False, "cancelled": True}
+
+
+# A FeedSource whose stream the test drives: `arg.opens` says, per attempt, whether the
+# stream opens ('open') or fails ('fail'); the source records what the connection asked.
+FAKE_SOURCE = """
+    const calls = { snapshots: 0, opens: [], applied: [], polls: 0 };
+    let handlers = null;
+    const plan = [...arg.opens];
+    const source = {
+        snapshot: async () => { calls.snapshots += 1; return arg.head ?? 10; },
+        open: async (fromId, on) => {
+            calls.opens.push(fromId);
+            handlers = on;
+            const step = plan.length ? plan.shift() : 'open';
+            setTimeout(() => step === 'open' ? on.opened() : on.closed('refused'), 1);
+            return { close() {} };
+        },
+        apply: (id, type, data) => calls.applied.push(id),
+        poll: async () => { calls.polls += 1; return { seconds: 0.02, lastEventId: null }; },
+    };
+    const connection = new live.LiveConnection(source, { reconnectBaseMs: 5, reconnectMaxMs: 20, fallbackAfter: 3 });
+    const modes = [];
+    connection.onMode((mode) => modes.push(mode));
+    const until = async (predicate, what) => {
+        for (let i = 0; i < 400; i += 1) { if (predicate()) return; await new Promise((r) => setTimeout(r, 5)); }
+        throw new Error('timed out: ' + what + ' ' + JSON.stringify({ modes, calls }));
+    };
+"""
+
+
+def test_repeated_event_ids_are_dropped_and_a_resync_refetches(kit):
+    result = run(kit, FAKE_SOURCE + """
+        await connection.start();
+        await until(() => connection.mode === 'live', 'live');
+        for (const id of [11, 12, 12, 11, 13]) handlers.event(id, 'content_status_update', { version: id });
+        handlers.resync(50);
+        await until(() => calls.snapshots === 2, 'the refetch');
+        handlers.event(49, 'content_status_update', {});
+        handlers.event(51, 'content_status_update', {});
+        connection.stop();
+        return { calls, modes, last: connection.lastEventId };
+    """, {"opens": ["open"], "head": 10})
+    assert result["calls"]["opens"] == [10], "the stream opened where the snapshot ended"
+    assert result["calls"]["applied"] == [11, 12, 13, 51], "each event id once; none from before the resync point"
+    assert result["last"] == 51
+    assert result["modes"] == ["live", "stopped"]
+
+
+def test_a_stream_that_keeps_failing_falls_back_to_polling_and_returns_to_live_when_it_opens(kit):
+    result = run(kit, FAKE_SOURCE + """
+        await connection.start();
+        await until(() => connection.mode === 'live', 'live at last');
+        const pollsWhenLive = calls.polls;
+        await new Promise((r) => setTimeout(r, 100));
+        connection.stop();
+        return { calls, modes, pollsWhenLive };
+    """, {"opens": ["fail", "fail", "fail", "fail", "fail"]})
+    assert result["modes"][:3] == ["reconnecting", "polling", "live"], result["modes"]
+    assert result["calls"]["polls"] >= 1, "it polled while the stream failed"
+    assert result["calls"]["polls"] == result["pollsWhenLive"], "no polling once live"
+    assert len(result["calls"]["opens"]) == 6, "it kept trying the stream while polling"
+
+
+def test_a_stream_that_opens_and_drops_at_once_still_ends_up_polling(kit):
+    result = run(kit, FAKE_SOURCE + """
+        source.open = async (fromId, on) => {
+            calls.opens.push(fromId);
+            setTimeout(() => { on.opened(); setTimeout(() => on.closed('dropped'), 1); }, 1);
+            return { close() {} };
+        };
+        await connection.start();
+        await until(() => modes.includes('polling'), 'polling');
+        connection.stop();
+        return { modes, opens: calls.opens.length };
+    """, {"opens": []})
+    assert "polling" in result["modes"], result
+    assert result["opens"] >= 3
+
+
+def test_a_refused_credential_stops_the_feed(kit):
+    result = run(kit, FAKE_SOURCE + """
+        source.open = async (fromId, on) => { setTimeout(() => on.closed('closed 4401', { fatal: true }), 1); return { close() {} }; };
+        await connection.start();
+        await until(() => connection.mode === 'stopped', 'stopped');
+        const opensAtStop = calls.opens.length;
+        await new Promise((r) => setTimeout(r, 60));
+        return { modes, polls: calls.polls };
+    """, {"opens": []})
+    assert result == {"modes": ["stopped"], "polls": 0}
+
+
+def test_an_older_unread_count_never_replaces_a_newer_one(kit):
+    result = run(kit, """
+        const feed = new user.UserFeed();
+        feed.setUnread(3, 20);   // from an event with id 20
+        feed.setUnread(5, 12);   // a snapshot read at event 12 (a resync's refetch answering late)
+        const afterSnapshot = feed.unreadCount;
+        feed.setUnread(0, 21);
+        return { afterSnapshot, now: feed.unreadCount };
+    """)
+    assert result == {"afterSnapshot": 3, "now": 0}
