@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # Django 6 needs Python 3.12+; Debian's python3 here is 3.11, pyenv carries newer ones.
 PYTHON_FOR_VENV ?= $(shell for p in python3.13 python3.12 /root/.pyenv/versions/3.13*/bin/python3.13 /root/.pyenv/versions/3.12*/bin/python3.12; do command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { command -v $$p; break; }; done)
 
-.PHONY: run test bench venv services migrate clean lock
+.PHONY: run serve test bench venv services migrate clean lock
 
 # Installs exactly the versions in requirements.lock (what the tests ran); upgrading
 # is a deliberate `make lock` and a commit of the new lock file.
@@ -27,7 +27,14 @@ migrate: services
 	$(PY) manage.py ensure_database
 	$(PY) manage.py migrate --noinput
 
-run: migrate
+# PostgreSQL and Redis where DATABASE_URL and REDIS_URL say; when one of them is not set
+# and nothing answers at its local default, a private server of its own for as long as
+# the stack runs (data in .run/postgres-$(PORT)/, scripts/private_services.py).
+run: venv
+	@$(PY) scripts/private_services.py --name $(PORT) -- $(MAKE) --no-print-directory serve PORT=$(PORT) HOST=$(HOST)
+
+# What `make run` runs once its services answer: migrations, demo data, the stack.
+serve: migrate
 	$(PY) manage.py seed_demo
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	@PORT=$(PORT) HOST=$(HOST) bash scripts/run_stack.sh
