@@ -95,7 +95,7 @@ cat <<MSG
 
   Serving on http://$HOST:$PORT/  ($RUN_MODE mode: $web_name$( [ "$RUN_MODE" = production ] && echo ", $WEB_WORKERS workers"))
   API docs:   http://$HOST:$PORT/api/docs/
-  Log in:     http://$HOST:$PORT/accounts/login/  (user: demo, password: demo-password)
+  Pages:      http://$HOST:$PORT/app/  (log in as demo, password demo-password)
   Token:      curl -X POST -H 'Content-Type: application/json' \\
                 -d '{"username":"demo","password":"demo-password"}' http://$HOST:$PORT/v1/auth/token
 
