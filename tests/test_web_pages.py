@@ -16,7 +16,7 @@ from notifications.models import Notification
 from tests.conftest import make_user
 from tests.factories import make_channel, make_content
 from videos.models import Video
-from web.demo import PARKED_QUEUE, seed_demo
+from web.demo import PARKED_QUEUE, finish_parked, seed_demo
 from web.strings import page_strings
 
 
@@ -158,6 +158,11 @@ def test_the_demo_shows_every_state_at_once_and_a_second_run_adds_nothing():
     again = seed_demo()
     assert again.created == []
     assert Content.objects.filter(channel=report.channel).count() == 5
+
+    # `seed_demo --finish` runs the two to the end; the next run parks two new ones.
+    assert finish_parked() == 2
+    assert sorted(contents.values_list("status", flat=True)) == ["complete", "complete", "complete", "complete", "error"]
+    assert seed_demo().created == ["a generating content (summarizing)", "a waiting content"]
 
 
 @pytest.mark.django_db

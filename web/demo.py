@@ -4,7 +4,7 @@ The demo user's channel holds a content in each status: two complete, one failed
 and one waiting and one generating. Those two are real contents whose pipeline job
 waits in the `demo` RQ queue, which no worker of `make run` serves, so they stay in
 progress (the sweep leaves a content whose job is waiting in a queue alone);
-`manage.py rqworker demo --burst` finishes them, live on the page. The studio has a
+`manage.py seed_demo --finish` runs those jobs, live on an open page. The studio has a
 video and a finished glitch job, and the bell unread notifications (a like, a
 comment, the finished job, the contents' results). Idempotent: a second run adds
 only what is missing (a waiting or generating content that was finished since is
@@ -132,7 +132,23 @@ def _park(content: Content) -> None:
     connection = django_rq.get_connection("default")
     job = Job.fetch(content.job_id, connection=connection)
     django_rq.get_queue("default").remove(job)
-    Queue(PARKED_QUEUE, connection=connection).enqueue_job(job)
+    _parked_queue().enqueue_job(job)
+
+
+def _parked_queue() -> Queue:
+    return Queue(PARKED_QUEUE, connection=django_rq.get_connection("default"))
+
+
+def finish_parked() -> int:
+    """Run the parked jobs (the demo's waiting and generating contents) to the end, in
+    a burst worker of this process's own; returns how many there were."""
+    from config.rq import DjangoWorker
+
+    queue = _parked_queue()
+    count = queue.count
+    if count:
+        DjangoWorker([queue], connection=queue.connection).work(burst=True, logging_level="WARNING")
+    return count
 
 
 def _in(channel: Channel, *statuses: str) -> bool:
