@@ -530,3 +530,36 @@ def test_server_data_is_shown_as_text_never_as_markup(hostile, server, browser):
     assert page.text_content("h1") == "<b>Bold</b> channel"
     assert page.evaluate("window.__xss") is None
     assert page.locator("main img, #bell img, main script").count() == 0
+
+
+@pytest.fixture
+def maker_with_video():  # type: ignore[no-untyped-def]
+    owner = make_user("maker")
+    video_upload(owner=owner, file=SimpleUploadedFile("waves.mp4", make_video(seconds=2, width=320, height=240)), title="Waves")
+    return owner
+
+
+def test_the_studio_polls_when_its_websocket_is_refused_and_still_sees_the_job_finish(maker_with_video, server, worker, browser):
+    page = new_page(browser)
+    refused: list[str] = []
+
+    def refuse(ws) -> None:  # type: ignore[no-untyped-def]
+        refused.append(ws.url)
+        ws.close()
+
+    page.route_web_socket("**/v1/ws", refuse)
+    log_in(page, server, "maker", "/app/studio/")
+    wait(page, "document.querySelector('[data-feed=\"user\"]').dataset.mode === 'polling'", "the studio polling")
+    assert len(refused) >= 3
+    assert page.text_content("#bell .mode").startswith("Live updates unavailable")
+
+    batch_polls: list[int] = []
+    page.on("response", lambda r: r.url.endswith("/v1/ai/jobs/batch-status") and batch_polls.append(r.status))
+    page.click(".video .start-glitch")
+    worker.start()
+    wait(page, "document.querySelector('.job[data-status=\"completed\"] video.result') !== null", "the result by polling", timeout=60)
+    assert page.eval_on_selector(".job[data-status='completed'] progress", "p => p.value") == 100
+    assert batch_polls and set(batch_polls) == {200}
+    wait(page, "document.querySelector('#credits').dataset.balance === '90'", "the glitch's cost taken")
+    # New notifications come with the snapshot the polling feed takes every 15 s.
+    wait(page, "document.querySelector('.bell-count').dataset.count === '1'", "the bell, by polling", timeout=25)

@@ -121,7 +121,8 @@ FAKE_SOURCE = """
         apply: (id, type, data) => calls.applied.push(id),
         poll: async () => { calls.polls += 1; return { seconds: 0.02, lastEventId: null }; },
     };
-    const connection = new live.LiveConnection(source, { reconnectBaseMs: 5, reconnectMaxMs: 20, fallbackAfter: 3 });
+    const connection = new live.LiveConnection(source, { reconnectBaseMs: 5, reconnectMaxMs: 20, fallbackAfter: 3,
+                                                         openTimeoutMs: arg.openTimeoutMs ?? 10000 });
     const modes = [];
     connection.onMode((mode) => modes.push(mode));
     const until = async (predicate, what) => {
@@ -202,3 +203,15 @@ def test_an_older_unread_count_never_replaces_a_newer_one(kit):
         return { afterSnapshot, now: feed.unreadCount };
     """)
     assert result == {"afterSnapshot": 3, "now": 0}
+
+
+def test_a_stream_that_never_opens_counts_as_failed_and_the_feed_polls(kit):
+    result = run(kit, FAKE_SOURCE + """
+        source.open = async (fromId, on) => { calls.opens.push(fromId); return { close() { calls.closed = (calls.closed ?? 0) + 1; } }; };
+        await connection.start();
+        await until(() => connection.mode === 'polling', 'polling');
+        connection.stop();
+        return { modes, opens: calls.opens.length, closed: calls.closed };
+    """, {"opens": [], "openTimeoutMs": 30})
+    assert result["modes"][:2] == ["reconnecting", "polling"], result
+    assert result["opens"] >= 3 and result["closed"] >= 3, "each held attempt was closed"

@@ -32,6 +32,8 @@
  * @property {number} [reconnectBaseMs] First reconnect delay (default 500); doubles, with jitter.
  * @property {number} [reconnectMaxMs] Longest delay between stream attempts, polling included (default 10000).
  * @property {number} [defaultPollSeconds] When an answer has no `X-Poll-Interval` (default 5).
+ * @property {number} [openTimeoutMs] A stream not open (SSE) or subscribed (WebSocket) by then
+ *   is a failed attempt (default 10000): a proxy that holds the request must not hold the feed.
  * @property {(entry: LogEntry) => void} [onLog] Every connection step, for a debug panel or a test.
  */
 
@@ -362,6 +364,7 @@ export class LiveConnection {
     this.fallbackAfter = options.fallbackAfter ?? 3;
     this.defaultPollSeconds = options.defaultPollSeconds ?? 5;
     this.backoff = new Backoff(options.reconnectBaseMs ?? 500, options.reconnectMaxMs ?? 10000);
+    this.openTimeoutMs = options.openTimeoutMs ?? 10000;
     this.onLog = options.onLog;
     /** @type {Mode} */
     this.mode = 'connecting';
@@ -525,6 +528,16 @@ export class LiveConnection {
         }
         this.connectSoon(wait);
       },
+    };
+    const openTimer = setTimeout(() => {
+      if (!current() || opened) return;
+      this.transport?.close();
+      handlers.closed('not open in time');
+    }, this.openTimeoutMs);
+    const opening = handlers.opened;
+    handlers.opened = () => {
+      clearTimeout(openTimer);
+      opening();
     };
     try {
       const transport = await this.source.open(this.lastEventId, handlers);
