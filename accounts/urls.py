@@ -1,8 +1,10 @@
 from django.urls import path
 
-from accounts.views import MeView, TokenView
+from accounts.views import LoginPageView, MeView, TokenView
 
 urlpatterns = [
+    # Ahead of django.contrib.auth.urls (config/urls.py), which serves the other pages.
+    path("accounts/login/", LoginPageView.as_view(), name="login"),
     path("v1/auth/token", TokenView.as_view(), name="auth-token"),
     path("v1/auth/me", MeView.as_view(), name="auth-me"),
 ]

@@ -1,4 +1,6 @@
 from django.contrib.auth import authenticate
+from django.contrib.auth.views import LoginView
+from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from knox.models import AuthToken
 from rest_framework import status
@@ -6,20 +8,20 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from accounts.authentication import BearerTokenAuthentication
+from accounts.forms import LoginForm
+from accounts.login_throttle import LoginThrottled, login_retry_after
 from accounts.serializers import MeSerializer, TokenRequestSerializer, TokenSerializer
 from accounts.services import token_issue, tokens_revoke
 from core.errors import ProblemDetailsSerializer
 
 
 class TokenView(APIView):
-    """Exchange a username and password for a bearer token; DELETE revokes the token used."""
-
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
+    """Exchange a username and password for a bearer token; DELETE revokes the token used.
+    Failed logins are throttled per account and per client address
+    (accounts.login_throttle); successful ones count nothing."""
 
     def get_permissions(self):  # type: ignore[no-untyped-def]
         return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
@@ -38,6 +40,9 @@ class TokenView(APIView):
         data.is_valid(raise_exception=True)
         user = authenticate(request, **data.validated_data)
         if user is None:
+            wait = login_retry_after(request, data.validated_data["username"])
+            if wait:
+                raise LoginThrottled(wait)
             raise AuthenticationFailed("Wrong username or password.")
         instance, token = token_issue(user=user)
         return Response(TokenSerializer({"token": token, "expiry": instance.expiry}).data, status=status.HTTP_201_CREATED)
@@ -55,3 +60,15 @@ class MeView(APIView):
     @extend_schema(responses={200: MeSerializer}, tags=["auth"])
     def get(self, request: Request) -> Response:
         return Response(MeSerializer(request.user).data)
+
+
+class LoginPageView(LoginView):
+    """Django's login page with the throttled form; a throttled attempt answers 429."""
+
+    form_class = LoginForm
+
+    def form_invalid(self, form: LoginForm) -> HttpResponse:
+        response = super().form_invalid(form)
+        if form.has_error("__all__", code="throttled"):
+            response.status_code = 429
+        return response

@@ -38,6 +38,15 @@ CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
 ]
 
+# The client's address is the socket's peer unless the app sits behind this many
+# reverse proxies of its own, each appending the address it saw to X-Forwarded-For
+# (core.client.client_address; DRF's throttles agree through NUM_PROXIES). A larger
+# number than the real one lets a client choose its address.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+if TRUSTED_PROXY_COUNT:
+    # The proxy in front terminates TLS and says which scheme the client used.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/aistatus")
 # A pool of at most DB_POOL_MAX_SIZE connections per process (psycopg's pool through
 # Django): under daphne every request and every stream read runs in a thread of its
@@ -130,6 +139,14 @@ AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# Every password check (the token endpoint, the login page, the admin's) goes through
+# this backend, which refuses while an account or a client address has failed too
+# often (accounts.login_throttle). Only failures count: an office behind one address
+# logging in all day is never throttled for it.
+AUTHENTICATION_BACKENDS = ["accounts.login_throttle.ThrottledModelBackend"]
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900)
+LOGIN_FAILURES_PER_ACCOUNT = env_int("LOGIN_FAILURES_PER_ACCOUNT", 10)
+LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 50)
 if TESTING:
     # The suite creates hundreds of users; a deliberately slow hash would dominate it.
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -198,8 +215,9 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("THROTTLE_ANON", "600/min"),
         "user": os.environ.get("THROTTLE_USER", "3000/min"),
-        "auth": os.environ.get("THROTTLE_AUTH", "30/min"),
     },
+    # The anonymous throttle keys on the same client address as core.client.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 

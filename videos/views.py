@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from accounts.authentication import BearerTokenAuthentication, ReadOnlySessionAuthentication
 from core.batch import not_found
+from core.client import client_address
 from core.body_limit import body_limit
 from core.errors import PayloadTooLarge, ProblemDetailsSerializer
 from core.pagination import NewestFirstPagination
@@ -116,10 +117,10 @@ class VideoTrendingView(APIView):
 
 def anonymous_viewer(request: Request) -> str:
     """Who an anonymous viewer is, for counting a view once per window: the client's
-    address (the socket's, as the server saw it: a header would be the client's to
-    vary) and its User-Agent, keyed-hashed so that Redis keeps no address. Not a
-    cookie: a loop that drops it would be a new viewer every time."""
-    client = f"{request.META.get('REMOTE_ADDR', '')}\n{request.META.get('HTTP_USER_AGENT', '')}"
+    address (core.client: the socket's, or what our own trusted proxies forwarded,
+    never a header the client chose) and its User-Agent, keyed-hashed so that Redis
+    keeps no address. Not a cookie: a loop that drops it would be a new viewer every time."""
+    client = f"{client_address(request)}\n{request.META.get('HTTP_USER_AGENT', '')}"
     return hmac.new(settings.SECRET_KEY.encode(), client.encode(), hashlib.sha256).hexdigest()[:32]
 
 

@@ -1,0 +1,141 @@
+"""Password guessing: failed logins are throttled per account and per client address,
+on the token endpoint and on the login pages; successful logins count nothing. The
+client's address (tests/test_client_address.py) is the socket's unless trusted proxies
+of our own forwarded it."""
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+from rest_framework.test import APIClient
+
+from tests.conftest import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def limits(settings):
+    cache.clear()
+    settings.LOGIN_FAILURES_PER_ACCOUNT = 5
+    settings.LOGIN_FAILURES_PER_ADDRESS = 8
+    settings.TRUSTED_PROXY_COUNT = 0
+    yield settings
+    cache.clear()
+
+
+def token_login(username: str, password: str, *, address: str = "198.51.100.1", forwarded_for: str | None = None):
+    extra = {"REMOTE_ADDR": address}
+    if forwarded_for is not None:
+        extra["HTTP_X_FORWARDED_FOR"] = forwarded_for
+    return APIClient().post("/v1/auth/token", {"username": username, "password": password}, format="json", **extra)
+
+
+# --- the token endpoint ------------------------------------------------------------------
+
+
+def test_one_account_is_throttled_after_its_failures_whatever_address_they_come_from():
+    make_user("victim")
+    # A guesser rotating X-Forwarded-For and its own address.
+    statuses = [token_login("victim", f"guess-{n}", address=f"203.0.113.{n}", forwarded_for=f"192.0.2.{n}").status_code
+                for n in range(8)]
+    assert statuses == [401] * 4 + [429] * 4
+    # Not even the right password gets in now, from anywhere; the answer says when to retry.
+    refused = token_login("victim", "pw-victim", address="198.51.100.200")
+    assert refused.status_code == 429
+    assert refused["Content-Type"] == "application/problem+json"
+    assert refused.json()["errors"][0]["code"] == "throttled"
+    assert 0 < int(refused["Retry-After"]) <= 900
+    # Other accounts are not affected.
+    make_user("bystander")
+    assert token_login("bystander", "pw-bystander", address="198.51.100.200").status_code == 201
+
+
+def test_one_address_is_throttled_after_its_failures_whatever_accounts_it_tries():
+    for n in range(12):
+        make_user(f"member-{n}")
+    statuses = [token_login(f"member-{n}", "guess", address="203.0.113.7").status_code for n in range(10)]
+    assert statuses == [401] * 7 + [429] * 3
+    assert token_login("member-11", "pw-member-11", address="203.0.113.7").status_code == 429
+    # Another address logs in to the same kind of account at once.
+    assert token_login("member-11", "pw-member-11", address="203.0.113.8").status_code == 201
+
+
+def test_rotating_x_forwarded_for_does_not_escape_the_address_count():
+    """The old throttle keyed on the client-supplied X-Forwarded-For."""
+    for n in range(10):
+        make_user(f"target-{n}")
+    statuses = [token_login(f"target-{n}", "guess", address="203.0.113.9", forwarded_for=f"192.0.2.{n}").status_code
+                for n in range(10)]
+    assert statuses[-1] == 429 and statuses.count(401) == 7
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_is_counted_apart(settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    for n in range(10):
+        make_user(f"office-{n}")
+    # Everyone arrives from the proxy's address; the proxy says who they are.
+    statuses = [token_login(f"office-{n}", "typo", address="10.0.0.2", forwarded_for=f"192.0.2.{n}").status_code
+                for n in range(10)]
+    assert statuses == [401] * 10
+    # One client through the proxy that keeps failing is throttled.
+    statuses = [token_login(f"office-{n % 10}", "guess", address="10.0.0.2", forwarded_for="6.6.6.6, 192.0.2.99").status_code
+                for n in range(9)]
+    assert statuses[-1] == 429
+
+
+def test_successful_logins_are_not_counted():
+    """An office behind one address logs in all day; the old throttle counted every
+    login per address and locked them all out at 30 a minute."""
+    for n in range(3):
+        make_user(f"colleague-{n}")
+    statuses = [token_login(f"colleague-{n % 3}", f"pw-colleague-{n % 3}", address="203.0.113.50").status_code
+                for n in range(40)]
+    assert statuses == [201] * 40
+    assert token_login("colleague-0", "typo", address="203.0.113.50").status_code == 401
+
+
+# --- the login pages ---------------------------------------------------------------------
+
+
+def page_login(client: Client, username: str, password: str, *, path: str = "/accounts/login/", address: str = "198.51.100.1"):
+    return client.post(path, {"username": username, "password": password}, REMOTE_ADDR=address)
+
+
+def test_the_login_page_is_throttled_too():
+    make_user("reader")
+    client = Client()
+    statuses = [page_login(client, "reader", f"guess-{n}", address=f"203.0.113.{n}").status_code for n in range(6)]
+    assert statuses == [200] * 4 + [429] * 2
+    refused = page_login(client, "reader", "pw-reader", address="198.51.100.77")
+    assert refused.status_code == 429
+    assert "Too many failed logins" in refused.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_the_login_page_and_the_token_endpoint_share_the_count():
+    make_user("shared")
+    for n in range(3):
+        token_login("shared", f"guess-{n}")
+    client = Client()
+    assert page_login(client, "shared", "guess-3").status_code == 200
+    assert page_login(client, "shared", "guess-4").status_code == 429
+    assert token_login("shared", "pw-shared").status_code == 429
+
+
+def test_the_admin_login_refuses_a_throttled_account():
+    make_user("boss", is_staff=True, is_superuser=True)
+    for n in range(5):
+        token_login("boss", f"guess-{n}")
+    client = Client()
+    response = page_login(client, "boss", "pw-boss", path="/admin/login/")
+    assert response.status_code == 200 and "_auth_user_id" not in client.session
+    cache.clear()
+    response = page_login(client, "boss", "pw-boss", path="/admin/login/")
+    assert response.status_code == 302 and client.session["_auth_user_id"]
+
+
+def test_a_login_page_success_is_not_counted():
+    make_user("daily")
+    for _ in range(12):
+        client = Client()
+        assert page_login(client, "daily", "pw-daily", address="203.0.113.60").status_code == 302
