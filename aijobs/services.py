@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -30,6 +31,17 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 
 class TransitionNotAllowed(Exception):
     pass
+
+
+class JobsInFlightLimitReached(Exception):
+    """The owner already has AI_JOB_MAX_IN_FLIGHT_PER_USER jobs queued or processing."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"You have {limit} AI jobs queued or processing, the most one user may have at once; "
+            "wait for one to finish (or cancel one) and try again."
+        )
+        self.limit = limit
 
 
 def result_url(job: AIJob) -> str | None:
@@ -106,11 +118,20 @@ def new_rq_job_id(job_id: uuid.UUID) -> str:
 
 
 def job_create(*, owner: Any, kind: str, video: Video, params: dict[str, Any]) -> AIJob:
-    """Queue a job; credits are taken when a worker starts it."""
+    """Queue a job; credits are taken when a worker starts it. Raises
+    JobsInFlightLimitReached, creating nothing, when the owner already has
+    AI_JOB_MAX_IN_FLIGHT_PER_USER jobs queued or processing: credits are only checked
+    at start, so without it one user could fill the queue (and the workers) at will."""
     from aijobs.tasks import enqueue_job
 
     job_id = uuid.uuid4()
+    limit = settings.AI_JOB_MAX_IN_FLIGHT_PER_USER
     with transaction.atomic():
+        # The owner's row is locked so that one create at a time counts that user's jobs:
+        # two concurrent creates must not both see the last free place.
+        get_user_model().objects.select_for_update().filter(pk=owner.pk).values_list("pk").get()
+        if AIJob.objects.filter(owner=owner).exclude(status__in=FINISHED).count() >= limit:
+            raise JobsInFlightLimitReached(limit)
         job = AIJob.objects.create(
             id=job_id, owner=owner, kind=kind, video=video, params=params,
             cost=settings.AI_JOB_COSTS[kind], rq_job_id=new_rq_job_id(job_id),

@@ -3,9 +3,9 @@
 
 from django.conf import settings
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -22,6 +22,7 @@ from aijobs.serializers import (
     CreditsSerializer,
 )
 from core.batch import not_found
+from core.errors import ProblemDetailsSerializer
 from core.pagination import NewestFirstPagination
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from core.polling import poll_headers
@@ -29,15 +30,25 @@ from realtime.streams import LAST_EVENT_ID_HEADER, known_seq, user_stream
 from videos.selectors import video_get
 
 
+# A job takes seconds to minutes; a client told to wait this long polls a few times.
+JOBS_IN_FLIGHT_RETRY_AFTER = 10
+JOBS_IN_FLIGHT_429 = OpenApiResponse(
+    ProblemDetailsSerializer,
+    description="Too many of your jobs are queued or processing (`too_many_jobs_in_flight`); see `Retry-After`.",
+)
+
+
 class AIJobListCreateView(APIView):
     @extend_schema(
         request=AIJobCreateSerializer,
-        responses={202: AIJobSerializer},
+        responses={202: AIJobSerializer, 429: JOBS_IN_FLIGHT_429},
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         tags=["ai-jobs"],
         description="Queue a glitch or remix of a video. Answers 202 `queued`; credits are taken when a worker "
         "starts it (a balance that cannot cover it ends the job `failed`, error \"Insufficient credits\", costing "
-        "nothing). Progress is pushed on `WS /v1/ws` as `ai_job_update`.",
+        "nothing). Progress is pushed on `WS /v1/ws` as `ai_job_update`. A user has at most "
+        "`AI_JOB_MAX_IN_FLIGHT_PER_USER` (default 5) jobs queued or processing at once; past that the answer is "
+        "429 (code `too_many_jobs_in_flight`, with `Retry-After`) and nothing is queued or charged.",
     )
     def post(self, request: Request) -> Response:
         def create() -> Response:
@@ -47,7 +58,12 @@ class AIJobListCreateView(APIView):
                 video = video_get(video_id=data.validated_data["video_id"])
             except Http404:
                 raise ValidationError({"video_id": ["No such video."]}) from None
-            job = services.job_create(owner=request.user, kind=data.validated_data["kind"], video=video, params=data.validated_data["params"])
+            try:
+                job = services.job_create(
+                    owner=request.user, kind=data.validated_data["kind"], video=video, params=data.validated_data["params"]
+                )
+            except services.JobsInFlightLimitReached as reached:
+                raise Throttled(wait=JOBS_IN_FLIGHT_RETRY_AFTER, detail=str(reached), code="too_many_jobs_in_flight") from None
             job = selectors.job_get(user=request.user, job_id=job.id)
             return Response(AIJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 

@@ -360,6 +360,8 @@ VIEW_FLUSH_SECONDS = env_int("VIEW_FLUSH_SECONDS", 5)
 POLL_INTERVAL_VIDEO_METADATA = env_int("POLL_INTERVAL_VIDEO_METADATA", 5)
 CREDITS_NEW_ACCOUNT_GRANT = env_int("CREDITS_NEW_ACCOUNT_GRANT", 100)
 AI_JOB_COSTS = {"glitch": env_int("AI_JOB_COST_GLITCH", 10), "remix": env_int("AI_JOB_COST_REMIX", 20)}
+# Jobs one user may have queued or processing at once; more is a 429 (aijobs.services.job_create).
+AI_JOB_MAX_IN_FLIGHT_PER_USER = env_int("AI_JOB_MAX_IN_FLIGHT_PER_USER", 5)
 AI_JOB_STALL_SECONDS = env_int("AI_JOB_STALL_SECONDS", 60)
 AI_JOB_TIMEOUT = env_int("AI_JOB_TIMEOUT", 1800)
 AI_JOB_MAX_FRAMES = env_int("AI_JOB_MAX_FRAMES", 36000)
