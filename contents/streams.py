@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from core.errors import problem_response
 from realtime.auth import stream_user
 from realtime.delivery import may_read_channel
+from realtime.event_ids import InvalidEventId, parse_event_id
 from realtime.sse import sse_response
 from realtime.streams import channel_stream
 
@@ -15,9 +16,11 @@ def _last_event_id(request: HttpRequest) -> tuple[int | None, str | None]:
     raw = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
     if raw in (None, ""):
         return None, None
-    if not raw.isdigit():
-        return None, f"'{raw}' is not an event id (a non-negative integer)."
-    return int(raw), None
+    try:
+        return parse_event_id(raw), None
+    except InvalidEventId as invalid:
+        quoted = raw if len(raw) <= 40 else raw[:40] + "..."
+        return None, f"'{quoted}' is not an event id. {invalid}"
 
 
 async def channel_events(request: HttpRequest, channel_id: uuid.UUID) -> HttpResponse:

@@ -10,6 +10,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from drf_standardized_errors.formatter import ExceptionFormatter
 from drf_standardized_errors.handler import ExceptionHandler
@@ -76,6 +77,9 @@ class ProblemExceptionHandler(ExceptionHandler):
         if isinstance(exc, UNAVAILABLE_SERVICE_ERRORS):
             logger.warning("Answering 503: %s: %s", type(exc).__name__, exc)
             return ServiceUnavailable()
+        if isinstance(exc, RequestDataTooBig):
+            # Django's own check of a body read whole (DATA_UPLOAD_MAX_MEMORY_SIZE).
+            return PayloadTooLarge()
         return super().convert_known_exceptions(exc)
 
     def get_response(self, exc: exceptions.APIException, data: dict) -> Response:
@@ -108,6 +112,9 @@ def handler403(request, exception=None):  # type: ignore[no-untyped-def]
 
 
 def handler400(request, exception=None):  # type: ignore[no-untyped-def]
+    if isinstance(exception, RequestDataTooBig):
+        # Django answers its SuspiciousOperations here, this one included.
+        return problem_response(413, str(PayloadTooLarge.default_detail), code=PayloadTooLarge.default_code)
     return problem_response(400, "Bad request.", code="bad_request")
 
 

@@ -21,6 +21,12 @@ class AutoSchema(StandardizedErrorsAutoSchema):
         pinned = getattr(self.view, "schema_tags", None)
         return list(pinned) if pinned else super().get_tags()
 
+    def _should_add_error_response(self, responses: dict, status_code: str) -> bool:
+        if status_code == "413":
+            # A body over its limit: only operations that take one.
+            return self.method in {"POST", "PUT", "PATCH"} and super()._should_add_error_response(responses, status_code)
+        return super()._should_add_error_response(responses, status_code)
+
 
 def problem_json_media_type(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """Error responses are served as application/problem+json; say so in the schema."""

@@ -6,7 +6,6 @@ Consumers only authenticate, subscribe through the hub, read through db_read and
 forward; subclasses say which stream a subscription reads."""
 
 import asyncio
-import json
 import logging
 from typing import Any
 from urllib.parse import parse_qs
@@ -16,9 +15,11 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from core import metrics
+from core import metrics, parsers
+from core.parsers import JSONTooDeep
 from realtime.auth import user_for_ticket
 from realtime.delivery import Resync, StreamCursor, latest_seq
+from realtime.event_ids import InvalidEventId, parse_event_id
 from realtime.hub import REVOKE, Subscription, deliveries_for, get_hub
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,10 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         try:
-            message = json.loads(text_data or "")
+            message = parsers.loads(text_data or "")
+        except JSONTooDeep as too_deep:
+            await self.send_error("invalid_json", str(too_deep))
+            return
         except ValueError:
             await self.send_error("invalid_json", "Messages are JSON objects with a 'type'.")
             return
@@ -132,11 +136,13 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def _subscribe(self, message: dict[str, Any]) -> None:
         since = message.get("since")
-        if isinstance(since, str) and since.isdigit():
-            since = int(since)  # as read from an X-Last-Event-ID header
-        if since is not None and (not isinstance(since, int) or isinstance(since, bool) or since < 0):
-            await self.send_error("invalid_since", "'since' is an event id: a non-negative integer.")
-            return
+        if since is not None:
+            try:
+                # An integer, or a string as read from an X-Last-Event-ID header.
+                since = parse_event_id(since)
+            except InvalidEventId as invalid:
+                await self.send_error("invalid_since", f"'since' is an event id. {invalid}")
+                return
         try:
             stream = await self.resolve_stream(message)
         except SubscriptionRefused as refused:

@@ -475,8 +475,14 @@ def test_each_page_in_english_and_korean_with_the_demo_data_and_the_switch(serve
         page.screenshot(path=SCREENSHOTS / f"bell-{lang}.png")
         page.goto(server.url("/app/studio/"))
         page.wait_for_selector(".job[data-status='completed'] video.result")
-        page.wait_for_function("document.querySelector('.job video.result').readyState >= 3")
-        page.wait_for_timeout(500)  # the player's loading spinner fades out
+        # A frame of the result on the player, not its loading spinner.
+        page.evaluate("""async () => {
+            const video = document.querySelector('.job video.result');
+            await video.play();
+            await new Promise((resolve) => setTimeout(resolve, 1200));
+            video.pause();
+        }""")
+        page.mouse.move(0, 0)  # the player's controls fade without the pointer
         page.screenshot(path=SCREENSHOTS / f"studio-{lang}.png", full_page=True)
         words = {"en": ("Studio", "Your videos", "Done"), "ko": ("스튜디오", "내 영상", "완료")}[lang]
         text = page.text_content("body")

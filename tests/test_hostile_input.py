@@ -1,0 +1,143 @@
+"""Bad input is a 4xx, never a 500 or Django's debug page: event ids that Python's
+`isdigit()` takes but `int()` or the database do not, JSON nested without end, a JSON
+body over the size limit."""
+
+import json
+
+import httpx
+import pytest
+from rest_framework.test import APIClient
+from websockets.sync.client import connect
+
+from accounts.views import MeView
+from contents.services import channel_create
+from realtime.event_ids import MAX_EVENT_ID, InvalidEventId, parse_event_id
+from tests.conftest import api_client_for, make_user
+from tests.live import Daphne
+
+# Digits to str.isdigit(), and what became of them before: '²' and 5,000 digits raised
+# in int() (500), 25 digits passed and failed in PostgreSQL (a stream that died at once),
+# Arabic-Indic and Bengali digits were read as numbers.
+BAD_EVENT_IDS = ["١٢", "৩", "²", "9" * 5000, "9" * 25, str(MAX_EVENT_ID + 1), "-1", "+1", " 1", "1 ", "1\n", "1.0", "0x1", "abc"]
+
+
+@pytest.mark.parametrize("value", BAD_EVENT_IDS + [-1, MAX_EVENT_ID + 1, 10**30, 1.5, True, None, [1], {"a": 1}])
+def test_what_is_not_an_event_id(value):
+    with pytest.raises(InvalidEventId):
+        parse_event_id(value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", 0), ("42", 42), (str(MAX_EVENT_ID), MAX_EVENT_ID), (7, 7), (MAX_EVENT_ID, MAX_EVENT_ID)])
+def test_what_is_an_event_id(value, expected):
+    assert parse_event_id(value) == expected
+
+
+@pytest.fixture
+def live(transactional_db):
+    """A daphne, a channel, its owner's API client."""
+    owner = make_user("owner")
+    api = api_client_for(owner)
+    channel = channel_create(owner=owner, name="hostile")
+    server = Daphne()
+    yield server, api, str(channel.id)
+    server.stop()
+
+
+def ticket(api: APIClient) -> str:
+    return api.post("/v1/realtime/tickets").json()["ticket"]
+
+
+def status_of(url: str, **kwargs) -> int:  # type: ignore[no-untyped-def]
+    """The status of a GET, without waiting for the body (a stream never ends)."""
+    with httpx.stream("GET", url, timeout=10, **kwargs) as response:
+        return response.status_code
+
+
+def test_bad_event_ids_on_sse_are_400_problems(live):
+    server, api, channel_id = live
+    url = server.url(f"/api/contents/{channel_id}/events")
+    answers = []
+    for value in BAD_EVENT_IDS:
+        # As the header (UTF-8 on the wire; a header value cannot start or end with
+        # white space) and as the query parameter.
+        ways = [{"params": {"last_event_id": value}}]
+        if value == value.strip():
+            ways.append({"headers": {"Last-Event-ID": value.encode()}})
+        for kwargs in ways:
+            with httpx.stream("GET", url, params={**kwargs.get("params", {}), "ticket": ticket(api)},
+                              headers=kwargs.get("headers"), timeout=10) as response:
+                answers.append((value[:12], response.status_code, response.headers["content-type"]))
+                if response.status_code == 400:
+                    assert json.loads(response.read())["errors"][0]["attr"] == "Last-Event-ID"
+    assert all(status == 400 and kind == "application/problem+json" for _, status, kind in answers), answers
+    assert "Traceback" not in server.output()
+    # A good one still streams.
+    assert status_of(url, params={"ticket": ticket(api), "last_event_id": "0"}) == 200
+
+
+def test_bad_since_and_deep_json_on_a_websocket_are_errors_and_the_socket_lives_on(live):
+    server, api, channel_id = live
+    replies = []
+    with connect(server.ws_url(f"/api/contents/{channel_id}/ws?ticket={ticket(api)}"), origin=server.origin, open_timeout=10) as ws:
+        for value in BAD_EVENT_IDS + [10**30, -1, 1.5]:
+            ws.send(json.dumps({"type": "subscribe", "channel_id": channel_id, "since": value}))
+            replies.append(json.loads(ws.recv(timeout=10)))
+        for deep in ("[" * 100_000 + "]" * 100_000, json.dumps({"type": "subscribe", "since": 1, "x": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]})):
+            ws.send(deep)
+            replies.append(json.loads(ws.recv(timeout=10)))
+        ws.send(json.dumps({"type": "subscribe", "channel_id": channel_id, "since": "0"}))
+        subscribed = json.loads(ws.recv(timeout=10))
+    codes = [(r["type"], r.get("code")) for r in replies]
+    assert codes == [("error", "invalid_since")] * (len(BAD_EVENT_IDS) + 3) + [("error", "invalid_json")] * 2, codes
+    assert subscribed["type"] == "subscribed"
+    assert "Traceback" not in server.output()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 100_000 + "]" * 100_000, '{"name": ' + "[" * 2_000 + "]" * 2_000 + "}", '{"name": ' + '{"a": ' * 40 + "1" + "}" * 40 + "}"],
+    ids=["100000 deep", "2000 deep", "41 deep"],
+)
+def test_deeply_nested_json_bodies_are_400_problems(body):
+    response = api_client_for(make_user()).post("/api/channels", body, content_type="application/json")
+    assert response.status_code == 400, response.content[:300]
+    assert response["Content-Type"] == "application/problem+json"
+    assert "nested more than" in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_json_within_the_nesting_bound_is_read():
+    response = api_client_for(make_user()).post("/api/channels", '{"name": "fine"}', content_type="application/json")
+    assert response.status_code == 201
+
+
+@pytest.mark.django_db
+def test_a_json_body_over_the_size_limit_is_a_413_problem(settings):
+    """Django's own check of a body it reads whole (DATA_UPLOAD_MAX_MEMORY_SIZE), as an
+    in-process request meets it, behind whatever refused bigger bodies earlier."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = json.dumps({"name": "x" * 5000})
+    response = api_client_for(make_user()).post("/api/channels", body, content_type="application/json")
+    assert response.status_code == 413, response.content[:300]
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["errors"][0]["code"] == "too_large"
+    # Outside DRF (the login page's form): the same answer, not a 400 or a 500.
+    form = APIClient().post("/accounts/login/", {"username": "x" * 2000, "password": "y"})
+    assert form.status_code == 413 and form["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.django_db
+def test_an_unhandled_error_is_a_500_problem_not_the_debug_page(monkeypatch):
+    def explode(self, request):  # type: ignore[no-untyped-def]
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(MeView, "get", explode)
+    client = api_client_for(make_user())
+    client.raise_request_exception = False
+    response = client.get("/v1/auth/me")
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/problem+json"
+    assert "secret internals" not in response.content.decode() and "Traceback" not in response.content.decode()
+    missing = APIClient().get("/no-such-page")
+    assert missing.status_code == 404 and missing["Content-Type"] == "application/problem+json"
