@@ -200,7 +200,11 @@ def test_views_and_racing_flushes_show_every_acknowledged_view_and_no_more():
     threads = [threading.Thread(target=run, args=(f,)) for f in [view] * 10 + [flush] * 2 + [read] * 3]
     for thread in threads:
         thread.start()
-    time.sleep(4)
+    # Until enough reads and flushes raced the views (a view costs no SQL, so ten
+    # viewing threads can leave the readers few turns in a fixed time).
+    deadline = time.monotonic() + 60
+    while (len(reads) < 20 or flushes[0] < 5 or acknowledged[0] < 100) and time.monotonic() < deadline:
+        time.sleep(0.2)
     done.set()
     for thread in threads:
         thread.join()
