@@ -1,11 +1,16 @@
-"""Settings: every deployment value is read from the environment, with local defaults
-that work on a developer machine (PostgreSQL and Redis on 127.0.0.1)."""
+"""Settings: every deployment value is read from the environment. Production unless
+the environment asks for development (DJANGO_ENV=development, which `make run` sets
+and says so, or DEBUG=1 alone): production has DEBUG off, needs a SECRET_KEY, and
+passes `manage.py check --deploy` (tests/test_settings.py pins it). The test suite's
+settings are config/settings_test.py, chosen by pytest's configuration."""
 
 import os
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from corsheaders.defaults import default_headers
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -27,16 +32,29 @@ def env_float(name: str, default: float) -> float:
     return float(value) if value not in (None, "") else default
 
 
-# pytest sets PYTEST_VERSION (8.2+) before settings load; the suite then uses its
-# own Redis database so that a running `make run` and the tests never share queues.
-TESTING = "PYTEST_VERSION" in os.environ
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
-DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-insecure-secret-key-change-me-in-production")
-ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h.strip()]
-CSRF_TRUSTED_ORIGINS = [
-    o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
-]
+
+# Safe by default: a deployment that sets nothing gets production settings.
+DJANGO_ENV = os.environ.get("DJANGO_ENV") or ("development" if env_bool("DEBUG", False) else "production")
+if DJANGO_ENV not in {"production", "development"}:
+    raise ImproperlyConfigured(f"DJANGO_ENV must be 'production' or 'development', not {DJANGO_ENV!r}.")
+DEVELOPMENT = DJANGO_ENV == "development"
+DEBUG = env_bool("DEBUG", DEVELOPMENT)
+if DEBUG and not DEVELOPMENT:
+    # The debug page lists settings and source to whoever triggers an error.
+    raise ImproperlyConfigured("DEBUG is on with DJANGO_ENV=production; DEBUG is for DJANGO_ENV=development only.")
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEVELOPMENT:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set, and production settings (the default) need one: set SECRET_KEY to a long "
+            "random value (python -c 'import secrets; print(secrets.token_urlsafe(50))'), or DJANGO_ENV=development "
+            "for a local run."
+        )
+    SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production"
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 
 # The client's address is the socket's peer unless the app sits behind this many
 # reverse proxies of its own, each appending the address it saw to X-Forwarded-For
@@ -46,6 +64,32 @@ TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 if TRUSTED_PROXY_COUNT:
     # The proxy in front terminates TLS and says which scheme the client used.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Transport security, on in production (what `check --deploy` asks for); development
+# serves plain http on localhost.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEVELOPMENT)
+# A load balancer's health check may speak plain http.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEVELOPMENT)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEVELOPMENT else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+
+# CORS (django-cors-headers): browsers on these origins, and only these, may call the
+# API and read its answers, credentials included (cookies, Authorization). None in
+# production unless listed; development allows the seed frontend's dev server.
+CORS_ALLOWED_ORIGINS = env_list(
+    "CORS_ALLOWED_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000" if DEVELOPMENT else ""
+)
+CORS_ALLOW_CREDENTIALS = True
+CORS_ALLOW_HEADERS = (*default_headers, "idempotency-key", "last-event-id", "if-none-match")
+# Response headers a cross-origin script may read (the safelisted ones it always can).
+CORS_EXPOSE_HEADERS = [
+    "X-Poll-Interval", "X-Last-Event-ID", "ETag", "Retry-After", "Idempotent-Replayed", "Deprecation", "Link",
+]
+# An origin allowed to read answers with credentials could read a CSRF token anyway;
+# trusting it for session-cookie writes adds nothing it could not do.
+CSRF_TRUSTED_ORIGINS = [*env_list("CSRF_TRUSTED_ORIGINS"), *CORS_ALLOWED_ORIGINS]
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/aistatus")
 # A pool of at most DB_POOL_MAX_SIZE connections per process (psycopg's pool through
@@ -66,10 +110,7 @@ if DB_POOL_MAX_SIZE:
         "min_size": 1, "max_size": DB_POOL_MAX_SIZE, "timeout": env_float("DB_POOL_TIMEOUT", 10.0),
     }
 
-REDIS_URL = os.environ.get(
-    "REDIS_URL",
-    os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15") if TESTING else "redis://127.0.0.1:6379/0",
-)
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 INSTALLED_APPS = [
     "daphne",
@@ -87,6 +128,7 @@ INSTALLED_APPS = [
     "drf_standardized_errors",
     "django_rq",
     "channels",
+    "corsheaders",
     "core",
     "accounts",
     "realtime",
@@ -101,6 +143,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost, so that a request's latency includes every other middleware.
     "core.metrics.RequestMetricsMiddleware",
+    # Before anything that may answer on its own (the https redirect, WhiteNoise,
+    # CommonMiddleware): those answers carry CORS headers too.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -147,9 +192,6 @@ AUTHENTICATION_BACKENDS = ["accounts.login_throttle.ThrottledModelBackend"]
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900)
 LOGIN_FAILURES_PER_ACCOUNT = env_int("LOGIN_FAILURES_PER_ACCOUNT", 10)
 LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 50)
-if TESTING:
-    # The suite creates hundreds of users; a deliberately slow hash would dominate it.
-    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/api/docs/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -165,7 +207,7 @@ STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_URL = "/media/"
 SERVE_MEDIA = env_bool("SERVE_MEDIA", DEBUG)
-MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", "/tmp/aistatus-test-media" if TESTING else BASE_DIR / "media"))
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 # STORAGE_BACKEND=s3 stores uploads in S3-compatible storage through django-storages
 # (configured by its AWS_* variables: AWS_STORAGE_BUCKET_NAME, AWS_S3_ENDPOINT_URL, ...).
 DEFAULT_FILE_STORAGE_BACKEND = (
@@ -196,6 +238,10 @@ CACHES = {
 
 # --- API -------------------------------------------------------------------
 
+# JSON from clients (REST bodies, WebSocket messages) nested deeper than this is a 400
+# (core.parsers): Python's parser recurses per level.
+JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 32)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Bearer first: its WWW-Authenticate header is what a 401 carries.
@@ -204,7 +250,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSON parser with a bound on nesting (core.parsers).
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "core.schema.AutoSchema",
     "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
     # DRF's own, counted per window in one Redis call instead of a pickled list.
@@ -227,9 +274,9 @@ DRF_STANDARDIZED_ERRORS = {
     "ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": True,
     "ERROR_SCHEMAS": {
         str(code): "core.errors.ProblemDetailsSerializer"
-        for code in (400, 401, 403, 404, 405, 406, 409, 415, 422, 429, 500, 503)
+        for code in (400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 429, 500, 503)
     },
-    "ALLOWED_ERROR_STATUS_CODES": ["400", "401", "403", "404", "405", "406", "409", "415", "422", "429", "500", "503"],
+    "ALLOWED_ERROR_STATUS_CODES": ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "429", "500", "503"],
 }
 
 SPECTACULAR_SETTINGS = {
@@ -290,7 +337,7 @@ CHANNEL_LAYERS = {
             # stream hub renews its memberships every minute (realtime/hub.py), so only a
             # dead process's (a killed daphne never leaves) reach it.
             "group_expiry": env_int("CHANNEL_LAYER_GROUP_EXPIRY", 300),
-            "prefix": "aistatus-test" if TESTING else "aistatus",
+            "prefix": "aistatus",
         },
     }
 }
@@ -341,6 +388,11 @@ REALTIME_REPLAY_LIMIT = env_int("REALTIME_REPLAY_LIMIT", 1000)
 # Connections are closed after this long so that authorisation is checked again.
 REALTIME_MAX_CONNECTION_SECONDS = env_int("REALTIME_MAX_CONNECTION_SECONDS", 3600)
 SSE_RETRY_MILLISECONDS = env_int("SSE_RETRY_MILLISECONDS", 3000)
+# Streams (SSE + WebSocket) one user may hold open at once, across processes (realtime.hub);
+# more is a 429 (SSE) or close code 4429 (WebSocket).
+REALTIME_MAX_STREAMS_PER_USER = env_int("REALTIME_MAX_STREAMS_PER_USER", 20)
+# Messages a WebSocket client may send a second (a burst of as many); more closes it with 1008.
+REALTIME_WS_MAX_MESSAGES_PER_SECOND = env_float("REALTIME_WS_MAX_MESSAGES_PER_SECOND", 10.0)
 
 # Request bodies (core.body_limit: refused with a 413 while they are read). Every
 # endpoint takes at most REQUEST_MAX_BODY_BYTES; the video upload takes its file's
@@ -377,16 +429,8 @@ IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
 # token; unset, the endpoint does not exist (404), so nothing leaks by default.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # prometheus_client's multiprocess mode sums every process's counts from files in
-# PROMETHEUS_MULTIPROC_DIR (scripts/run_stack.sh sets it). It must be set before
-# prometheus_client is imported, hence here: a test session gets a directory of its
-# own, which the daphne and workers it starts inherit, removed when the session ends.
-if TESTING and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-    import atexit
-    import shutil
-    import tempfile
-
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="aistatus-test-metrics-")
-    atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+# PROMETHEUS_MULTIPROC_DIR (scripts/run_stack.sh sets it; the tests' settings give a
+# test session a directory of its own).
 
 LOGGING = {
     "version": 1,
