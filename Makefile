@@ -10,6 +10,13 @@ PYTHON_FOR_VENV ?= $(shell for p in python3.13 python3.12 /root/.pyenv/versions/
 
 .PHONY: run serve test bench venv services migrate clean lock
 
+# config/settings.py is production unless asked otherwise. `make run` and its steps ask
+# for development (a fixed SECRET_KEY, plain-http cookies, CORS for the seed frontend on
+# http://localhost:3000) unless DJANGO_ENV is already set, and say so when they start.
+run migrate services bench: export DJANGO_ENV ?= development
+# `make test`'s own manage.py calls use the suite's settings (pytest names them itself).
+test: export DJANGO_SETTINGS_MODULE = config.settings_test
+
 # Installs exactly the versions in requirements.lock (what the tests ran); upgrading
 # is a deliberate `make lock` and a commit of the new lock file.
 $(VENV)/.installed: requirements.lock

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# A local measurement on plain http (its servers run with DEBUG off all the same).
+os.environ.setdefault("DJANGO_ENV", "development")
 
 import django  # noqa: E402
 

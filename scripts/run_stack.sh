@@ -63,6 +63,10 @@ export PROMETHEUS_MULTIPROC_DIR="$PWD/.run/metrics-$PORT"
 rm -rf "$PROMETHEUS_MULTIPROC_DIR"
 mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
+# Settings that cannot load (production without SECRET_KEY, say) stop the stack here,
+# with their message, rather than in a restart loop of all three.
+$PY manage.py check --fail-level ERROR >/dev/null
+
 # supervise NAME COMMAND...: run COMMAND, and again whenever it exits, until stopped.
 supervise() {
   local name=$1; shift
@@ -91,9 +95,15 @@ pids+=($!)
 supervise "$web_name" "${web[@]}" &
 pids+=($!)
 
+if [ "${DJANGO_ENV:-production}" = development ]; then
+  settings_line="development (DJANGO_ENV=development: a fixed SECRET_KEY, plain-http cookies, CORS for http://localhost:3000; never deploy this)"
+else
+  settings_line="production (${DJANGO_SETTINGS_MODULE:-config.settings})"
+fi
 cat <<MSG
 
   Serving on http://$HOST:$PORT/  ($RUN_MODE mode: $web_name$( [ "$RUN_MODE" = production ] && echo ", $WEB_WORKERS workers"))
+  Settings:   $settings_line
   API docs:   http://$HOST:$PORT/api/docs/
   Pages:      http://$HOST:$PORT/app/  (log in as demo, password demo-password)
   Token:      curl -X POST -H 'Content-Type: application/json' \\

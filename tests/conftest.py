@@ -1,5 +1,5 @@
 """Shared test helpers. The suite runs against the real PostgreSQL and Redis on
-127.0.0.1 (Redis database 15 by default, see config.settings.TESTING); if either is
+127.0.0.1 (Redis database 15 by default, see config/settings_test.py); if either is
 down, tests error out loudly rather than skip."""
 
 import http.server
@@ -23,13 +23,13 @@ def fresh_media_root() -> None:
     """Uploaded and generated files of earlier runs do not pile up."""
     import shutil
 
-    assert settings.TESTING and "test" in str(settings.MEDIA_ROOT)
+    assert getattr(settings, "TESTING", False) and "test" in str(settings.MEDIA_ROOT)
     shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
 def clean_redis() -> Iterator[None]:
-    assert settings.TESTING, "tests must run with the test Redis database"
+    assert getattr(settings, "TESTING", False), "tests must run with the test settings (config.settings_test)"
     client = redis.Redis.from_url(settings.REDIS_URL)
     client.flushdb()
     yield

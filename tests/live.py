@@ -24,10 +24,11 @@ def free_port() -> int:
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
-    """The environment a subprocess needs to use the test database and Redis."""
+    """The environment a subprocess needs to use the test settings, database and Redis."""
     db = connection.settings_dict
     return {
         **os.environ,
+        "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "REDIS_URL": settings.REDIS_URL,
         **extra,
