@@ -27,10 +27,12 @@ websocket_routes = URLRouter([
 ])
 
 from core.body_limit import BodyLimitMiddleware  # noqa: E402
+from realtime.tickets import TicketRedemptionMiddleware  # noqa: E402
 
-application = ProtocolTypeRouter({
+# Outermost: a ticket in a URL is spent before anything may refuse the request.
+application = TicketRedemptionMiddleware(ProtocolTypeRouter({
     # Bodies over their limit are refused while they are read, before Django buffers them.
     "http": BodyLimitMiddleware(django_asgi_app),
     # Browsers send Origin; only pages served from an allowed host may open a socket.
     "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(websocket_routes)),
-})
+}))

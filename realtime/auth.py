@@ -8,18 +8,28 @@ from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
 
 from realtime.delivery import db_read
-from realtime.tickets import ticket_redeem
+from realtime.tickets import SCOPE_KEY
 
 
 @db_read
-def user_for_ticket(ticket: str) -> Any:
-    """The active user a single-use ticket was issued to, once; anonymous otherwise."""
+def _active_user(user_id: str | None) -> Any:
     from django.contrib.auth import get_user_model
 
-    user_id = ticket_redeem(ticket)
     if user_id is None:
         return AnonymousUser()
     return get_user_model().objects.filter(id=user_id, is_active=True).first() or AnonymousUser()
+
+
+async def ticket_user(scope: dict[str, Any]) -> Any | None:
+    """The active user of the ticket the request came with (redeemed at the edge by
+    realtime.tickets.TicketRedemptionMiddleware), anonymous if the ticket was unknown,
+    expired or used; None if it came with no ticket."""
+    if SCOPE_KEY not in scope:
+        return None
+    outcome = scope[SCOPE_KEY]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return await _active_user(outcome)
 
 
 @db_read
@@ -36,9 +46,9 @@ def _user_for_bearer(token: str) -> Any:
 
 
 async def stream_user(request: HttpRequest) -> Any:
-    ticket = request.GET.get("ticket")
-    if ticket:
-        return await user_for_ticket(ticket)
+    user = await ticket_user(getattr(request, "scope", {}))
+    if user is not None:
+        return user
     authorization = request.headers.get("Authorization", "")
     if authorization.lower().startswith("bearer "):
         return await _user_for_bearer(authorization[7:].strip())

@@ -8,7 +8,6 @@ forward; subclasses say which stream a subscription reads."""
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -17,7 +16,7 @@ from django.utils import timezone
 
 from core import metrics, parsers
 from core.parsers import JSONTooDeep
-from realtime.auth import user_for_ticket
+from realtime.auth import ticket_user
 from realtime.delivery import Resync, StreamCursor, latest_seq
 from realtime.event_ids import InvalidEventId, parse_event_id
 from realtime.hub import REVOKE, Subscription, deliveries_for, get_hub
@@ -68,10 +67,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         ]
 
     async def _authenticate(self) -> Any:
-        query = parse_qs(self.scope.get("query_string", b"").decode())
-        if "ticket" in query:
-            return await user_for_ticket(query["ticket"][0])
-        return self.scope["user"]
+        user = await ticket_user(self.scope)
+        return user if user is not None else self.scope["user"]
 
     async def _close_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

@@ -1,15 +1,33 @@
 """Short-lived single-use tickets for EventSource and WebSocket URLs, which cannot
-carry an Authorization header. A long-lived token never travels in a URL."""
+carry an Authorization header. A long-lived token never travels in a URL.
+
+A ticket is spent by the first request that carries it, whatever becomes of that
+request: TicketRedemptionMiddleware redeems it at the edge of the ASGI application,
+before anything may refuse the request (a bad Last-Event-ID, a wrong method, a
+foreign WebSocket Origin, a body over its limit), and leaves the outcome in the scope
+for whoever authenticates (realtime.auth). A URL that was logged or leaked is worth
+nothing once it has been used."""
 
 import functools
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl
 
 import redis
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from core.cache import UNREACHABLE
+
 PREFIX = "realtime:ticket:"
+# Where the redemption's outcome travels in the ASGI scope: the user id, None (unknown,
+# expired or used) or the error that kept Redis from answering.
+SCOPE_KEY = "realtime.ticket"
+# Every ticket in a URL is spent; more than this many in one is not a client of ours.
+MAX_TICKETS_PER_REQUEST = 4
 
 
 @functools.cache
@@ -36,3 +54,39 @@ def ticket_redeem(ticket: str) -> str | None:
         return None
     user_id = _redis().getdel(PREFIX + ticket)
     return user_id.decode() if user_id else None
+
+
+def tickets_in_query(query_string: bytes) -> list[str]:
+    """The `ticket` values of a raw query string, as Django's QueryDict would read them."""
+    if b"ticket" not in query_string:
+        return []
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
+    return [value for key, value in pairs if key == "ticket"][:MAX_TICKETS_PER_REQUEST]
+
+
+ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+
+class TicketRedemptionMiddleware:
+    """Outermost ASGI middleware: redeem the tickets a request's URL carries before
+    anything else looks at the request (see the module's docstring)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]) -> None:
+        if scope["type"] in ("http", "websocket"):
+            tickets = tickets_in_query(scope.get("query_string", b""))
+            if tickets:
+                scope = {**scope, SCOPE_KEY: await _redeem_all(tickets)}
+        await self.app(scope, receive, send)
+
+
+async def _redeem_all(tickets: list[str]) -> str | None | Exception:
+    """The first ticket's user id; every one of them is spent."""
+    try:
+        user_ids = await sync_to_async(lambda: [ticket_redeem(t) for t in tickets], thread_sensitive=False)()
+    except UNREACHABLE as error:
+        # Raised where the request authenticates, which answers 503 (core.middleware).
+        return error
+    return user_ids[0]

@@ -48,7 +48,8 @@ case "$RUN_MODE" in
     web_name=granian
     ;;
   dev)
-    web=($PY -m daphne -b "$HOST" -p "$PORT" --websocket_timeout 86400 config.asgi:application)
+    # daphne's command line, its access log without ticket values (config/daphne_server.py).
+    web=($PY -m config.daphne_server -b "$HOST" -p "$PORT" --websocket_timeout 86400 config.asgi:application)
     web_name=daphne
     ;;
   *) echo "run_stack: RUN_MODE must be production or dev, not '$RUN_MODE'" >&2; exit 2 ;;

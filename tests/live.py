@@ -101,7 +101,8 @@ class Daphne(LiveServer):
             env.pop("REALTIME_HEARTBEAT_SECONDS", None)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
+                # Daphne's command line as `make run`'s dev mode runs it (config/daphne_server.py).
+                [sys.executable, "-m", "config.daphne_server", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
             )
         self.wait_until_healthy(within=30, what="daphne")
