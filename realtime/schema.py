@@ -4,6 +4,8 @@ hook describes them (the WebSockets as GET upgrade requests)."""
 
 from typing import Any
 
+from realtime.event_ids import MAX_EVENT_ID
+
 PROBLEM = {"$ref": "#/components/schemas/ProblemDetails"}
 EVENT_FIELDS = (
     "Every event: `content_id, status, processing_status, progress, estimated_completion, error_message, "
@@ -76,8 +78,11 @@ def add_stream_endpoints(result: dict[str, Any], generator: Any, request: Any, p
             "parameters": [
                 channel_id,
                 {"name": "named", "in": "query", "required": False, "schema": {"type": "boolean"}},
-                {"name": "last_event_id", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
-                {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "integer", "minimum": 0}},
+                # realtime.event_ids: ASCII digits within a bigint; anything else is the 400 below.
+                {"name": "last_event_id", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID}},
+                {"name": "Last-Event-ID", "in": "header", "required": False,
+                 "schema": {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID}},
                 ticket,
             ],
             "responses": {
