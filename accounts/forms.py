@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
+from django.utils.translation import gettext_lazy as _
 
 from accounts.login_throttle import login_retry_after
 
@@ -10,8 +11,7 @@ class LoginForm(AuthenticationForm):
 
     error_messages = {
         **AuthenticationForm.error_messages,
-        "invalid_login": "Your username and password didn't match. Please try again.",
-        "throttled": "Too many failed logins for this account or from your address. Try again in %(minutes)s minutes.",
+        "throttled": _("Too many failed logins for this account or from your address. Try again in %(minutes)s minutes."),
     }
 
     def get_invalid_login_error(self) -> forms.ValidationError:
