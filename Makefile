@@ -13,7 +13,7 @@ PYTHON_FOR_VENV ?= $(shell for p in python3.13 python3.12 /root/.pyenv/versions/
 # config/settings.py is production unless asked otherwise. `make run` and its steps ask
 # for development (a fixed SECRET_KEY, plain-http cookies, CORS for the seed frontend on
 # http://localhost:3000) unless DJANGO_ENV is already set, and say so when they start.
-run migrate services bench: export DJANGO_ENV ?= development
+run serve migrate services bench: export DJANGO_ENV ?= development
 # `make test`'s own manage.py calls use the suite's settings (pytest names them itself).
 test: export DJANGO_SETTINGS_MODULE = config.settings_test
 
