@@ -18,8 +18,8 @@ def _problem(description: str) -> dict[str, Any]:
 
 
 # One event of the stream, as EventSource reads it (OpenAPI 3.0 has `schema` describe
-# each event of a text/event-stream). `data` is JSON: the content's state beside `type`,
-# or a resync.
+# each event of a text/event-stream). `data` is JSON (realtime.delivery.Delivery.sse_data):
+# the content's state beside `type`, or a resync.
 SSE_EVENT = {
     "type": "object",
     "properties": {
@@ -31,20 +31,12 @@ SSE_EVENT = {
         },
         "data": {
             "type": "string",
-            "contentMediaType": "application/json",
-            "contentSchema": {
-                "type": "object",
-                "required": ["type"],
-                "properties": {
-                    "type": {
-                        "type": "string",
-                        "enum": ["content_status_update", "processing_complete", "processing_error", "resync"],
-                    },
-                    "content_id": {"type": "string", "format": "uuid"},
-                    "version": {"type": "integer", "minimum": 1},
-                    "last_event_id": {"type": "integer", "minimum": 0, "description": "Only on `resync`."},
-                },
-            },
+            # OpenAPI 3.0 has no contentSchema: the pattern pins the JSON's leading `type`.
+            "pattern": '^\\{"type":"(content_status_update|processing_complete|processing_error|resync)"',
+            "description": (
+                "JSON: `type` first, then the content's fields (`content_id`, `version`, ...), or "
+                "`last_event_id` on a `resync`."
+            ),
         },
     },
     "required": ["id", "data"],
