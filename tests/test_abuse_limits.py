@@ -7,6 +7,7 @@ import threading
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from rest_framework.test import APIClient
 
 from aijobs.models import AIJob, CreditEntry
 from aijobs.services import JobsInFlightLimitReached, job_create
@@ -29,6 +30,28 @@ def video(owner):
 
 def create_job(client, video):  # type: ignore[no-untyped-def]
     return client.post("/v1/ai/jobs", {"kind": "glitch", "video_id": str(video.id), "params": {}}, format="json")
+
+
+def view_count(video) -> int:  # type: ignore[no-untyped-def]
+    response = APIClient().post("/v1/videos/batch-metadata", {"video_ids": [str(video.id)]}, format="json")
+    return response.json()["videos"][str(video.id)]["view_count"]
+
+
+def test_a_loop_of_anonymous_views_from_one_address_counts_a_bounded_number_of_times(video, settings):
+    """The same client 100 times counts once; a loop that varies its User-Agent (the
+    client's to write) to look like new viewers counts at most ANONYMOUS_VIEWER_SLOTS
+    times per address and window, not once a call; a second address is another viewer."""
+    from videos.views import ANONYMOUS_VIEWER_SLOTS
+
+    settings.VIEW_DEDUP_SECONDS = 1800
+    for _ in range(100):
+        assert APIClient(REMOTE_ADDR="198.51.100.7", HTTP_USER_AGENT="Firefox").post(f"/v1/videos/{video.id}/view").status_code == 204
+    assert view_count(video) == 1
+    for n in range(100):
+        APIClient(REMOTE_ADDR="198.51.100.7", HTTP_USER_AGENT=f"Bot/{n}").post(f"/v1/videos/{video.id}/view")
+    assert view_count(video) == ANONYMOUS_VIEWER_SLOTS  # before: 101
+    APIClient(REMOTE_ADDR="198.51.100.8", HTTP_USER_AGENT="Firefox").post(f"/v1/videos/{video.id}/view")
+    assert view_count(video) == ANONYMOUS_VIEWER_SLOTS + 1
 
 
 def test_jobs_in_flight_per_user_are_bounded_and_a_refusal_costs_nothing(owner, video, settings):

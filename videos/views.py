@@ -115,12 +115,22 @@ class VideoTrendingView(APIView):
         return Response({"results": VideoSerializer(selectors.video_trending(viewer=request.user), many=True).data})
 
 
+# Anonymous viewers one address can be, per video and window (see anonymous_viewer).
+ANONYMOUS_VIEWER_SLOTS = 4
+
+
 def anonymous_viewer(request: Request) -> str:
     """Who an anonymous viewer is, for counting a view once per window: the client's
     address (core.client: the socket's, or what our own trusted proxies forwarded,
-    never a header the client chose) and its User-Agent, keyed-hashed so that Redis
-    keeps no address. Not a cookie: a loop that drops it would be a new viewer every time."""
-    client = f"{client_address(request)}\n{request.META.get('HTTP_USER_AGENT', '')}"
+    never a header the client chose) and one of ANONYMOUS_VIEWER_SLOTS slots picked by
+    its User-Agent, keyed-hashed so that Redis keeps no address. Not a cookie: a loop
+    that drops it would be a new viewer every time. Not the User-Agent itself either:
+    it is the client's to write, and a loop that changed it on every call counted every
+    call (100 of 100). The slots still tell apart a few browsers behind one address
+    (an office, a household), and a loop from one address buys at most that many views."""
+    agent = request.META.get("HTTP_USER_AGENT", "")
+    slot = hashlib.sha256(agent.encode(errors="replace")).digest()[0] % ANONYMOUS_VIEWER_SLOTS
+    client = f"{client_address(request)}\n{slot}"
     return hmac.new(settings.SECRET_KEY.encode(), client.encode(), hashlib.sha256).hexdigest()[:32]
 
 
@@ -130,8 +140,8 @@ class VideoViewView(APIView):
 
     @extend_schema(
         request=None, responses={204: None}, tags=["videos"],
-        description="Count a view: once per viewer (the user; an anonymous client by its address and User-Agent) "
-        "within VIEW_DEDUP_SECONDS. Batch metadata and the video show it at once.",
+        description="Count a view: once per viewer (the user; an anonymous client by its address and User-Agent, "
+        "at most 4 viewers per address) within VIEW_DEDUP_SECONDS. Batch metadata and the video show it at once.",
     )
     def post(self, request: Request, video_id) -> Response:  # type: ignore[no-untyped-def]
         services.video_view(video_id=video_id, user=request.user, client_key=anonymous_viewer(request))
