@@ -15,7 +15,6 @@ django_asgi_app = OneHopASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from contents.consumers import ChannelEventsConsumer  # noqa: E402
@@ -27,12 +26,14 @@ websocket_routes = URLRouter([
 ])
 
 from core.body_limit import BodyLimitMiddleware  # noqa: E402
+from realtime.origin import ExactOriginValidator  # noqa: E402
 from realtime.tickets import TicketRedemptionMiddleware  # noqa: E402
 
 # Outermost: a ticket in a URL is spent before anything may refuse the request.
 application = TicketRedemptionMiddleware(ProtocolTypeRouter({
     # Bodies over their limit are refused while they are read, before Django buffers them.
     "http": BodyLimitMiddleware(django_asgi_app),
-    # Browsers send Origin; only pages served from an allowed host may open a socket.
-    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(websocket_routes)),
+    # Browsers send Origin; only pages of this origin or a trusted one (scheme, host and
+    # port exactly: realtime.origin) may open a socket.
+    "websocket": ExactOriginValidator(AuthMiddlewareStack(websocket_routes)),
 }))

@@ -37,7 +37,7 @@ async def channel_events(request: HttpRequest, channel_id: uuid.UUID) -> HttpRes
         return response
     if not await may_read_channel(user, channel_id):
         return problem_response(404, "No such channel.", code="not_found")
-    return sse_response(
+    return await sse_response(
         channel_stream(channel_id), user_id=str(user.id), last_event_id=last_event_id,
         named=request.GET.get("named") == "true",
     )

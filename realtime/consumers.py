@@ -19,7 +19,8 @@ from core.parsers import JSONTooDeep
 from realtime.auth import ticket_user
 from realtime.delivery import Resync, StreamCursor, latest_seq
 from realtime.event_ids import InvalidEventId, parse_event_id
-from realtime.hub import REVOKE, Subscription, deliveries_for, get_hub
+from realtime.hub import REVOKE, Subscription, TooManyStreams, deliveries_for, get_hub
+from realtime.inbound import MessageRate
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,11 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_LIFETIME = 4000
 # The server failed; reconnect with `since` (RFC 6455's "internal error").
 CLOSE_INTERNAL_ERROR = 1011
+# The user holds REALTIME_MAX_STREAMS_PER_USER streams already (HTTP's 429).
+CLOSE_TOO_MANY_STREAMS = 4429
+# Messages faster than REALTIME_WS_MAX_MESSAGES_PER_SECOND: RFC 6455's 1008 "policy
+# violation" in the application's range (daphne's autobahn sends only 1000 and 3000-4999).
+CLOSE_TOO_MANY_MESSAGES = 4008
 
 
 class SubscriptionRefused(Exception):
@@ -51,6 +57,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.delivery_lock = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
+        self.inbound = MessageRate(settings.REALTIME_WS_MAX_MESSAGES_PER_SECOND)
         self.user = await self._authenticate()
         await self.accept()
         if not self.user.is_authenticated:
@@ -59,7 +66,12 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             return
         self.hub = get_hub()
         # Attached before anything is read: a revoke (a suspension) reaches it from now on.
-        self.subscription = await self.hub.attach(str(self.user.id))
+        try:
+            self.subscription = await self.hub.attach(str(self.user.id))
+        except TooManyStreams as refused:
+            await self.send_error("too_many_streams", str(refused))
+            await self.close(code=CLOSE_TOO_MANY_STREAMS)
+            return
         metrics.stream_opened("ws")
         self.tasks = [
             asyncio.create_task(self._close_after(settings.REALTIME_MAX_CONNECTION_SECONDS)),
@@ -106,6 +118,14 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         self.stream, self.cursor = None, None
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        if not self.inbound.allow():
+            if self.inbound.refused == 1:
+                await self.send_error(
+                    "too_many_messages",
+                    f"More than {settings.REALTIME_WS_MAX_MESSAGES_PER_SECOND:g} messages a second; closing.",
+                )
+                await self.close(code=CLOSE_TOO_MANY_MESSAGES)
+            return
         try:
             message = parsers.loads(text_data or "")
         except JSONTooDeep as too_deep:

@@ -14,17 +14,26 @@ CHANNEL_LAYER_GROUP_EXPIRY instead of living on.
 
 A subscription's connection keeps its own StreamCursor: it alone decides what is
 new for it (in order, no gap, no duplicate), and fills a gap from the table itself.
+
+Every connection, SSE or WebSocket, is attached here first, so the hub is where the
+streams one user may hold open are counted (REALTIME_MAX_STREAMS_PER_USER): exactly
+in this process, and across processes through a lease per connection in Redis (see
+StreamLeases).
 """
 
 import asyncio
 import logging
 import time
+import uuid
 from collections import defaultdict
 from typing import Any
 
+import redis.asyncio
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError
+
+from core.cache import UNREACHABLE as REDIS_UNREACHABLE
 
 from realtime.delivery import Delivery, Resync, StreamCursor, events_after
 from realtime.streams import access_group, group_name
@@ -52,6 +61,80 @@ class Subscription:
         self.stream: str | None = None
         self.cursor: StreamCursor | None = None
         self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
+        # Its lease in Redis (StreamLeases), and whether it has left the hub.
+        self.lease = uuid.uuid4().hex
+        self.detached = False
+
+
+class TooManyStreams(Exception):
+    """The user already holds REALTIME_MAX_STREAMS_PER_USER open streams."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"You have {limit} streams (SSE and WebSocket) open, the most one user may have at once; "
+            "close one and try again."
+        )
+        self.limit = limit
+
+
+# Whatever the heartbeat, a lease outlives a few missed renewals.
+LEASE_MIN_SECONDS = 30.0
+
+# Remove the user's expired leases; add this one if fewer than the limit are left.
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+class StreamLeases:
+    """Open streams per user across processes: a sorted set per user in Redis, one
+    member per connection, scored by when its lease expires. A process renews the
+    leases of its connections at every heartbeat and removes a connection's lease when
+    it closes; a process that dies without closing leaves leases that expire within
+    `seconds`, so its users get their places back by then.
+
+    Redis unreachable: the lease is not taken and the connection is let in (logged);
+    the per-process count still holds, so a user has at most the limit per process."""
+
+    KEY = "realtime:streams:{}"
+
+    def __init__(self) -> None:
+        self.client = redis.asyncio.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
+        )
+        self.script = self.client.register_script(_ACQUIRE)
+        self.seconds = max(LEASE_MIN_SECONDS, 3 * settings.REALTIME_HEARTBEAT_SECONDS)
+
+    async def acquire(self, user_id: str, lease: str, limit: int) -> bool:
+        now = time.time()
+        try:
+            return bool(await self.script(
+                keys=[self.KEY.format(user_id)], args=[now, now + self.seconds, limit, lease, int(self.seconds) + 1]
+            ))
+        except REDIS_UNREACHABLE as error:
+            logger.warning("Stream leases: Redis unreachable (%s); counting %s's streams in this process only", error, user_id)
+            return True
+
+    async def release(self, user_id: str, lease: str) -> None:
+        try:
+            await self.client.zrem(self.KEY.format(user_id), lease)
+        except REDIS_UNREACHABLE:
+            pass  # it expires
+
+    async def renew(self, leases: dict[str, list[str]]) -> None:
+        """Push back the expiry of these leases (user id -> lease ids)."""
+        if not leases:
+            return
+        expires = time.time() + self.seconds
+        async with self.client.pipeline(transaction=False) as pipe:
+            for user_id, ids in leases.items():
+                pipe.zadd(self.KEY.format(user_id), dict.fromkeys(ids, expires))
+                pipe.expire(self.KEY.format(user_id), int(self.seconds) + 1)
+            await pipe.execute()
 
 
 class StreamHub:
@@ -64,12 +147,20 @@ class StreamHub:
         # is joined before its first subscriber reads the table.
         self.membership = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
+        self.leases = StreamLeases()
 
     async def attach(self, user_id: str) -> Subscription:
-        """A connection of `user_id`, reading no stream yet (but told of a revoke)."""
+        """A connection of `user_id`, reading no stream yet (but told of a revoke).
+        Raises TooManyStreams if the user already holds REALTIME_MAX_STREAMS_PER_USER
+        streams, in this process or (by their leases) in all of them."""
         await self._start()
         subscription = Subscription(str(user_id))
+        limit = settings.REALTIME_MAX_STREAMS_PER_USER
         async with self.membership:
+            if len(self.by_user.get(subscription.user_id, ())) >= limit:
+                raise TooManyStreams(limit)
+            if not await self.leases.acquire(subscription.user_id, subscription.lease, limit):
+                raise TooManyStreams(limit)
             if not self.by_user[subscription.user_id]:
                 await self.layer.group_add(access_group(subscription.user_id), self.channel)
             self.by_user[subscription.user_id].add(subscription)
@@ -93,12 +184,18 @@ class StreamHub:
         await self._discard_empty_groups()
 
     async def detach(self, subscription: Subscription) -> None:
+        """The connection is gone. Idempotent: an SSE response that never started
+        streaming is detached by its close (realtime.sse)."""
+        if subscription.detached:
+            return
+        subscription.detached = True
         async with self.membership:
             if subscription.stream is not None:
                 self._leave_stream(subscription)
             users = self.by_user.get(subscription.user_id)
             if users is not None:
                 users.discard(subscription)
+        await self.leases.release(subscription.user_id, subscription.lease)
         await self._discard_empty_groups()
 
     def _leave_stream(self, subscription: Subscription) -> None:
@@ -155,6 +252,12 @@ class StreamHub:
         refreshed_at = time.monotonic()
         while True:
             await asyncio.sleep(settings.REALTIME_HEARTBEAT_SECONDS)
+            try:
+                await self.leases.renew({user: [s.lease for s in subs] for user, subs in list(self.by_user.items()) if subs})
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("Stream hub: the stream leases could not be renewed", exc_info=True)
             try:
                 await self.read_tables()
                 if time.monotonic() - refreshed_at >= MEMBERSHIP_REFRESH_SECONDS:

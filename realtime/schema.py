@@ -48,6 +48,10 @@ UPGRADE_REQUIRED = {
 }
 
 
+# Channels' denial of a handshake: no problem document, the connection is not upgraded.
+ORIGIN_REFUSED = {"description": "A WebSocket handshake from an origin that is not this one or a trusted one."}
+
+
 def add_stream_endpoints(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     channel_id = {"name": "channel_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
     ticket = {
@@ -82,6 +86,13 @@ def add_stream_endpoints(result: dict[str, Any], generator: Any, request: Any, p
                 "400": _problem("A Last-Event-ID that is not an event id."),
                 "401": _problem("No session, ticket or token."),
                 "404": _problem("No such channel, or you may not read it."),
+                "429": {
+                    **_problem(
+                        "You hold `REALTIME_MAX_STREAMS_PER_USER` (default 20) streams open already, SSE and "
+                        "WebSocket together, in all processes (`too_many_streams`). Close one, or retry after `Retry-After`."
+                    ),
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
+                },
             },
         }
     }
@@ -90,7 +101,12 @@ def add_stream_endpoints(result: dict[str, Any], generator: Any, request: Any, p
         "`{\"type\": \"unsubscribe\"}`, `{\"type\": \"ping\"}`. Server messages: `subscribed`, `pong`, "
         "`{\"type\": <event type>, \"id\": <event id>, \"data\": {...}}`, `{\"type\": \"resync\"}` and "
         "`{\"type\": \"error\", \"code\", \"detail\"}`. Close codes: 4401 not authenticated, 4403 not allowed, "
-        "4000 maximum connection lifetime reached (reconnect). Authenticates with the session cookie or `?ticket=`."
+        "4000 maximum connection lifetime reached (reconnect), 4429 the user holds `REALTIME_MAX_STREAMS_PER_USER` "
+        "(default 20) streams open already (error `too_many_streams`), 4008 more than "
+        "`REALTIME_WS_MAX_MESSAGES_PER_SECOND` (default 10, a burst of as many) messages a second (error "
+        "`too_many_messages`). Authenticates with the session cookie or `?ticket=`. The handshake's `Origin` must be "
+        "this API's origin or a trusted one (`CSRF_TRUSTED_ORIGINS`, `CORS_ALLOWED_ORIGINS`), scheme, host and port "
+        "exactly; any other is refused with 403 before the upgrade."
     )
     paths["/api/contents/{channel_id}/ws"] = {
         "get": {
@@ -99,6 +115,7 @@ def add_stream_endpoints(result: dict[str, Any], generator: Any, request: Any, p
             "parameters": [channel_id, ticket],
             "responses": {
                 "101": {"description": "Switching protocols."},
+                "403": ORIGIN_REFUSED,
                 "404": _problem("The path names no channel (channel_id is not a UUID)."),
                 "426": UPGRADE_REQUIRED,
             },
@@ -109,7 +126,7 @@ def add_stream_endpoints(result: dict[str, Any], generator: Any, request: Any, p
             "operationId": "v1_ws", "tags": ["realtime"], "summary": "WebSocket of the caller's own events",
             "description": websocket + " Events: `ai_job_update` and `notification`.",
             "parameters": [ticket],
-            "responses": {"101": {"description": "Switching protocols."}, "426": UPGRADE_REQUIRED},
+            "responses": {"101": {"description": "Switching protocols."}, "403": ORIGIN_REFUSED, "426": UPGRADE_REQUIRED},
         }
     }
     return result

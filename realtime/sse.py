@@ -14,11 +14,16 @@ from collections.abc import AsyncIterator
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.http import StreamingHttpResponse
+from django.http import HttpResponseBase, StreamingHttpResponse
 
 from core import metrics
+from core.errors import problem_response
 from realtime.delivery import Delivery, Resync, StreamCursor, latest_seq
-from realtime.hub import REVOKE, deliveries_for, get_hub
+from realtime.hub import REVOKE, StreamHub, Subscription, TooManyStreams, deliveries_for, get_hub
+
+# A stream closes when its tab or its lifetime ends; a client refused for holding too
+# many polls until one has.
+TOO_MANY_STREAMS_RETRY_AFTER = 10
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +40,9 @@ def resync_frame(latest: int, *, named: bool) -> str:
     return sse_frame(Delivery(latest, "resync", {"last_event_id": latest}), named=named)
 
 
-async def event_stream(stream: str, *, user_id: str, last_event_id: int | None, named: bool) -> AsyncIterator[str]:
+async def event_stream(
+    stream: str, *, user_id: str, last_event_id: int | None, named: bool, subscription: Subscription | None = None
+) -> AsyncIterator[str]:
     """The frames of one SSE connection. It ends (closing the response, so that
     EventSource reconnects with Last-Event-ID) on lifetime, revoke, resync or any
     unexpected error; it never stays open and mute. A database error while reading
@@ -43,7 +50,8 @@ async def event_stream(stream: str, *, user_id: str, last_event_id: int | None, 
     its next heartbeat (a reconnect would meet the same database, and EventSource
     gives up on an error response)."""
     hub = get_hub()
-    subscription = await hub.attach(user_id)
+    if subscription is None:
+        subscription = await hub.attach(user_id)
     metrics.stream_opened("sse")
     try:
         # Read by the hub before the table is read, so nothing committed in between is missed.
@@ -98,10 +106,37 @@ async def event_stream(stream: str, *, user_id: str, last_event_id: int | None, 
         await hub.detach(subscription)
 
 
-def sse_response(stream: str, *, user_id: str, last_event_id: int | None, named: bool) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(
-        event_stream(stream, user_id=user_id, last_event_id=last_event_id, named=named), content_type="text/event-stream"
-    )
+class _Frames:
+    """An SSE body that holds its connection's place in the hub from before the
+    response starts (so that a refusal can still be a 429). Django closes a streaming
+    response whether or not its body was ever iterated (a client gone before the first
+    byte); close() then gives the place back, which the frames' own ending does
+    otherwise (detach is idempotent)."""
+
+    def __init__(self, frames: AsyncIterator[str], hub: StreamHub, subscription: Subscription) -> None:
+        self.frames, self.hub, self.subscription = frames, hub, subscription
+        self.loop = asyncio.get_running_loop()
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self.frames
+
+    def close(self) -> None:
+        # Called from a thread of the request (sync_to_async) or the loop itself.
+        if not self.subscription.detached and not self.loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self.hub.detach(self.subscription), self.loop)
+
+
+async def sse_response(stream: str, *, user_id: str, last_event_id: int | None, named: bool) -> HttpResponseBase:
+    """The stream's response; a 429 problem if the user holds too many streams open."""
+    hub = get_hub()
+    try:
+        subscription = await hub.attach(user_id)
+    except TooManyStreams as refused:
+        response = problem_response(429, str(refused), code="too_many_streams")
+        response["Retry-After"] = str(TOO_MANY_STREAMS_RETRY_AFTER)
+        return response
+    frames = event_stream(stream, user_id=user_id, last_event_id=last_event_id, named=named, subscription=subscription)
+    response = StreamingHttpResponse(_Frames(frames, hub, subscription), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
