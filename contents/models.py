@@ -62,8 +62,15 @@ class Channel(models.Model):
 
 
 class ChannelMembership(models.Model):
+    """A user id the channel's owner lets read it. Not a database foreign key: the owner
+    may add any id, and whether an account has it is never told (a nonexistent id gets
+    the same answer and the same row as an existing one). Django still deletes the rows
+    of a deleted user (on_delete)."""
+
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="channel_memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="channel_memberships", db_constraint=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -158,5 +158,8 @@ class ChannelMembersRequestSerializer(serializers.Serializer):
 
 class ChannelMembersSerializer(serializers.Serializer):
     channel_id = serializers.UUIDField()
-    added = serializers.ListField(child=serializers.UUIDField(), help_text="Users who can now read the channel.")
-    not_found = NotFoundListField()
+    added = serializers.ListField(
+        child=serializers.UUIDField(),
+        help_text="Every listed id, now let read the channel. Whether an account has an id is not told: any id is added alike.",
+    )
+    not_found = NotFoundListField(help_text="Always empty: every well-formed id is added (see `added`).")

@@ -208,18 +208,18 @@ def channel_create(*, owner: Any, name: str) -> Channel:
 
 
 def channel_add_members(*, channel: Channel, user_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
-    """Add users to a channel (idempotent); returns the ids that exist as users."""
-    from django.contrib.auth import get_user_model
-
-    existing = list(get_user_model().objects.filter(id__in=list(user_ids)).values_list("id", flat=True))
+    """Let these user ids read the channel (idempotent); returns them all. Whether an
+    account has an id is not looked up: answering "not found" for some would tell the
+    owner which ids exist (ChannelMembership.user is no database constraint)."""
+    added = list(dict.fromkeys(user_ids))
     with transaction.atomic():
         ChannelMembership.objects.bulk_create(
-            [ChannelMembership(channel=channel, user_id=uid) for uid in existing if uid != channel.owner_id],
+            [ChannelMembership(channel=channel, user_id=uid) for uid in added if uid != channel.owner_id],
             ignore_conflicts=True,
         )
         # A "no" cached before they were added would keep refusing them for a while.
-        forget_readers_on_commit(channel.id, existing, removed=False)
-    return existing
+        forget_readers_on_commit(channel.id, added, removed=False)
+    return added
 
 
 def channel_remove_member(*, channel: Channel, user_id: uuid.UUID) -> bool:

@@ -68,7 +68,8 @@ class ChannelMembersView(APIView):
         request=ChannelMembersRequestSerializer,
         responses={200: ChannelMembersSerializer},
         tags=["channels"],
-        description="The channel's owner lets other users read its contents, status and events. Idempotent.",
+        description="The channel's owner lets other users read its contents, status and events. Idempotent. Every "
+        "well-formed id is added alike, whether or not an account has it, so the answer never tells which ids exist.",
     )
     def post(self, request: Request, channel_id) -> Response:  # type: ignore[no-untyped-def]
         channel = selectors.channel_get_owned(user=request.user, channel_id=channel_id)

@@ -5,10 +5,15 @@ from django.db.models import Q
 
 class Block(models.Model):
     """`blocker` no longer sees `blocked`'s videos and comments, nor hears of their likes,
-    comments and remixes."""
+    comments and remixes. `blocked` is not a database foreign key: any user id can be
+    blocked, and whether an account has it is never told (a nonexistent id gets the same
+    answer, and the same row, as an existing one). Django still deletes the blocks of a
+    deleted user (on_delete)."""
 
     blocker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="blocks_made")
-    blocked = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="blocks_received")
+    blocked = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="blocks_received", db_constraint=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

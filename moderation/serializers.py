@@ -19,13 +19,17 @@ class BatchBlockRequestSerializer(serializers.Serializer):
 
 
 class BatchBlockSerializer(serializers.Serializer):
-    blocked = serializers.ListField(child=serializers.UUIDField(), help_text="Users you now block (listed ones that exist).")
-    not_found = NotFoundListField()
+    blocked = serializers.ListField(
+        child=serializers.UUIDField(),
+        help_text="Every listed id you now block. Whether an account has an id is not told: any id is blocked alike.",
+    )
+    not_found = NotFoundListField(help_text="Always empty: every well-formed id is blocked (see `blocked`).")
 
 
 class BlockSerializer(serializers.Serializer):
+    """Only the id: a username would tell a blocker who is behind an id they only guessed."""
+
     user_id = serializers.UUIDField(source="blocked_id")
-    username = serializers.CharField(source="blocked.username")
     created_at = serializers.DateTimeField()
 
 

@@ -18,10 +18,12 @@ from videos.services import videos_hidden
 
 
 def block_users(*, blocker: Any, user_ids: list[uuid.UUID]) -> list[uuid.UUID]:
-    """Block the listed users who exist (idempotent); returns them."""
-    existing = list(get_user_model().objects.filter(id__in=user_ids).exclude(id=blocker.id).values_list("id", flat=True))
-    Block.objects.bulk_create([Block(blocker=blocker, blocked_id=uid) for uid in existing], ignore_conflicts=True)
-    return existing
+    """Block these user ids, the blocker's own left out (idempotent); returns them.
+    Whether an account has an id is not looked up: answering "not found" for some
+    would tell the blocker which ids exist (Block.blocked is no database constraint)."""
+    blocked = [uid for uid in dict.fromkeys(user_ids) if uid != blocker.id]
+    Block.objects.bulk_create([Block(blocker=blocker, blocked_id=uid) for uid in blocked], ignore_conflicts=True)
+    return blocked
 
 
 def unblock_user(*, blocker: Any, user_id: uuid.UUID) -> bool:

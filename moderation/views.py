@@ -39,7 +39,8 @@ class BatchDeleteVideosView(APIView):
 
 class BatchBlockView(APIView):
     @extend_schema(request=BatchBlockRequestSerializer, responses={200: BatchBlockSerializer}, tags=["moderation"],
-                   description="Block users (idempotent). You cannot block yourself.")
+                   description="Block users (idempotent). You cannot block yourself. Every well-formed id is blocked "
+                   "alike, whether or not an account has it, so the answer never tells which ids exist.")
     def post(self, request: Request) -> Response:
         data = BatchBlockRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -55,10 +56,11 @@ class BlockPagination(NewestFirstPagination):
 
 
 class BlockListView(APIView):
-    @extend_schema(responses={200: BlockPageSerializer}, parameters=[OpenApiParameter("cursor", str)], tags=["moderation"])
+    @extend_schema(responses={200: BlockPageSerializer}, parameters=[OpenApiParameter("cursor", str)], tags=["moderation"],
+                   description="The ids you block, newest first (ids only: no username).")
     def get(self, request: Request) -> Response:
         paginator = BlockPagination()
-        page = paginator.paginate_queryset(Block.objects.filter(blocker=request.user).select_related("blocked"), request, view=self)
+        page = paginator.paginate_queryset(Block.objects.filter(blocker=request.user), request, view=self)
         return paginator.get_paginated_response(BlockSerializer(page, many=True).data)
 
 

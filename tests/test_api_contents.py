@@ -109,16 +109,27 @@ def test_a_channel_is_readable_by_its_owner_and_members_only(client, channel, ow
     member, stranger = make_user("member"), make_user("stranger")
     make_content(channel)
 
-    added = client.post(f"/api/channels/{channel.id}/members", {"user_ids": [str(member.id), str(uuid.uuid4())]}, format="json")
+    added = client.post(f"/api/channels/{channel.id}/members", {"user_ids": [str(member.id)]}, format="json")
     assert added.status_code == 200
     assert added.json()["added"] == [str(member.id)]
-    assert len(added.json()["not_found"]) == 1
+    assert added.json()["not_found"] == []
 
     assert api_client_for(member).get(f"/api/contents/channel/{channel.id}").status_code == 200
     for path in (f"/api/contents/channel/{channel.id}", f"/contents/channel/{channel.id}", f"/api/contents/{channel.id}/status"):
         response = api_client_for(stranger).get(path)
         assert response.status_code == 404, path
         assert response["Content-Type"] == "application/problem+json"
+
+
+def test_adding_members_never_tells_whether_a_user_id_exists(client, channel):
+    """Before: an existing id came back in `added`, an unknown one in `not_found`. Now
+    both get the same answer, and the same removal afterwards."""
+    real, unknown = str(make_user("someone-real").id), str(uuid.uuid4())
+    answers = {uid: client.post(f"/api/channels/{channel.id}/members", {"user_ids": [uid]}, format="json") for uid in (real, unknown)}
+    for uid, answer in answers.items():
+        assert (answer.status_code, answer.json()) == (200, {"channel_id": str(channel.id), "added": [uid], "not_found": []})
+    assert [client.delete(f"/api/channels/{channel.id}/members/{uid}").status_code for uid in (real, unknown)] == [204, 204]
+    assert [client.delete(f"/api/channels/{channel.id}/members/{uid}").status_code for uid in (real, unknown)] == [404, 404]
 
 
 def test_only_the_owner_adds_members(channel):

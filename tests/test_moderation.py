@@ -1,6 +1,7 @@
 """Moderation: staff-only batch delete that reaches every read path, blocks and their
 effects, and the same actions in the Django admin."""
 
+import json
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -87,16 +88,33 @@ def test_files_are_removed_only_after_the_grace_period(staff):
 def test_blocking_is_idempotent_listed_and_undone():
     me, a, b = make_user("me"), make_user("a"), make_user("b")
     client = api_client_for(me)
-    unknown = str(uuid.uuid4())
-    first = client.post("/v1/blocks/batch", {"user_ids": [str(a.id), str(b.id), unknown]}, format="json").json()
+    first = client.post("/v1/blocks/batch", {"user_ids": [str(a.id), str(b.id)]}, format="json").json()
     again = client.post("/v1/blocks/batch", {"user_ids": [str(a.id)]}, format="json").json()
-    assert set(first["blocked"]) == {str(a.id), str(b.id)} and first["not_found"] == [unknown]
+    assert set(first["blocked"]) == {str(a.id), str(b.id)} and first["not_found"] == []
     assert again == {"blocked": [str(a.id)], "not_found": []}
     assert Block.objects.filter(blocker=me).count() == 2
-    assert {u["username"] for u in client.get("/v1/blocks").json()["results"]} == {"a", "b"}
+    assert {u["user_id"] for u in client.get("/v1/blocks").json()["results"]} == {str(a.id), str(b.id)}
     assert client.delete(f"/v1/blocks/{a.id}").status_code == 204
     assert client.delete(f"/v1/blocks/{a.id}").status_code == 404
-    assert [u["username"] for u in client.get("/v1/blocks").json()["results"]] == ["b"]
+    assert [u["user_id"] for u in client.get("/v1/blocks").json()["results"]] == [str(b.id)]
+
+
+def test_blocking_never_tells_whether_a_user_id_exists():
+    """Before: an existing id came back in `blocked`, an unknown one in `not_found`, and
+    the list showed the blocked user's username. Now both ids get the same answer, the
+    same place in the list (id and time only) and the same unblock."""
+    me, real = make_user("me"), make_user("someone-real")
+    unknown = str(uuid.uuid4())
+    client = api_client_for(me)
+    answers = {uid: client.post("/v1/blocks/batch", {"user_ids": [uid]}, format="json") for uid in (str(real.id), unknown)}
+    for uid, answer in answers.items():
+        assert (answer.status_code, answer.json()) == (200, {"blocked": [uid], "not_found": []})
+    listed = client.get("/v1/blocks").json()["results"]
+    assert {entry["user_id"] for entry in listed} == {str(real.id), unknown}
+    assert all(set(entry) == {"user_id", "created_at"} for entry in listed), listed
+    assert "someone-real" not in json.dumps(listed)
+    assert [client.delete(f"/v1/blocks/{uid}").status_code for uid in (str(real.id), unknown)] == [204, 204]
+    assert [client.delete(f"/v1/blocks/{uid}").status_code for uid in (str(real.id), unknown)] == [404, 404]
 
 
 def test_you_cannot_block_yourself():
