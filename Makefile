@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # Django 6 needs Python 3.12+; Debian's python3 here is 3.11, pyenv carries newer ones.
 PYTHON_FOR_VENV ?= $(shell for p in python3.13 python3.12 /root/.pyenv/versions/3.13*/bin/python3.13 /root/.pyenv/versions/3.12*/bin/python3.12; do command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { command -v $$p; break; }; done)
 
-.PHONY: run serve test bench venv services migrate clean lock
+.PHONY: run serve test lint bench venv services migrate clean lock
 
 # config/settings.py is production unless asked otherwise. `make run` and its steps ask
 # for development (a fixed SECRET_KEY, plain-http cookies, CORS for the seed frontend on
@@ -46,6 +46,12 @@ serve: migrate
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	@PORT=$(PORT) HOST=$(HOST) bash scripts/run_stack.sh
 
+# Lint (ruff, pyproject.toml's [tool.ruff]) and type check (mypy with the Django and DRF
+# plugins, [tool.mypy]); `make test` runs this first and stops on any finding.
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
 test: services
 	bash scripts/install_test_deps.sh
 	$(PY) manage.py collectstatic --noinput --verbosity 0
@@ -69,4 +75,4 @@ lock: venv
 	$(VENV)/bin/uv pip compile pyproject.toml --extra test --extra bench --universal --python-version 3.12 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache
+	rm -rf $(VENV) staticfiles .pytest_cache .mypy_cache .ruff_cache
