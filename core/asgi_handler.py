@@ -30,9 +30,10 @@ WSGI servers reuse their threads; up to IDLE_EXECUTORS are kept.
 """
 
 import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
-from typing import Any
+from typing import IO, Any
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core import signals
@@ -42,6 +43,10 @@ from django.http import FileResponse, HttpResponseBase
 from django.urls import set_script_prefix
 
 IDLE_EXECUTORS = 64
+
+# ASGI's receive and send, as Django's ASGIHandler declares them.
+_ReceiveCallback = Callable[[], Awaitable[Mapping[str, Any]]]
+_SendCallback = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 
 class OneHopASGIHandler(ASGIHandler):
@@ -53,21 +58,25 @@ class OneHopASGIHandler(ASGIHandler):
         super().load_middleware(is_async=False)
         self._respond_in_thread = sync_to_async(self._respond, thread_sensitive=True)
 
-    def _respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
+    def _respond(self, scope: dict[str, Any], body_file: IO[bytes]) -> HttpResponseBase:
         """Everything a request does in its thread, in one call: request_started, the
         request, the middleware chain and view, and for a plain response its close."""
         signals.request_started.send(sender=self.__class__, scope=scope)
-        request, response = self.create_request(scope, body_file)
-        if request is not None:
-            response = self.get_response(request)
-            response._handler_class = self.__class__
+        created = self.create_request(scope, body_file)
+        # create_request gives a request, or (the body could not be read) the error response.
+        if created[0] is None:
+            response = created[1]
+        else:
+            response = self.get_response(created[0])
+            # What Django's run_get_response sets; its stubs do not declare this private attribute.
+            response._handler_class = self.__class__  # type: ignore[attr-defined]
             if isinstance(response, FileResponse):
                 response.block_size = self.chunk_size
         if not response.streaming:
             response.close()
         return response
 
-    async def handle(self, scope, receive, send):  # type: ignore[no-untyped-def]
+    async def handle(self, scope: dict[str, Any], receive: _ReceiveCallback, send: _SendCallback) -> None:
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:
@@ -89,7 +98,7 @@ class OneHopASGIHandler(ASGIHandler):
             finally:
                 await sync_to_async(response.close)()
 
-    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+    async def __call__(self, scope: dict[str, Any], receive: _ReceiveCallback, send: _SendCallback) -> None:
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         executor = self._idle.pop() if self._idle else ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")

@@ -35,7 +35,7 @@ class BatchIdsField(serializers.ListField):
             self.fail("not_a_list", input_type=type(data).__name__)
         if len(data) > MAX_BATCH_IDS:
             self.fail("too_many", limit=MAX_BATCH_IDS, count=len(data))
-        errors: dict[int, list[str]] = {}
+        errors: dict[str, list[str]] = {}
         ids: dict[uuid.UUID, None] = {}
         for index, raw in enumerate(data):
             try:
@@ -43,7 +43,7 @@ class BatchIdsField(serializers.ListField):
                     raise ValueError
                 ids.setdefault(uuid.UUID(raw), None)
             except ValueError:
-                errors[index] = [self.error_messages["invalid_id"].format(value=raw)]
+                errors[str(index)] = [self.error_messages["invalid_id"].format(value=raw)]
         if errors:
             raise serializers.ValidationError(errors)
         return list(ids)

@@ -24,6 +24,8 @@ from core.errors import PROBLEM_CONTENT_TYPE, problem
 
 ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
 ViewClass = TypeVar("ViewClass", bound=type)
+# Where @body_limit keeps a view class's limit.
+LIMIT_ATTRIBUTE = "max_body_bytes"
 
 
 class BodyTooLarge(Exception):
@@ -34,7 +36,8 @@ def body_limit(limit: Callable[[], int]) -> Callable[[ViewClass], ViewClass]:
     """Class decorator: the view accepts request bodies up to `limit()` bytes."""
 
     def decorate(view_class: ViewClass) -> ViewClass:
-        view_class.max_body_bytes = staticmethod(limit)  # type: ignore[attr-defined]
+        # An attribute the view class does not declare, read back by limit_for.
+        setattr(view_class, LIMIT_ATTRIBUTE, staticmethod(limit))
         return view_class
 
     return decorate
@@ -48,7 +51,7 @@ def limit_for(path: str) -> int:
         return settings.REQUEST_MAX_BODY_BYTES
     # DRF's as_view() keeps the class as `cls`, Django's as `view_class`.
     owner = getattr(view, "cls", None) or getattr(view, "view_class", None) or view
-    limit = getattr(owner, "max_body_bytes", None)
+    limit = getattr(owner, LIMIT_ATTRIBUTE, None)
     return limit() if limit is not None else settings.REQUEST_MAX_BODY_BYTES
 
 
@@ -85,7 +88,12 @@ class BodyLimitMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

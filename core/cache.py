@@ -11,11 +11,13 @@ Redis is away.
 import logging
 import threading
 import time
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+from redis import ConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -35,11 +37,16 @@ class ReusedClientRedisCacheClient(RedisCacheClient):
     token-authenticated request. redis.Redis is thread-safe (each command takes a
     connection from the pool), so one per pool is kept."""
 
+    # Django's private members used here (django-stubs declares only the public API).
+    _client: type[Redis]
+    _get_connection_pool_index: Callable[[bool], int]
+    _get_connection_pool: Callable[[bool], ConnectionPool]
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._clients: dict[int, Any] = {}
+        self._clients: dict[int, Redis] = {}
 
-    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+    def get_client(self, key: Any = None, *, write: bool = False) -> Redis:
         index = self._get_connection_pool_index(write)
         client = self._clients.get(index)
         if client is None:
@@ -56,6 +63,10 @@ _shared_clients_lock = threading.Lock()
 
 class ResilientRedisCache(RedisCache):
     _last_warning = 0.0
+    # Set by Django's RedisCache.__init__, not declared by django-stubs.
+    _servers: list[str]
+    _options: dict[str, Any]
+    _class: type[ReusedClientRedisCacheClient]
 
     def __init__(self, server: Any, params: dict[str, Any]) -> None:
         super().__init__(server, params)

@@ -14,7 +14,7 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotAuthenticated, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -48,6 +48,10 @@ def idempotent(request: Request, endpoint: str, create: Callable[[], Response]) 
     key = request.headers.get(HEADER)
     if key is None:
         return create()
+    user = request.user
+    if not user.is_authenticated:
+        # Keys are kept per user: an endpoint open to anonymous callers cannot offer them.
+        raise NotAuthenticated()
     key = key.strip()
     if not key or len(key) > 255:
         raise ValidationError({HEADER: ["Must be 1 to 255 characters."]})
@@ -55,10 +59,10 @@ def idempotent(request: Request, endpoint: str, create: Callable[[], Response]) 
     try:
         with transaction.atomic():
             record = IdempotencyRecord.objects.create(
-                user=request.user, key=key, endpoint=endpoint, request_fingerprint=fingerprint
+                user=user, key=key, endpoint=endpoint, request_fingerprint=fingerprint
             )
     except IntegrityError:
-        record = IdempotencyRecord.objects.get(user=request.user, key=key)
+        record = IdempotencyRecord.objects.get(user=user, key=key)
         if record.endpoint != endpoint or record.request_fingerprint != fingerprint:
             raise UnprocessableEntity(f"This {HEADER} was already used for a different request; use a new key.") from None
         if record.status_code is not None:

@@ -22,16 +22,17 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpcore
 import httpx
 from django.conf import settings
-
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +122,18 @@ class Deadline:
         return remaining if timeout is None else min(timeout, remaining)
 
 
+# One of socket.getaddrinfo's answers: family, type, protocol, canonical name, address.
+_AddressInfo = tuple[
+    socket.AddressFamily, socket.SocketKind, int, str, tuple[str, int] | tuple[str, int, int, int] | tuple[int, bytes]
+]
+
+
 def resolve(host: str, port: int, deadline: Deadline | None = None) -> list[IPAddress]:
     """All addresses `host` resolves to (a literal IP resolves to itself). With a
     deadline, the lookup is abandoned when it passes: getaddrinfo has no timeout of
     its own, and a slow authoritative server is the link submitter's to control. The
     lookup's thread ends when the system resolver gives up."""
-    outcome: list[object] = []
+    outcome: list[list[_AddressInfo] | OSError] = []
 
     def lookup() -> None:
         try:
@@ -148,8 +155,8 @@ def resolve(host: str, port: int, deadline: Deadline | None = None) -> list[IPAd
         logger.info("Fetch: could not resolve %r: %s", host, result)
         raise FetchError(COULD_NOT_FETCH) from result
     seen: list[IPAddress] = []
-    for *_, sockaddr in result:  # type: ignore[attr-defined]
-        ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+    for *_, sockaddr in result:
+        ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         if ip not in seen:
             seen.append(ip)
     return seen
@@ -170,11 +177,13 @@ class DeadlineStream(httpcore.NetworkStream):
     def close(self) -> None:
         self.stream.close()
 
-    def start_tls(self, ssl_context, server_hostname=None, timeout=None):  # type: ignore[no-untyped-def]
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> DeadlineStream:
         tls = self.stream.start_tls(ssl_context, server_hostname, self.deadline.left(timeout))
         return DeadlineStream(tls, self.deadline)
 
-    def get_extra_info(self, info: str):  # type: ignore[no-untyped-def]
+    def get_extra_info(self, info: str) -> Any:
         return self.stream.get_extra_info(info)
 
 
@@ -183,7 +192,14 @@ class GuardedBackend(httpcore.SyncBackend):
         self.allow_loopback = allow_loopback
         self.deadline = deadline
 
-    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):  # type: ignore[no-untyped-def]
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
         addresses = resolve(host, port, self.deadline)
         blocked = [ip for ip in addresses if not is_public_address(ip, allow_loopback=self.allow_loopback)]
         if blocked or not addresses:
@@ -271,30 +287,33 @@ def fetch(url: str, *, max_bytes: int, read_bytes: int | None = None, allow_loop
     validate_url(url)
     deadline = Deadline(settings.FETCH_TOTAL_TIMEOUT)
     limit = max_bytes if read_bytes is None else min(read_bytes, max_bytes)
-    with _translate_errors(url), guarded_client(allow_loopback=allow_loopback, deadline=deadline) as client:
-        with client.stream("GET", url) as response:
-            if response.status_code >= 400:
-                raise FetchError(f"{url} answered HTTP {response.status_code}.")
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise FetchError(f"{url} is {int(declared)} bytes, over the {max_bytes}-byte limit.")
-            chunks: list[bytes] = []
-            received = 0
-            truncated = False
-            for chunk in response.iter_bytes():
-                chunks.append(chunk)
-                received += len(chunk)
-                if received > limit:
-                    if read_bytes is None:
-                        raise FetchError(f"{url} is over the {max_bytes}-byte limit.")
-                    truncated = True
-                    break
-            body = b"".join(chunks)[:limit]
-            return FetchedResponse(
-                url=str(response.url),
-                status_code=response.status_code,
-                content_type=response.headers.get("content-type", "").split(";", 1)[0].strip().lower(),
-                headers=response.headers,
-                body=body,
-                truncated=truncated,
-            )
+    with (
+        _translate_errors(url),
+        guarded_client(allow_loopback=allow_loopback, deadline=deadline) as client,
+        client.stream("GET", url) as response,
+    ):
+        if response.status_code >= 400:
+            raise FetchError(f"{url} answered HTTP {response.status_code}.")
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise FetchError(f"{url} is {int(declared)} bytes, over the {max_bytes}-byte limit.")
+        chunks: list[bytes] = []
+        received = 0
+        truncated = False
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            received += len(chunk)
+            if received > limit:
+                if read_bytes is None:
+                    raise FetchError(f"{url} is over the {max_bytes}-byte limit.")
+                truncated = True
+                break
+        body = b"".join(chunks)[:limit]
+        return FetchedResponse(
+            url=str(response.url),
+            status_code=response.status_code,
+            content_type=response.headers.get("content-type", "").split(";", 1)[0].strip().lower(),
+            headers=response.headers,
+            body=body,
+            truncated=truncated,
+        )

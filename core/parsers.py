@@ -7,6 +7,7 @@ deeper than a few levels, so anything deeper than JSON_MAX_DEPTH is refused as a
 parse error (400) before any view or consumer sees it."""
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -47,7 +48,7 @@ def loads(text: str | bytes) -> Any:
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser with the nesting bound: too deep is a 400 parse error."""
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         try:
             value = super().parse(stream, media_type, parser_context)
             if isinstance(value, (dict, list)):

@@ -26,7 +26,7 @@ def missing_jobs(job_ids: list[str]) -> set[str]:
     pipeline = django_rq.get_connection("default").pipeline(transaction=False)
     for job_id in ids:
         pipeline.exists(Job.key_for(job_id))
-    return {job_id for job_id, exists in zip(ids, pipeline.execute()) if not exists}
+    return {job_id for job_id, exists in zip(ids, pipeline.execute(), strict=True) if not exists}
 
 
 def job_is_running(job_id: str) -> bool:

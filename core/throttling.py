@@ -13,13 +13,21 @@ The cache may be lost (core/cache.py): with Redis unreachable every request is
 allowed, as with DRF's throttles over that cache.
 """
 
-import time
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCache
+from redis import Redis
+from redis.commands.core import Script
 from rest_framework import throttling
 
 from core.cache import UNREACHABLE
+
+if TYPE_CHECKING:
+    # Not at run time: DRF imports this module while rest_framework.views is loading
+    # (settings.REST_FRAMEWORK's DEFAULT_THROTTLE_CLASSES).
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 # KEYS: this window's counter, the previous window's. ARGV: the previous window's
 # weight (0..1), the limit, the counters' lifetime in ms. Returns {allowed, this window's
@@ -36,28 +44,27 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return {1, current, previous}
 """
 
-_scripts: dict[int, Any] = {}
+_scripts: dict[int, Script] = {}
 
 
-def _script(client: Any) -> Any:
+def _script(client: Redis) -> Script:
     script = _scripts.get(id(client))
     if script is None:
         script = _scripts[id(client)] = client.register_script(_COUNT_IF_ALLOWED)
     return script
 
 
-class SlidingWindowCounterMixin:
+class SlidingWindowCounterMixin(throttling.SimpleRateThrottle):
     """Replaces SimpleRateThrottle's timestamp list; keys and rates are DRF's."""
 
-    rate: str | None
+    # Set by SimpleRateThrottle.__init__ from the rate; its stubs leave them undeclared.
     num_requests: int
     duration: int
-    timer = time.time
 
-    def allow_request(self, request: Any, view: Any) -> bool:
+    def allow_request(self, request: "Request", view: "APIView") -> bool:
         if self.rate is None:
             return True
-        key = self.get_cache_key(request, view)  # type: ignore[attr-defined]
+        key = self.get_cache_key(request, view)
         if key is None:
             return True
         now = self.timer()
@@ -67,7 +74,8 @@ class SlidingWindowCounterMixin:
         current_key = cache.make_and_validate_key(f"{key}:{int(window)}")
         previous_key = cache.make_and_validate_key(f"{key}:{int(window) - 1}")
         try:
-            client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+            # settings.CACHES names a Redis cache (core.cache.ResilientRedisCache).
+            client = cast(RedisCache, cache)._cache.get_client(write=True)
             allowed, self._current, self._previous = _script(client)(
                 keys=[current_key, previous_key],
                 args=[self._previous_weight, self.num_requests, int(self.duration * 2000)],
