@@ -7,7 +7,11 @@ class AijobsConfig(AppConfig):
 
     def ready(self) -> None:
         from aijobs.selectors import job_result_media_type
+        from aijobs.services import AI_JOB_UPDATE
         from core.media import register_media
+        from realtime.schema import register_user_stream_event
 
         # The folder of AIJob.result_file (its upload_to).
         register_media("ai-results", job_result_media_type)
+        # Published on the owner's user stream (WS /v1/ws), documented there.
+        register_user_stream_event(AI_JOB_UPDATE)

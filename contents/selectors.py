@@ -48,15 +48,29 @@ def channel_get(*, user: Any, channel_id: uuid.UUID) -> Channel:
     return channel
 
 
-def channel_check_readable(*, user: Any, channel_id: uuid.UUID) -> None:
-    """404 unless the user may read the channel (owner or member), as channel_get() but
-    cached: a polling client asks this every few seconds."""
+def channel_readable(*, user: Any, channel_id: uuid.UUID) -> bool:
+    """Whether the user may read the channel (owner or member), cached: a polling
+    client asks this every few seconds, and every subscribe to its stream asks too."""
     allowed = caching.cached_readers(user.id, [channel_id]).get(channel_id)
     if allowed is None:
         allowed = Channel.objects.visible_to(user).filter(id=channel_id).exists()
         caching.remember_reader(channel_id, user.id, allowed)
-    if not allowed:
+    return allowed
+
+
+def channel_check_readable(*, user: Any, channel_id: uuid.UUID) -> None:
+    """404 unless the user may read the channel, as channel_get() but cached."""
+    if not channel_readable(user=user, channel_id=channel_id):
         raise Http404("No such channel.")
+
+
+def channel_stream_readable(user: Any, key: str) -> bool:
+    """The rule for `channel:<id>` streams (registered with realtime.access)."""
+    try:
+        channel_id = uuid.UUID(key)
+    except ValueError:
+        return False
+    return channel_readable(user=user, channel_id=channel_id)
 
 
 def channel_get_owned(*, user: Any, channel_id: uuid.UUID) -> Channel:

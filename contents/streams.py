@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 
 from core.errors import problem_response
 from realtime.auth import stream_user
-from realtime.delivery import may_read_channel
+from realtime.access import may_read_stream
 from realtime.event_ids import InvalidEventId, parse_event_id
 from realtime.sse import sse_response
 from realtime.streams import channel_stream
@@ -35,7 +35,7 @@ async def channel_events(request: HttpRequest, channel_id: uuid.UUID) -> HttpRes
         response = problem_response(401, "Log in, or pass a ticket from POST /v1/realtime/tickets.", code="not_authenticated")
         response["WWW-Authenticate"] = "Bearer"
         return response
-    if not await may_read_channel(user, channel_id):
+    if not await may_read_stream(user, channel_stream(channel_id)):
         return problem_response(404, "No such channel.", code="not_found")
     return await sse_response(
         channel_stream(channel_id), user_id=str(user.id), last_event_id=last_event_id,

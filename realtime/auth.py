@@ -1,6 +1,10 @@
 """Who is on the other end of a stream: the session cookie, a single-use ticket
 (`?ticket=`), or (for non-browser clients) a Bearer token. Never a user id the
-client claims."""
+client claims.
+
+A Bearer token is checked by the token authentication DRF is configured with
+(REST_FRAMEWORK's DEFAULT_AUTHENTICATION_CLASSES), so the streams accept exactly the
+tokens the API accepts and realtime imports no app to know how."""
 
 from typing import Any
 
@@ -32,17 +36,26 @@ async def ticket_user(scope: dict[str, Any]) -> Any | None:
     return await _active_user(outcome)
 
 
+def _token_authenticators() -> list[Any]:
+    """The configured authentication classes that take a bare token (knox's
+    TokenAuthentication and its subclasses), first one first."""
+    from knox.auth import TokenAuthentication
+    from rest_framework.settings import api_settings
+
+    return [cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES if issubclass(cls, TokenAuthentication)]
+
+
 @db_read
 def _user_for_bearer(token: str) -> Any:
     from rest_framework.exceptions import AuthenticationFailed
 
-    from accounts.authentication import BearerTokenAuthentication
-
-    try:
-        user, _ = BearerTokenAuthentication().authenticate_credentials(token.encode())
-    except AuthenticationFailed:
-        return AnonymousUser()
-    return user
+    for authenticator in _token_authenticators():
+        try:
+            user, _ = authenticator.authenticate_credentials(token.encode())
+        except AuthenticationFailed:
+            continue
+        return user
+    return AnonymousUser()
 
 
 async def stream_user(request: HttpRequest) -> Any:

@@ -1,9 +1,8 @@
-"""What SSE and WebSocket connections share: who may read a stream, replaying missed
-events from the table, and turning channel-layer wake-ups into an ordered stream
-with no gaps and no duplicates."""
+"""What SSE and WebSocket connections share: replaying missed events from the table,
+and turning channel-layer wake-ups into an ordered stream with no gaps and no
+duplicates (who may read a stream is realtime.access)."""
 
 import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -113,10 +112,3 @@ class StreamCursor:
         if fresh:
             self.last_sent = fresh[-1].id
         return fresh
-
-
-@db_read
-def may_read_channel(user: Any, channel_id: uuid.UUID) -> bool:
-    from contents.models import Channel
-
-    return user.is_authenticated and Channel.objects.visible_to(user).filter(id=channel_id).exists()

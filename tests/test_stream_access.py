@@ -11,6 +11,7 @@ from knox.models import AuthToken
 
 from contents.services import channel_create
 from moderation.services import suspend_users
+from realtime.access import may_read_stream_sync
 from realtime.streams import channel_stream, publish
 from tests.conftest import api_client_for, make_user
 from tests.stream_clients import SSECollector, WSCollector, wait_for
@@ -59,3 +60,18 @@ def test_a_suspended_users_open_streams_end_and_earlier_tickets_are_refused(prod
     assert wait_for(lambda: late.ended is not None, timeout=5)
     assert late.close_code == 4401
     assert [m.get("code") for m in late.messages] == ["not_authenticated"]
+
+
+def test_who_may_read_a_channel_stream_is_asked_once_then_read_from_the_cache(django_assert_num_queries):
+    """Every SSE and WebSocket subscribe asks realtime.access, which asks the rule
+    contents registered for `channel:` streams: a repeated question costs no query."""
+    owner, stranger = make_user("owner"), make_user("stranger")
+    stream = channel_stream(channel_create(owner=owner, name="cached").id)
+    assert may_read_stream_sync(owner, stream) is True
+    assert may_read_stream_sync(stranger, stream) is False
+    with django_assert_num_queries(0):
+        assert may_read_stream_sync(owner, stream) is True
+        assert may_read_stream_sync(stranger, stream) is False
+        # No rule registered for the kind, or a key that names no channel: read by no one.
+        assert may_read_stream_sync(owner, "unregistered:1") is False
+        assert may_read_stream_sync(owner, "channel:not-a-uuid") is False
