@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import redis
 from django.conf import settings
 from redis.backoff import NoBackoff
+from redis.commands.core import Script
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -69,10 +70,10 @@ if redis.call('HGET', KEYS[1], ARGV[2]) == ARGV[1] then return redis.call('DEL',
 return 0
 """
 
-_clients: dict[str, tuple[redis.Redis, dict[str, object]]] = {}
+_clients: dict[str, tuple[redis.Redis, dict[str, Script]]] = {}
 
 
-def _redis() -> tuple[redis.Redis, dict[str, object]]:
+def _redis() -> tuple[redis.Redis, dict[str, Script]]:
     """A client per process (its own connection pool), failing fast: a view waits at
     most a second or two for an unreachable Redis before it goes to the database. One
     retry, without backoff, replaces a connection that a restarted Redis closed."""
@@ -147,7 +148,7 @@ def views_unflushed(video_ids: list[uuid.UUID]) -> list[Batch]:
         return []
     batches = []
     for token, values in ((flushing_token, flushing), (pending_token, pending)):
-        batch = _batch(token, {i: int(v) for i, v in zip(video_ids, values) if v})
+        batch = _batch(token, {i: int(v) for i, v in zip(video_ids, values, strict=True) if v})
         if batch is not None:
             batches.append(batch)
     return batches
@@ -158,8 +159,8 @@ def views_claim() -> Batch | None:
     the pending views, renamed atomically so that new views start a new batch."""
     _, scripts = _redis()
     flat = scripts["claim"](keys=[FLUSHING, PENDING], args=[uuid.uuid4().hex, BATCH_FIELD])
-    fields = dict(zip(flat[::2], flat[1::2]))
-    views = {}
+    fields = dict(zip(flat[::2], flat[1::2], strict=True))
+    views: dict[uuid.UUID, int] = {}
     for name, value in fields.items():
         try:
             views[uuid.UUID(name.decode())] = int(value)

@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from core.batch import BatchIdsField, NotFoundListField
+from videos.models import Video
 
 
 class VideoCountersSerializer(serializers.Serializer):
@@ -25,10 +26,10 @@ class VideoSerializer(VideoCountersSerializer):
     remix_of = serializers.UUIDField(source="remix_of_id", allow_null=True)
     created_at = serializers.DateTimeField()
 
-    def get_file_url(self, video) -> str:  # type: ignore[no-untyped-def]
+    def get_file_url(self, video: Video) -> str:
         return video.file.url
 
-    def get_thumbnail_url(self, video) -> str | None:  # type: ignore[no-untyped-def]
+    def get_thumbnail_url(self, video: Video) -> str | None:
         return video.thumbnail.url if video.thumbnail else None
 
 

@@ -5,7 +5,7 @@ first (videos.counters) and moved into the rows by video_views_flush()."""
 import logging
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -40,9 +40,11 @@ def video_upload(*, owner: Any, file: UploadedFile, title: str, remix_of: Video 
     The stored name is the video's id with the extension of the container the file
     was decoded as (videos.media): the client's file name and type are never used, so
     an MP4 with HTML appended, named `x.html`, is stored and served as video/mp4."""
-    if file.size > settings.VIDEO_MAX_UPLOAD_BYTES:
+    # Known for every uploaded file (Django's upload handlers count it); None only for a bare stream.
+    size = cast(int, file.size)
+    if size > settings.VIDEO_MAX_UPLOAD_BYTES:
         raise UploadRejected(
-            "file", f"The file is {file.size} bytes; the limit is {settings.VIDEO_MAX_UPLOAD_BYTES}.", too_large=True
+            "file", f"The file is {size} bytes; the limit is {settings.VIDEO_MAX_UPLOAD_BYTES}.", too_large=True
         )
     try:
         info = probe(file)
@@ -50,7 +52,7 @@ def video_upload(*, owner: Any, file: UploadedFile, title: str, remix_of: Video 
         raise UploadRejected("file", str(exc)) from exc
     video = Video(
         id=uuid.uuid4(), owner=owner, title=title, remix_of=remix_of, duration_seconds=info.duration_seconds,
-        width=info.width, height=info.height, codec=info.codec, size_bytes=file.size,
+        width=info.width, height=info.height, codec=info.codec, size_bytes=size,
     )
     video.file.save(f"{video.id}.{info.stored_type.extension}", file, save=False)
     video.thumbnail.save(f"{video.id}.{THUMBNAIL.extension}", ContentFile(info.thumbnail_jpeg), save=False)

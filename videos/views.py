@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import uuid
 
 from django.conf import settings
 from django.http import Http404
@@ -16,13 +17,14 @@ from rest_framework.views import APIView
 
 from accounts.authentication import BearerTokenAuthentication, ReadOnlySessionAuthentication
 from core.batch import not_found
-from core.client import client_address
 from core.body_limit import body_limit
+from core.client import client_address
 from core.errors import PayloadTooLarge, ProblemDetailsSerializer
+from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from core.pagination import NewestFirstPagination
 from core.polling import poll_headers_every
-from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from videos import selectors, services
+from videos.models import Comment, Video
 from videos.serializers import (
     BatchMetadataRequestSerializer,
     BatchMetadataSerializer,
@@ -35,7 +37,6 @@ from videos.serializers import (
     VideoSerializer,
     VideoUploadSerializer,
 )
-
 
 # Room in an upload's body for the multipart framing and the other fields (a title of at
 # most 200 characters, remix_of) besides a file of VIDEO_MAX_UPLOAD_BYTES.
@@ -87,7 +88,7 @@ class VideoDetailView(APIView):
     permission_classes = [IsAuthenticatedOrReadOnly]
 
     @extend_schema(responses={200: VideoSerializer}, tags=["videos"])
-    def get(self, request: Request, video_id) -> Response:  # type: ignore[no-untyped-def]
+    def get(self, request: Request, video_id: uuid.UUID) -> Response:
         return Response(VideoSerializer(selectors.video_detail(video_id=video_id)).data)
 
 
@@ -102,7 +103,7 @@ class VideoFeedView(APIView):
     )
     def get(self, request: Request) -> Response:
         paginator = NewestFirstPagination()
-        page = paginator.paginate_queryset(selectors.video_feed(viewer=request.user), request, view=self)
+        page: list[Video] | None = paginator.paginate_queryset(selectors.video_feed(viewer=request.user), request, view=self)
         return paginator.get_paginated_response(VideoSerializer(page, many=True).data)
 
 
@@ -143,21 +144,21 @@ class VideoViewView(APIView):
         description="Count a view: once per viewer (the user; an anonymous client by its address and User-Agent, "
         "at most 4 viewers per address) within VIEW_DEDUP_SECONDS. Batch metadata and the video show it at once.",
     )
-    def post(self, request: Request, video_id) -> Response:  # type: ignore[no-untyped-def]
+    def post(self, request: Request, video_id: uuid.UUID) -> Response:
         services.video_view(video_id=video_id, user=request.user, client_key=anonymous_viewer(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class VideoLikeView(APIView):
     @extend_schema(request=None, responses={200: LikeSerializer}, tags=["videos"], description="Like once; repeating changes nothing.")
-    def post(self, request: Request, video_id) -> Response:  # type: ignore[no-untyped-def]
+    def post(self, request: Request, video_id: uuid.UUID) -> Response:
         video = selectors.video_get(video_id=video_id)
         services.video_like(video=video, user=request.user)
         video.refresh_from_db(fields=["like_count"])
         return Response({"liked": True, "like_count": video.like_count})
 
     @extend_schema(request=None, responses={200: LikeSerializer}, tags=["videos"])
-    def delete(self, request: Request, video_id) -> Response:  # type: ignore[no-untyped-def]
+    def delete(self, request: Request, video_id: uuid.UUID) -> Response:
         video = selectors.video_get(video_id=video_id)
         services.video_unlike(video=video, user=request.user)
         video.refresh_from_db(fields=["like_count"])
@@ -168,17 +169,17 @@ class VideoCommentsView(APIView):
     permission_classes = [IsAuthenticatedOrReadOnly]
 
     @extend_schema(request=CommentCreateSerializer, responses={201: CommentSerializer}, tags=["videos"])
-    def post(self, request: Request, video_id) -> Response:  # type: ignore[no-untyped-def]
+    def post(self, request: Request, video_id: uuid.UUID) -> Response:
         data = CommentCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         comment = services.video_comment(video=selectors.video_get(video_id=video_id), user=request.user, text=data.validated_data["text"])
         return Response(CommentSerializer(comment).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: CommentPageSerializer}, parameters=[OpenApiParameter("cursor", str)], tags=["videos"])
-    def get(self, request: Request, video_id) -> Response:  # type: ignore[no-untyped-def]
+    def get(self, request: Request, video_id: uuid.UUID) -> Response:
         paginator = NewestFirstPagination()
         comments = selectors.comment_list(video=selectors.video_get(video_id=video_id), viewer=request.user)
-        page = paginator.paginate_queryset(comments, request, view=self)
+        page: list[Comment] | None = paginator.paginate_queryset(comments, request, view=self)
         return paginator.get_paginated_response(CommentSerializer(page, many=True).data)
 
 
