@@ -362,6 +362,10 @@ AI_TIMEOUT = env_float("AI_TIMEOUT", 60.0)
 AI_SUMMARY_SENTENCES = env_int("AI_SUMMARY_SENTENCES", 3)
 AI_QA_COUNT = env_int("AI_QA_COUNT", 3)
 
+# The periodic jobs manage.py run_cron runs: each app's, listed in config/schedule.py
+# (core's command imports no app).
+PERIODIC_JOBS = "config.schedule.periodic_jobs"
+
 # A content whose stage has not moved for this long, and whose job is not waiting
 # in the queue, is retried (up to CONTENT_MAX_ATTEMPTS) or failed by the sweep.
 CONTENT_STALL_SECONDS = env_int("CONTENT_STALL_SECONDS", 90)

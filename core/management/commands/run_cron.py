@@ -3,22 +3,22 @@ from django.core.management.base import BaseCommand
 from rq.cron import CronScheduler
 
 import django_rq
-from aijobs.tasks import sweep_stalled_jobs
-from contents.tasks import sweep_stalled_contents
-from moderation.services import purge_deleted_video_files
-from realtime.tasks import prune_old_rows
-from videos.tasks import flush_view_counts
+from core.periodic import periodic_jobs
+
+
+def build_scheduler() -> CronScheduler:
+    """RQ's cron scheduler with every periodic job of settings.PERIODIC_JOBS registered."""
+    scheduler = CronScheduler(connection=django_rq.get_connection("default"), name="aistatus-cron")
+    for job in periodic_jobs():
+        scheduler.register(job.func, "default", interval=job.interval, job_timeout=job.job_timeout, **job.options)
+    return scheduler
 
 
 class Command(BaseCommand):
-    help = "Run RQ's cron scheduler: the stalled-content sweep, the view-count flush and the hourly pruning of old events."
+    help = "Run RQ's cron scheduler: the periodic jobs each app contributes (config/schedule.py)."
 
     def handle(self, *args, **options) -> None:
-        scheduler = CronScheduler(connection=django_rq.get_connection("default"), name="aistatus-cron")
-        scheduler.register(sweep_stalled_contents, "default", interval=settings.CONTENT_SWEEP_INTERVAL, job_timeout=60)
-        scheduler.register(sweep_stalled_jobs, "default", interval=settings.CONTENT_SWEEP_INTERVAL, job_timeout=60)
-        scheduler.register(flush_view_counts, "default", interval=settings.VIEW_FLUSH_SECONDS, job_timeout=60, result_ttl=60, ttl=60)
-        scheduler.register(purge_deleted_video_files, "default", interval=600, job_timeout=600)
-        scheduler.register(prune_old_rows, "default", interval=3600, job_timeout=600)
-        self.stdout.write(f"Sweeping stalled contents every {settings.CONTENT_SWEEP_INTERVAL} s.")
+        scheduler = build_scheduler()
+        names = ", ".join(job.func.__name__ for job in scheduler.get_jobs())
+        self.stdout.write(f"Running {names}; stalled contents swept every {settings.CONTENT_SWEEP_INTERVAL} s.")
         scheduler.start()
