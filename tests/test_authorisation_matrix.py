@@ -53,22 +53,16 @@ NOT_PROBED = {
 }
 
 
-# Issue 11, item 8 (another engineer's, in progress): adding members and blocking
-# answer an existing user's id in `added`/`blocked` and a missing one in `not_found`,
-# which tells whether a user id exists. Not strict: the fix lands separately.
-USER_IDS_LEAK = pytest.mark.xfail(
-    reason="issue 11 item 8: members and blocks tell whether a user id exists", strict=False
-)
-
 MATRIX = [
     # Channels and their contents: another user's channel is one I am not a member of.
     Probe(("POST", "/api/channels/{channel_id}/members", "path:channel_id"),
           lambda caller, id_: caller.rest("POST", f"/api/channels/{id_}/members", id_, json={"user_ids": []}),
           theirs=lambda w: w.other.channel.id, own=lambda w: w.me.channel.id),
-    pytest.param(Probe(("POST", "/api/channels/{channel_id}/members", "body:user_ids"),
+    # A user id (issue 11 item 8): any id is added alike, so the answer tells nothing of it.
+    Probe(("POST", "/api/channels/{channel_id}/members", "body:user_ids"),
           lambda caller, id_: caller.rest(
               "POST", f"/api/channels/{caller.world.me.channel.id}/members", id_, json={"user_ids": [id_]}),
-          theirs=lambda w: w.other.user.id), marks=USER_IDS_LEAK),
+          theirs=lambda w: w.other.user.id),
     Probe(("DELETE", "/api/channels/{channel_id}/members/{user_id}", "path:channel_id"), remove_a_member,
           theirs=lambda w: w.other.channel.id, own=lambda w: w.me.channel.id),
     Probe(("DELETE", "/api/channels/{channel_id}/members/{user_id}", "path:user_id"),
@@ -142,8 +136,8 @@ MATRIX = [
     # Blocks: another user's block is one the other made.
     Probe(("DELETE", "/v1/blocks/{user_id}", "path:user_id"), rest("DELETE", "/v1/blocks/{id}"),
           theirs=their_member, own=lambda w: w.blocked.id),
-    pytest.param(Probe(("POST", "/v1/blocks/batch", "body:user_ids"), batch("POST", "/v1/blocks/batch", "user_ids"),
-          theirs=lambda w: w.other.user.id), marks=USER_IDS_LEAK),
+    Probe(("POST", "/v1/blocks/batch", "body:user_ids"), batch("POST", "/v1/blocks/batch", "user_ids"),
+          theirs=lambda w: w.other.user.id),
 ]
 
 
