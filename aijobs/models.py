@@ -1,6 +1,7 @@
 import uuid
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import models
 from django.db.models import Q
 
@@ -20,6 +21,12 @@ class JobStatus(models.TextChoices):
 FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED)
 CANCELLED = "Cancelled"
 INSUFFICIENT_CREDITS = "Insufficient credits"
+
+
+def result_url_of(name: str) -> str | None:
+    """Where a job's result file (its stored name) is served: the one place it is computed,
+    for a model (AIJob.result_url) and for a `.values()` row alike."""
+    return default_storage.url(name) if name else None
 
 
 class AIJob(models.Model):
@@ -54,6 +61,10 @@ class AIJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.id} ({self.status})"
+
+    @property
+    def result_url(self) -> str | None:
+        return result_url_of(self.result_file.name)
 
 
 class CreditAccount(models.Model):

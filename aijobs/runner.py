@@ -1,26 +1,23 @@
-"""Running one AI job on a worker, and failing jobs whose worker died."""
+"""Running one AI job on a worker. (Jobs whose worker died: the lifecycle's sweep,
+aijobs.services.job_sweep.)"""
 
 import logging
 import os
 import tempfile
 import time
 import uuid
-from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.core.files import File
 from django.db import close_old_connections
-from django.utils import timezone
 
 from aijobs.effects import RenderError, render
+from aijobs.lifecycle import AI_JOB
 from aijobs.models import CANCELLED, AIJob, JobStatus
-from aijobs.services import job_start, new_rq_job_id, transition
-from aijobs.tasks import enqueue_job
-from core import metrics
+from aijobs.services import job_move_again_if_lost as move
+from aijobs.services import job_progress, job_start
+from core import lifecycle, metrics
 from core.db import move_again_if_lost, read_again_if_lost
-from core.heartbeat import keep_alive
-from core.queue import job_is_running, job_is_waiting
 
 logger = logging.getLogger(__name__)
 PROGRESS_EVERY_SECONDS = 0.25
@@ -34,12 +31,6 @@ class Superseded(Exception):
     """Someone else moved the job (the sweep failed it, or another run owns it)."""
 
 
-def move(job: AIJob, *, to: str, **kwargs: Any) -> AIJob | None:
-    """transition(), once more if the database connection dies under it (core.db): a
-    render that lost its connection carries on rather than failing or being left to the sweep."""
-    return move_again_if_lost(lambda row: transition(row, to=to, **kwargs), job, to=to, status="status", fence="rq_job_id")
-
-
 def run(job_id: uuid.UUID | str) -> str | None:
     close_old_connections()
     job = read_again_if_lost(
@@ -47,7 +38,7 @@ def run(job_id: uuid.UUID | str) -> str | None:
     )
     if job is None or job.status != JobStatus.QUEUED:
         return job.status if job else None
-    job = move_again_if_lost(job_start, job, to=JobStatus.PROCESSING, status="status", fence="rq_job_id")
+    job = move_again_if_lost(job_start, job, to=JobStatus.PROCESSING, status=AI_JOB.status_field, fence=AI_JOB.fence_field)
     if job is None or job.status != JobStatus.PROCESSING:
         return job.status if job else None
 
@@ -61,7 +52,7 @@ def run(job_id: uuid.UUID | str) -> str | None:
         if now - state["last"] < PROGRESS_EVERY_SECONDS or percent <= current.progress:
             return
         state["last"] = now
-        moved = move(current, to=JobStatus.PROCESSING, progress=percent)
+        moved = job_progress(current, progress=percent)
         if moved is None:
             fresh = AIJob.objects.select_related("owner").get(id=current.id)
             if fresh.status == JobStatus.PROCESSING and fresh.cancel_requested and fresh.rq_job_id == current.rq_job_id:
@@ -73,7 +64,7 @@ def run(job_id: uuid.UUID | str) -> str | None:
     fd, output_path = tempfile.mkstemp(suffix=".mp4")
     os.close(fd)
     try:
-        with keep_alive(AIJob, id=job.id, rq_job_id=job.rq_job_id, status=JobStatus.PROCESSING):
+        with lifecycle.keep_alive(AI_JOB, job):
             with metrics.stage_timer("ai_job", job.kind, stopped=(Cancelled, Superseded)), job.video.file.open("rb") as source:
                 render(job.kind, job.params, source, output_path, on_progress, max_frames=settings.AI_JOB_MAX_FRAMES)
         current = state["job"]
@@ -101,24 +92,3 @@ def run(job_id: uuid.UUID | str) -> str | None:
         return JobStatus.FAILED
     finally:
         os.unlink(output_path)
-
-
-def sweep_stalled(now=None) -> int:  # type: ignore[no-untyped-def]
-    """Jobs processing with a stale heartbeat whose worker is gone end failed (refunded);
-    queued jobs whose RQ job was lost (an enqueue that failed after commit) are
-    enqueued again under a new RQ job id."""
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.AI_JOB_STALL_SECONDS)
-    for job in AIJob.objects.filter(status=JobStatus.QUEUED, created_at__lt=cutoff)[:200]:
-        if job_is_waiting(job.rq_job_id) or job_is_running(job.rq_job_id):
-            continue
-        rq_job_id = new_rq_job_id(job.id)
-        if AIJob.objects.filter(id=job.id, status=JobStatus.QUEUED, rq_job_id=job.rq_job_id).update(rq_job_id=rq_job_id):
-            enqueue_job(job.id, rq_job_id=rq_job_id)
-    failed = 0
-    for job in AIJob.objects.select_related("owner").filter(status=JobStatus.PROCESSING, heartbeat_at__lt=cutoff)[:200]:
-        if job_is_waiting(job.rq_job_id):
-            continue
-        if transition(job, to=JobStatus.FAILED, error="The worker processing this job stopped; credits refunded."):
-            failed += 1
-    return failed

@@ -1,12 +1,11 @@
 import uuid
 from typing import Any
 
-from django.core.files.storage import default_storage
 from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.http import Http404
 
-from aijobs.models import AIJob, JobStatus
+from aijobs.models import AIJob, JobStatus, result_url_of
+from core.errors import NotFound
 from videos.media import content_type_of
 from videos.selectors import stored_id
 
@@ -33,7 +32,7 @@ def job_list(*, user: Any, status: str | None = None) -> Any:
 def job_get(*, user: Any, job_id: uuid.UUID) -> AIJob:
     job = with_queue_position(AIJob.objects.filter(owner=user, id=job_id).select_related("owner")).first()
     if job is None:
-        raise Http404("No such job.")
+        raise NotFound("No such job.")
     return job
 
 
@@ -44,7 +43,7 @@ def job_statuses(*, user: Any, job_ids: list[uuid.UUID]) -> dict[str, dict[str, 
         str(row["id"]): {
             "status": row["status"],
             "progress": row["progress"],
-            "result_url": default_storage.url(row["result_file"]) if row["result_file"] else None,
+            "result_url": result_url_of(row["result_file"]),
             "error": row["error"] or None,
         }
         for row in rows

@@ -1,3 +1,5 @@
+from typing import Any
+
 from rest_framework import serializers
 
 from aijobs.models import JobKind, JobStatus
@@ -50,7 +52,7 @@ class AIJobSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
 
     def get_result_url(self, job) -> str | None:  # type: ignore[no-untyped-def]
-        return job.result_file.url if job.result_file else None
+        return job.result_url
 
     def get_error(self, job) -> str | None:  # type: ignore[no-untyped-def]
         return job.error or None
@@ -58,6 +60,16 @@ class AIJobSerializer(serializers.Serializer):
     def get_queue_position(self, job) -> int | None:  # type: ignore[no-untyped-def]
         """1 for the next job to start; null unless queued."""
         return getattr(job, "queue_position", None) if job.status == JobStatus.QUEUED else None
+
+
+# The `ai_job_update` payload: these fields of the job as the REST answers give them.
+EVENT_FIELDS = ("id", "status", "progress", "result_url", "error", "version")
+
+
+def job_event_payload(job: Any) -> dict[str, Any]:
+    """The `ai_job_update` payload, from AIJobSerializer so the wire format is defined once."""
+    data = AIJobSerializer(job).data
+    return {name: data[name] for name in EVENT_FIELDS}
 
 
 class AIJobPageSerializer(serializers.Serializer):

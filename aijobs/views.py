@@ -5,7 +5,7 @@ from django.conf import settings
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import Throttled, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -30,8 +30,6 @@ from realtime.streams import LAST_EVENT_ID_HEADER, known_seq, user_stream
 from videos.selectors import video_get
 
 
-# A job takes seconds to minutes; a client told to wait this long polls a few times.
-JOBS_IN_FLIGHT_RETRY_AFTER = 10
 JOBS_IN_FLIGHT_429 = OpenApiResponse(
     ProblemDetailsSerializer,
     description="Too many of your jobs are queued or processing (`too_many_jobs_in_flight`); see `Retry-After`.",
@@ -58,12 +56,9 @@ class AIJobListCreateView(APIView):
                 video = video_get(video_id=data.validated_data["video_id"])
             except Http404:
                 raise ValidationError({"video_id": ["No such video."]}) from None
-            try:
-                job = services.job_create(
-                    owner=request.user, kind=data.validated_data["kind"], video=video, params=data.validated_data["params"]
-                )
-            except services.JobsInFlightLimitReached as reached:
-                raise Throttled(wait=JOBS_IN_FLIGHT_RETRY_AFTER, detail=str(reached), code="too_many_jobs_in_flight") from None
+            job = services.job_create(
+                owner=request.user, kind=data.validated_data["kind"], video=video, params=data.validated_data["params"]
+            )
             job = selectors.job_get(user=request.user, job_id=job.id)
             return Response(AIJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 

@@ -497,8 +497,9 @@ class Committer:
         from django.utils import timezone
 
         from contents.models import Content, ProcessingStatus
-        from contents.services import CONTENT_STATUS_UPDATE, event_payload, new_job_id, transition
-        from realtime.streams import publish
+        from contents.lifecycle import CONTENT
+        from contents.services import content_move
+        from core.lifecycle import new_run_id
 
         following = {
             ProcessingStatus.UPLOADING: ProcessingStatus.SUMMARIZING,
@@ -512,13 +513,13 @@ class Committer:
                 now = timezone.now()
                 content = Content(channel=self.channel, provider=self.user, url="https://example.com/bench",
                                   stage_started_at=now, heartbeat_at=now)
-                content.job_id = new_job_id(content.id)
+                content.job_id = new_run_id(CONTENT, content.id)
                 content.save()
                 # As content_submit() does, minus the RQ job: the bench drives the stages.
-                publish(self.stream, CONTENT_STATUS_UPDATE, event_payload(content))
+                CONTENT.publish(*CONTENT.event(content))
                 self.content = content
             else:
-                moved = transition(self.content, to=following[self.content.processing_status])
+                moved = content_move(self.content, to=following[self.content.processing_status])
                 if moved is None:
                     raise RuntimeError("the bench content was moved by someone else")
         self.last += 1

@@ -17,11 +17,11 @@ from django.db import close_old_connections
 
 from contents.ai import AIProviderError, get_provider
 from contents.extract import StageFailed, gather_source
+from contents.lifecycle import CONTENT
 from contents.models import ACTIVE_STAGES, Content, ProcessingStatus
-from contents.services import transition
-from core import metrics
-from core.db import move_again_if_lost, read_again_if_lost
-from core.heartbeat import keep_alive
+from contents.services import content_move_again_if_lost as move
+from core import lifecycle, metrics
+from core.db import read_again_if_lost
 
 logger = logging.getLogger(__name__)
 Stage = ProcessingStatus
@@ -55,13 +55,6 @@ STAGES: dict[str, Callable[[Content], dict[str, Any]]] = {
 }
 
 
-def move(content: Content, *, to: str, **kwargs: Any) -> Content | None:
-    """transition(), once more if the database connection dies under it (core.db)."""
-    return move_again_if_lost(
-        lambda row: transition(row, to=to, **kwargs), content, to=to, status="processing_status", fence="job_id"
-    )
-
-
 def run(content_id: uuid.UUID | str) -> str | None:
     """Advance the content through its remaining stages; returns the stage it ends in."""
     close_old_connections()
@@ -70,7 +63,7 @@ def run(content_id: uuid.UUID | str) -> str | None:
         stage = content.processing_status
         try:
             with (
-                keep_alive(Content, id=content.id, version=content.version, job_id=content.job_id),
+                lifecycle.keep_alive(CONTENT, content),
                 metrics.stage_timer("content", stage),
             ):
                 changes = STAGES[stage](content)

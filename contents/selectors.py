@@ -8,10 +8,10 @@ from typing import Any
 from django.core.cache import cache
 from django.db.models import Aggregate, Count, IntegerField, Q, QuerySet
 from django.db.models.expressions import Star
-from django.http import Http404
 
 from contents import caching
 from contents.models import PROCESSING_STATUSES, Channel, Content, ContentStatus
+from core.errors import NotFound, PermissionDenied
 
 # A channel's status answer lists at most this many finished contents, so a channel
 # of 100,000 answers as fast as one of 25; the totals stay exact.
@@ -44,7 +44,7 @@ def channel_get(*, user: Any, channel_id: uuid.UUID) -> Channel:
     """The channel if the user may read it; 404 alike for missing and not allowed."""
     channel = Channel.objects.visible_to(user).filter(id=channel_id).first()
     if channel is None:
-        raise Http404("No such channel.")
+        raise NotFound("No such channel.")
     return channel
 
 
@@ -61,7 +61,7 @@ def channel_readable(*, user: Any, channel_id: uuid.UUID) -> bool:
 def channel_check_readable(*, user: Any, channel_id: uuid.UUID) -> None:
     """404 unless the user may read the channel, as channel_get() but cached."""
     if not channel_readable(user=user, channel_id=channel_id):
-        raise Http404("No such channel.")
+        raise NotFound("No such channel.")
 
 
 def channel_stream_readable(user: Any, key: str) -> bool:
@@ -75,8 +75,6 @@ def channel_stream_readable(user: Any, key: str) -> bool:
 
 def channel_get_owned(*, user: Any, channel_id: uuid.UUID) -> Channel:
     """The channel if the user owns it: 404 if they cannot read it, 403 if they only read it."""
-    from rest_framework.exceptions import PermissionDenied
-
     channel = channel_get(user=user, channel_id=channel_id)
     if channel.owner_id != user.id:
         raise PermissionDenied("Only the channel's owner can manage its members.")
@@ -86,7 +84,18 @@ def channel_get_owned(*, user: Any, channel_id: uuid.UUID) -> Channel:
 def content_get(*, user: Any, content_id: uuid.UUID) -> Content:
     content = Content.objects.visible_to(user).filter(id=content_id).only(*API_ONLY_FIELDS).first()
     if content is None:
-        raise Http404("No such content.")
+        raise NotFound("No such content.")
+    return content
+
+
+def content_get_for_regenerate(*, user: Any, content_id: uuid.UUID) -> Content:
+    """The content, whole, if the user may run its pipeline again: its provider or the
+    channel's owner. 404 if they cannot see it, 403 if they only read it."""
+    content = Content.objects.visible_to(user).select_related("channel").filter(id=content_id).first()
+    if content is None:
+        raise NotFound("No such content.")
+    if user.id not in (content.provider_id, content.channel.owner_id):
+        raise PermissionDenied("Only the content's provider or the channel's owner can regenerate it.")
     return content
 
 

@@ -45,6 +45,37 @@ class ContentSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
+class OffsetDateTimeField(serializers.DateTimeField):
+    """ISO 8601 with the UTC offset written out (`+00:00`), as events have always carried
+    their timestamps (DRF's own writes `Z`, which the REST answers keep)."""
+
+    def to_representation(self, value):  # type: ignore[no-untyped-def]
+        return self.enforce_timezone(value).isoformat() if value else None
+
+
+class ContentEventSerializer(serializers.Serializer):
+    """The payload of every content event (`content_status_update`, `processing_complete`,
+    `processing_error`): the content's full current status, not a delta, so a late or
+    repeated event is harmless (clients keep the highest `version`). `ai_gen_metadata`
+    only once complete, in the shape the REST answers give it."""
+
+    content_id = serializers.UUIDField(source="id")
+    status = serializers.ChoiceField(choices=ContentStatus.choices)
+    processing_status = serializers.ChoiceField(choices=ProcessingStatus.choices)
+    progress = serializers.IntegerField(min_value=0, max_value=100)
+    estimated_completion = OffsetDateTimeField(allow_null=True)
+    error_message = serializers.CharField(allow_null=True, source="error_message_or_none")
+    version = serializers.IntegerField()
+    timestamp = OffsetDateTimeField(source="updated_at")
+    ai_gen_metadata = AIGenMetadataSerializer(allow_null=True, required=False, help_text="Only once `completed`.")
+
+    def to_representation(self, instance):  # type: ignore[no-untyped-def]
+        data = super().to_representation(instance)
+        if instance.processing_status != ProcessingStatus.COMPLETED:
+            del data["ai_gen_metadata"]
+        return data
+
+
 class ContentListSerializer(serializers.Serializer):
     contents = ContentSerializer(many=True)
 

@@ -3,17 +3,15 @@
 import hashlib
 from typing import Any
 
-from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from contents import caching, selectors, services
-from contents.models import PROCESSING_STATUSES, Content
+from contents.models import PROCESSING_STATUSES
 from contents.serializers import (
     ChannelCreateSerializer,
     ChannelMembersRequestSerializer,
@@ -31,7 +29,6 @@ from contents.serializers import (
 )
 from core.batch import not_found
 from core.pagination import NewestFirstPagination
-from core.errors import Conflict
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from core.polling import poll_headers
 
@@ -89,8 +86,7 @@ class ChannelMemberView(APIView):
     )
     def delete(self, request: Request, channel_id, user_id) -> Response:  # type: ignore[no-untyped-def]
         channel = selectors.channel_get_owned(user=request.user, channel_id=channel_id)
-        if not services.channel_remove_member(channel=channel, user_id=user_id):
-            raise Http404("That user is not a member of this channel.")
+        services.channel_remove_member(channel=channel, user_id=user_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -200,14 +196,8 @@ class ContentRegenerateView(APIView):
         "409 while it is still processing. Allowed to the content's provider and the channel's owner.",
     )
     def post(self, request: Request, content_id) -> Response:  # type: ignore[no-untyped-def]
-        content = Content.objects.visible_to(request.user).select_related("channel").filter(id=content_id).first()
-        if content is None:
-            raise Http404("No such content.")
-        if request.user.id not in (content.provider_id, content.channel.owner_id):
-            raise PermissionDenied("Only the content's provider or the channel's owner can regenerate it.")
+        content = selectors.content_get_for_regenerate(user=request.user, content_id=content_id)
         restarted = services.content_restart(content)
-        if restarted is None:
-            raise Conflict(f"The content is {content.status} ({content.processing_status}); only a complete or failed content can be regenerated.")
         return Response(ContentSerializer(restarted).data, status=status.HTTP_202_ACCEPTED)
 
 

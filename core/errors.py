@@ -10,8 +10,9 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from drf_standardized_errors.formatter import ExceptionFormatter
 from drf_standardized_errors.handler import ExceptionHandler
 from drf_standardized_errors.types import ErrorResponse
@@ -20,6 +21,7 @@ from rest_framework.response import Response
 
 from core.cache import UNREACHABLE as REDIS_UNREACHABLE
 from core.db import CONNECTION_LOST
+from core.lifecycle import TransitionNotAllowed
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +74,82 @@ class ServiceUnavailable(exceptions.APIException):
 UNAVAILABLE_SERVICE_ERRORS = (*REDIS_UNREACHABLE, *CONNECTION_LOST)
 
 
+class ServiceError(Exception):
+    """What a service or selector raises when it refuses: the one error family, mapped
+    to a problem answer once, in ProblemExceptionHandler. Views never catch it to
+    translate it. `detail` is for people; `code` is the problem's machine-readable code."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The request cannot be carried out."
+    default_code = "invalid"
+
+    def __init__(self, detail: str | None = None, *, code: str | None = None, wait: int | None = None) -> None:
+        self.detail = detail or self.default_detail
+        self.code = code or self.default_code
+        self.wait = wait  # seconds to answer in Retry-After, if any
+        super().__init__(self.detail)
+
+    def answered_detail(self) -> str:
+        return self.detail
+
+
+class NotFound(ServiceError, Http404):
+    """No such resource, or one the caller may not see: both answer the same words, so
+    an answer never tells which ids exist (the readable reason stays in the exception).
+    An Http404 too, so that plain Django views (the pages) answer it 404 as well."""
+
+    status_code = status.HTTP_404_NOT_FOUND
+    default_detail = "Not found."
+    default_code = "not_found"
+
+    def answered_detail(self) -> str:
+        return self.default_detail
+
+
+class PermissionDenied(ServiceError, DjangoPermissionDenied):
+    """A 403 (a DjangoPermissionDenied too, for plain Django views)."""
+
+    status_code = status.HTTP_403_FORBIDDEN
+    default_detail = "You do not have permission to perform this action."
+    default_code = "permission_denied"
+
+
+class Conflict(ServiceError):
+    """The resource is not in a state that allows this (a refused lifecycle edge too)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The resource is not in a state that allows this."
+    default_code = "conflict"
+
+
+class LimitReached(ServiceError):
+    """A per-user bound is reached: 429, with Retry-After when `wait` is given."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_detail = "Request was throttled."
+    default_code = "throttled"
+
+
+class _ServiceErrorAnswer(exceptions.APIException):
+    """A ServiceError as DRF answers it (status, code, detail and Retry-After)."""
+
+    def __init__(self, error: ServiceError) -> None:
+        self.status_code = error.status_code
+        super().__init__(error.answered_detail(), error.code)
+        self.wait = error.wait
+
+
 class ProblemExceptionHandler(ExceptionHandler):
     def convert_known_exceptions(self, exc: Exception) -> Exception:
+        if isinstance(exc, LimitReached):
+            # DRF's own 429, whose detail says when to come back.
+            return exceptions.Throttled(wait=exc.wait, detail=exc.detail, code=exc.code)
+        if isinstance(exc, ServiceError):
+            return _ServiceErrorAnswer(exc)
+        if isinstance(exc, TransitionNotAllowed):
+            # A move the lifecycle has no edge for, from a request: the row is not in a
+            # state that allows it (nothing was written).
+            return _ServiceErrorAnswer(Conflict(str(exc)))
         if isinstance(exc, UNAVAILABLE_SERVICE_ERRORS):
             logger.warning("Answering 503: %s: %s", type(exc).__name__, exc)
             return ServiceUnavailable()
@@ -116,16 +192,6 @@ def handler400(request, exception=None):  # type: ignore[no-untyped-def]
         # Django answers its SuspiciousOperations here, this one included.
         return problem_response(413, str(PayloadTooLarge.default_detail), code=PayloadTooLarge.default_code)
     return problem_response(400, "Bad request.", code="bad_request")
-
-
-class Conflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The resource is not in a state that allows this."
-    default_code = "conflict"
-
-    def __init__(self, detail=None, code=None, wait: int | None = None):  # type: ignore[no-untyped-def]
-        super().__init__(detail, code)
-        self.wait = wait
 
 
 class PayloadTooLarge(exceptions.APIException):

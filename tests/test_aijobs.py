@@ -16,8 +16,7 @@ from django.utils import timezone
 
 from aijobs import credits
 from aijobs.models import AIJob, CreditAccount
-from aijobs.runner import sweep_stalled
-from aijobs.services import job_create, job_start
+from aijobs.services import job_create, job_start, job_sweep
 from realtime.models import Event
 from tests.conftest import api_client_for, make_user
 from tests.live import run_burst_worker_process as run_burst_worker
@@ -183,7 +182,7 @@ def test_a_sigkilled_workers_job_ends_failed_and_refunded(owner, long_video):
     assert AIJob.objects.get(id=job["id"]).status == "processing"
     from django.conf import settings
 
-    assert sweep_stalled(now=timezone.now() + timedelta(seconds=settings.AI_JOB_STALL_SECONDS + 1)) == 1
+    assert job_sweep(now=timezone.now() + timedelta(seconds=settings.AI_JOB_STALL_SECONDS + 1)) == {"requeued": 0, "retried": 0, "failed": 1}
     done = client.get(f"/v1/ai/jobs/{job['id']}").json()
     assert done["status"] == "failed" and done["refunded"] is True
     assert "stopped" in done["error"]
@@ -278,7 +277,7 @@ def test_a_queued_job_whose_enqueue_was_lost_is_enqueued_again(owner, video):
     django_rq.get_queue("default").empty()  # the enqueue never reached Redis
     from django.conf import settings
 
-    assert sweep_stalled(now=timezone.now() + timedelta(seconds=settings.AI_JOB_STALL_SECONDS + 1)) == 0
+    assert job_sweep(now=timezone.now() + timedelta(seconds=settings.AI_JOB_STALL_SECONDS + 1)) == {"requeued": 1, "retried": 0, "failed": 0}
     assert AIJob.objects.get(id=job.id).rq_job_id != job.rq_job_id
     run_burst_worker()
     assert AIJob.objects.get(id=job.id).status == "completed"

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from contents.models import ChannelMembership, Content
-from contents.services import transition
+from contents.services import content_move
 from tests.conftest import api_client_for, make_user
 from tests.factories import make_channel, make_content
 
@@ -18,7 +18,7 @@ def finish(content, stage="completed"):
     """Walk a content through the pipeline's transitions to `stage`."""
     path = ["summarizing", "qa_generating", "completed"] if stage == "completed" else ["failed"]
     for step in path:
-        content = transition(content, to=step, error_message="It broke.")
+        content = content_move(content, to=step, error_message="It broke.")
     return content
 
 
@@ -323,7 +323,7 @@ def test_a_member_who_did_not_submit_cannot_regenerate(channel):
 
 def test_the_status_answer_splits_processing_completed_and_failed(client, channel):
     processing = make_content(channel)
-    generating = transition(make_content(channel), to="summarizing")
+    generating = content_move(make_content(channel), to="summarizing")
     completed = finish(make_content(channel))
     failed = finish(make_content(channel), stage="failed")
 
@@ -358,7 +358,7 @@ def test_an_unchanged_status_is_a_304_without_a_body_and_a_change_is_not(client,
     assert unchanged["X-Poll-Interval"] == "2"
 
     with django_capture_on_commit_callbacks(execute=True):  # the change commits
-        transition(content, to="summarizing")
+        content_move(content, to="summarizing")
     changed = client.get(f"/api/contents/{channel.id}/status", HTTP_IF_NONE_MATCH=etag)
     assert changed.status_code == 200
     assert changed["ETag"] != etag
@@ -408,7 +408,7 @@ def batch(client, ids):
 
 
 def test_batch_status_answers_each_visible_content_once(client, channel):
-    content = transition(make_content(channel), to="summarizing")
+    content = content_move(make_content(channel), to="summarizing")
     response = batch(client, [str(content.id), str(content.id)])
     assert response.status_code == 200
     assert response.json() == {

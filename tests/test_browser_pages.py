@@ -518,13 +518,13 @@ def test_each_page_in_english_and_korean_with_the_demo_data_and_the_switch(serve
 def hostile():  # type: ignore[no-untyped-def]
     """Server data written to run as markup, made through the services (which store what
     they are given; the API's own validation is not what protects the page)."""
-    from contents.services import content_submit, transition
+    from contents.services import content_submit, content_move
 
     owner = make_user("owner")
     channel = channel_create(owner=owner, name="<b>Bold</b> channel")
     markup = '<img src=x onerror="window.__xss = 1">'
     content = content_submit(channel=channel, provider=owner, title=markup, url="javascript:window.__xss=2")
-    transition(content, to="failed", error_message=f"<script>window.__xss = 3</script>{markup}")
+    content_move(content, to="failed", error_message=f"<script>window.__xss = 3</script>{markup}")
     return channel, markup
 
 

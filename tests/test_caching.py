@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from contents import caching
 from contents.models import ChannelMembership, Content
-from contents.services import content_restart, transition
+from contents.services import content_restart, content_move
 from moderation.services import suspend_users
 from realtime import streams
 from tests.conftest import api_client_for, make_user, run_burst_worker
@@ -86,7 +86,7 @@ def test_every_transition_is_seen_by_the_very_next_read(client, channel, django_
             if stage == "uploading":
                 content = content_restart(content)
             else:
-                content = transition(content, to=stage, error_message="It broke.")
+                content = content_move(content, to=stage, error_message="It broke.")
         assert set(read_everywhere(client, channel, content).values()) == {stage}, stage
 
 
@@ -116,7 +116,7 @@ def test_a_reader_that_looked_before_a_commit_cannot_lower_the_head(client, chan
     stream = streams.channel_stream(channel.id)
     seen_before = streams.current_seq(stream)  # a slow reader found the head missing and read this
     with django_capture_on_commit_callbacks(execute=True):
-        transition(content, to="summarizing")
+        content_move(content, to="summarizing")
     streams.advance_head(stream, seen_before)  # ...and sets it only now
     assert set(read_everywhere(client, channel, content).values()) == {"summarizing"}
 
@@ -126,7 +126,7 @@ def test_redis_restarted_without_its_data_falls_back_to_the_database(client, cha
     content = make_content(channel)
     read_everywhere(client, channel, content)
     redis.Redis.from_url(settings.REDIS_URL).flushdb()  # a restart that lost everything
-    transition(content, to="summarizing")  # committed while Redis was empty (no hook ran)
+    content_move(content, to="summarizing")  # committed while Redis was empty (no hook ran)
     assert set(read_everywhere(client, channel, content).values()) == {"summarizing"}
 
 
@@ -136,7 +136,7 @@ def test_a_head_that_missed_its_advance_is_read_from_the_database_within_head_se
     content = make_content(channel)
     read_everywhere(client, channel, content)
     # The writer died between COMMIT and its on-commit hook: the head was never raised.
-    transition(content, to="summarizing")
+    content_move(content, to="summarizing")
     time.sleep(1.2)
     assert set(read_everywhere(client, channel, content).values()) == {"summarizing"}
 

@@ -7,8 +7,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from aijobs.models import AIJob
-from aijobs.services import job_cancel, job_create, transition as job_transition
-from contents.services import transition as content_transition
+from aijobs.services import job_cancel, job_create, job_move as job_transition
+from contents.services import content_move as content_transition
 from moderation.services import block_users
 from notifications.models import Notification
 from tests.conftest import api_client_for, make_user

@@ -14,8 +14,9 @@ from django.db import connection
 from django.utils import timezone
 
 from contents.models import Content, ProcessingStatus
-from contents.services import transition
-from contents.sweep import sweep_stalled
+from contents.lifecycle import CONTENT
+from contents.services import content_move
+from core import lifecycle
 from tests.conftest import run_burst_worker
 from tests.factories import make_content
 from tests.openai_stub import OpenAICompatibleServer
@@ -93,9 +94,9 @@ def test_a_sigkilled_workers_content_is_retried_and_completes():
 
     stalled = Content.objects.get(id=content.id)
     assert stalled.status == "generating"
-    assert sweep_stalled(now=timezone.now()) == {"retried": 0, "failed": 0}, "not stalled yet: its heartbeat is fresh"
+    assert lifecycle.sweep_stalled(CONTENT, now=timezone.now()) == {"retried": 0, "failed": 0}, "not stalled yet: its heartbeat is fresh"
 
-    assert sweep_stalled(now=after_stall()) == {"retried": 1, "failed": 0}
+    assert lifecycle.sweep_stalled(CONTENT, now=after_stall()) == {"retried": 1, "failed": 0}
     retried = Content.objects.get(id=content.id)
     assert retried.attempts == 2
     assert retried.job_id != stalled.job_id
@@ -112,9 +113,9 @@ def test_a_run_handed_to_a_new_job_fences_out_the_old_one():
     Content.objects.filter(id=content.id).update(status="generating", processing_status="summarizing", job_id="lost-job")
     old_runner = Content.objects.get(id=content.id)
 
-    assert sweep_stalled(now=after_stall()) == {"retried": 1, "failed": 0}
+    assert lifecycle.sweep_stalled(CONTENT, now=after_stall()) == {"retried": 1, "failed": 0}
 
-    assert transition(old_runner, to=ProcessingStatus.QA_GENERATING, changes={"ai_gen_metadata": {"summary": "late"}}) is None
+    assert content_move(old_runner, to=ProcessingStatus.QA_GENERATING, changes={"ai_gen_metadata": {"summary": "late"}}) is None
     row = Content.objects.get(id=content.id)
     assert (row.processing_status, row.ai_gen_metadata) == ("summarizing", None)
 
@@ -125,7 +126,7 @@ def test_a_content_stalled_past_its_attempts_ends_in_error():
         status="generating", processing_status="qa_generating", attempts=settings.CONTENT_MAX_ATTEMPTS, job_id="gone"
     )
 
-    assert sweep_stalled(now=after_stall()) == {"retried": 0, "failed": 1}
+    assert lifecycle.sweep_stalled(CONTENT, now=after_stall()) == {"retried": 0, "failed": 1}
 
     row = Content.objects.get(id=content.id)
     assert (row.status, row.processing_status) == ("error", "failed")
@@ -136,7 +137,7 @@ def test_a_content_stalled_past_its_attempts_ends_in_error():
 def test_a_content_whose_job_still_waits_in_the_queue_is_not_stalled():
     content = make_content()  # its pipeline job is queued; no worker has taken it
 
-    assert sweep_stalled(now=after_stall(extra=600)) == {"retried": 0, "failed": 0}
+    assert lifecycle.sweep_stalled(CONTENT, now=after_stall(extra=600)) == {"retried": 0, "failed": 0}
     assert Content.objects.get(id=content.id).attempts == 1
 
 
@@ -148,7 +149,7 @@ def test_a_backfilled_idle_content_with_no_heartbeat_gets_its_pipeline():
     content = make_content()
     Content.objects.filter(id=content.id).update(heartbeat_at=None, job_id="")  # as the backfill leaves it
 
-    assert sweep_stalled(now=timezone.now()) == {"retried": 1, "failed": 0}
+    assert lifecycle.sweep_stalled(CONTENT, now=timezone.now()) == {"retried": 1, "failed": 0}
     run_burst_worker()
     assert Content.objects.get(id=content.id).status == "complete"
 
@@ -156,15 +157,13 @@ def test_a_backfilled_idle_content_with_no_heartbeat_gets_its_pipeline():
 def test_a_content_whose_enqueue_was_lost_is_enqueued_again_without_costing_an_attempt():
     import django_rq
 
-    from contents.sweep import requeue_lost
-
     content = make_content()
     django_rq.get_queue("default").connection.flushdb()  # as a Redis restarted without its data
     soon = timezone.now() + timedelta(seconds=settings.CONTENT_ENQUEUE_GRACE_SECONDS + 1)
 
-    assert requeue_lost(now=timezone.now()) == 0, "within the grace its enqueue may still be on its way"
-    assert requeue_lost(now=soon) == 1
-    assert requeue_lost(now=soon) == 0, "its new job is in the queue"
+    assert lifecycle.requeue_lost(CONTENT, now=timezone.now()) == 0, "within the grace its enqueue may still be on its way"
+    assert lifecycle.requeue_lost(CONTENT, now=soon) == 1
+    assert lifecycle.requeue_lost(CONTENT, now=soon) == 0, "its new job is in the queue"
     row = Content.objects.get(id=content.id)
     assert row.attempts == 1 and row.job_id != content.job_id
 

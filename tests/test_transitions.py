@@ -4,7 +4,9 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from contents.models import Content, ContentStatus, ProcessingStatus, StageRun
-from contents.services import ALLOWED_TRANSITIONS, TransitionNotAllowed, transition
+from contents.lifecycle import ALLOWED_TRANSITIONS
+from contents.services import content_move as transition
+from core.lifecycle import TransitionNotAllowed
 from realtime.models import Event
 from tests.factories import make_content
 

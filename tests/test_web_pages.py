@@ -11,7 +11,8 @@ from django.utils import translation
 
 from aijobs.models import AIJob, JobStatus
 from contents.models import Channel, Content, ContentStatus, ProcessingStatus
-from contents.sweep import requeue_lost, sweep_stalled
+from contents.lifecycle import CONTENT
+from core import lifecycle
 from notifications.models import Notification
 from tests.conftest import make_user
 from tests.factories import make_channel, make_content
@@ -151,8 +152,8 @@ def test_the_demo_shows_every_state_at_once_and_a_second_run_adds_nothing():
     from django.utils import timezone
 
     later = timezone.now() + timedelta(minutes=10)
-    assert requeue_lost(now=later) == 0
-    assert sweep_stalled(now=later) == {"retried": 0, "failed": 0}
+    assert lifecycle.requeue_lost(CONTENT, later) == 0
+    assert lifecycle.sweep_stalled(CONTENT, later) == {"retried": 0, "failed": 0}
     assert {c.status for c in contents.filter(id__in=[c.id for c in active])} == {"idle", "generating"}
 
     again = seed_demo()
@@ -167,16 +168,16 @@ def test_the_demo_shows_every_state_at_once_and_a_second_run_adds_nothing():
 
 @pytest.mark.django_db
 def test_a_links_notification_names_it_by_its_page_title_or_else_its_url():
-    from contents.services import transition
+    from contents.services import content_move
 
     provider = make_user("provider")
     channel = make_channel(provider)
     link = make_content(channel, title="", description="", url="https://example.com/pools")
-    transition(link, to="summarizing", changes={"link_preview_metadata": {"title": "Tide pools", "site_name": None}})
-    broken = transition(make_content(channel, title="", description="", url="https://example.com/gone"),
+    content_move(link, to="summarizing", changes={"link_preview_metadata": {"title": "Tide pools", "site_name": None}})
+    broken = content_move(make_content(channel, title="", description="", url="https://example.com/gone"),
                         to="failed", error_message="The link answered 404.")
     assert broken is not None
     for stage in ("qa_generating", "completed"):
-        link = transition(link, to=stage)
+        link = content_move(link, to=stage)
     titles = dict(Notification.objects.filter(recipient=provider).values_list("type", "data__title"))
     assert titles == {"content_complete": "Tide pools", "content_error": "https://example.com/gone"}

@@ -28,7 +28,7 @@ from aijobs.models import AIJob, JobStatus
 from aijobs.services import job_create
 from contents import pipeline
 from contents.models import Channel, Content, ContentStatus, ProcessingStatus
-from contents.services import channel_create, content_submit, transition
+from contents.services import channel_create, content_submit, content_move
 from notifications.models import Notification
 from videos.models import Video
 from videos.services import video_comment, video_like, video_upload
@@ -169,7 +169,7 @@ def seed_demo() -> DemoReport:
         report.created.append("2 complete contents")
     if not _in(channel, ContentStatus.ERROR):
         content = content_submit(channel=channel, provider=user, url=FAILED["url"])
-        transition(content, to=ProcessingStatus.FAILED, error_message=FAILED["error_message"])
+        content_move(content, to=ProcessingStatus.FAILED, error_message=FAILED["error_message"])
         report.created.append("a failed content")
     if not _in(channel, ContentStatus.GENERATING):
         content = content_submit(channel=channel, provider=user, **GENERATING)

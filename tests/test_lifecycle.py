@@ -1,0 +1,233 @@
+"""The one lifecycle (core.lifecycle), edge by edge, for both of its kinds: contents and
+AI jobs. Every allowed edge moves the row, raises its version and writes exactly one
+event in the same transaction; every other edge raises; a stale read or a foreign run
+moves nothing; the sweep follows each kind's policy."""
+
+from datetime import timedelta
+
+import django_rq
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
+from django.utils import timezone
+
+from aijobs.lifecycle import AI_JOB
+from aijobs.models import AIJob, JobStatus
+from aijobs.services import job_create
+from contents.lifecycle import CONTENT
+from contents.models import STATUS_OF_STAGE, Content
+from core import lifecycle
+from core.lifecycle import TransitionNotAllowed
+from realtime.models import Event
+from tests.conftest import make_user
+from tests.factories import make_content
+from tests.media import make_video
+from videos.services import video_upload
+
+KINDS = {"content": CONTENT, "ai_job": AI_JOB}
+STATUSES = {"content": list(STATUS_OF_STAGE), "ai_job": list(JobStatus)}
+EDGES = [
+    (name, a, b) for name, kind in KINDS.items() for a in STATUSES[name] for b in STATUSES[name] if b in kind.edges.get(a, ())
+]
+NON_EDGES = [
+    (name, a, b) for name, kind in KINDS.items() for a in STATUSES[name] for b in STATUSES[name] if b not in kind.edges.get(a, ())
+]
+
+pytestmark = pytest.mark.django_db
+
+
+def row_in(name: str, status: str, **fields):  # type: ignore[no-untyped-def]
+    """A row of the kind in `status`, as a worker would read it (its enqueue never ran:
+    the test's transaction does not commit)."""
+    if name == "content":
+        content = make_content()
+        Content.objects.filter(id=content.id).update(status=STATUS_OF_STAGE[status], processing_status=status, **fields)
+        return Content.objects.get(id=content.id)
+    owner = make_user()
+    video = video_upload(owner=owner, file=SimpleUploadedFile("src.mp4", make_video(seconds=0.2)), title="Source")
+    job = job_create(owner=owner, kind="glitch", video=video, params={})
+    AIJob.objects.filter(id=job.id).update(status=status, **fields)
+    return AIJob.objects.select_related("owner").get(id=job.id)
+
+
+def stream_of(name: str, row) -> str:  # type: ignore[no-untyped-def]
+    return f"channel:{row.channel_id}" if name == "content" else f"user:{row.owner_id}"
+
+
+def test_the_kinds_edges_are_exactly_their_pipelines():
+    assert {(a, b) for name, a, b in EDGES if name == "content"} == {
+        ("uploading", "summarizing"), ("uploading", "failed"), ("summarizing", "qa_generating"), ("summarizing", "failed"),
+        ("qa_generating", "completed"), ("qa_generating", "failed"), ("failed", "uploading"), ("completed", "uploading"),
+    }
+    assert {(a, b) for name, a, b in EDGES if name == "ai_job"} == {
+        ("queued", "processing"), ("queued", "failed"),
+        ("processing", "processing"), ("processing", "completed"), ("processing", "failed"),
+    }
+
+
+@pytest.mark.parametrize(("name", "source", "target"), EDGES)
+def test_an_allowed_edge_moves_raises_the_version_and_publishes_one_event(name, source, target):
+    kind = KINDS[name]
+    row = row_in(name, source)
+    before, seq_before = row.version, Event.objects.filter(stream=stream_of(name, row)).count()
+
+    moved = lifecycle.transition(kind, row, to=target, error="boom")
+
+    assert moved is not None
+    fresh = kind.model._default_manager.get(pk=row.pk)
+    assert kind.status_of(fresh) == target
+    assert fresh.version == before + 1 == moved.version
+    events = list(Event.objects.filter(stream=stream_of(name, row)).order_by("seq"))
+    assert len(events) == seq_before + 1, "exactly one event per move"
+    assert events[-1].payload["version"] == fresh.version
+    assert events[-1].payload[kind.status_field] == target
+    if name == "content":
+        expected = {"completed": "processing_complete", "failed": "processing_error"}.get(target, "content_status_update")
+        assert events[-1].type == expected
+    else:
+        assert events[-1].type == "ai_job_update"
+    if target == "failed":
+        assert getattr(fresh, "error_message" if name == "content" else "error") == "boom"
+    if target == "completed":
+        assert fresh.progress == 100
+
+
+@pytest.mark.parametrize(("name", "source", "target"), NON_EDGES)
+def test_any_other_edge_raises_and_changes_nothing(name, source, target):
+    kind = KINDS[name]
+    row = row_in(name, source)
+    events_before = Event.objects.count()
+
+    with pytest.raises(TransitionNotAllowed):
+        lifecycle.transition(kind, row, to=target)
+
+    fresh = kind.model._default_manager.get(pk=row.pk)
+    assert (kind.status_of(fresh), fresh.version) == (source, row.version)
+    assert Event.objects.count() == events_before
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_a_stale_version_moves_nothing(name):
+    kind = KINDS[name]
+    first = next(s for s in STATUSES[name] if kind.edges.get(s))
+    row = row_in(name, first)
+    stale = kind.model._default_manager.get(pk=row.pk)
+    kind.model._default_manager.filter(pk=row.pk).update(version=row.version + 1)  # someone else's move
+    events_before = Event.objects.count()
+
+    assert lifecycle.transition(kind, stale, to="failed", error="late worker") is None
+
+    fresh = kind.model._default_manager.get(pk=row.pk)
+    assert (kind.status_of(fresh), fresh.version) == (first, row.version + 1)
+    assert Event.objects.count() == events_before
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_a_foreign_run_id_moves_nothing(name):
+    kind = KINDS[name]
+    first = next(s for s in STATUSES[name] if kind.edges.get(s))
+    row = row_in(name, first)
+    old_runner = kind.model._default_manager.get(pk=row.pk)
+    kind.model._default_manager.filter(pk=row.pk).update(**{kind.fence_field: lifecycle.new_run_id(kind, row.pk)})
+
+    assert lifecycle.transition(kind, old_runner, to="failed") is None
+    assert kind.status_of(kind.model._default_manager.get(pk=row.pk)) == first
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_a_move_whose_transaction_rolls_back_leaves_no_event_and_no_change(name):
+    kind = KINDS[name]
+    first = next(s for s in STATUSES[name] if kind.edges.get(s))
+    row = row_in(name, first)
+    events_before = Event.objects.count()
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        lifecycle.transition(kind, row, to="failed")
+        raise RuntimeError("the caller's transaction fails after the move")
+
+    assert kind.status_of(kind.model._default_manager.get(pk=row.pk)) == first
+    assert Event.objects.count() == events_before
+
+
+def test_a_progress_step_never_overwrites_a_pending_cancel():
+    job = row_in("ai_job", JobStatus.PROCESSING)
+    AIJob.objects.filter(id=job.id).update(cancel_requested=True)
+
+    assert lifecycle.transition(AI_JOB, job, to=JobStatus.PROCESSING, changes={"progress": 50}) is None
+    assert AIJob.objects.get(id=job.id).progress == 0
+
+
+# --- the sweep, per kind's policy -----------------------------------------------------------
+
+
+def later(kind, seconds: float):  # type: ignore[no-untyped-def]
+    return timezone.now() + timedelta(seconds=seconds + 1)
+
+
+@pytest.fixture
+def queue():  # type: ignore[no-untyped-def]
+    queue = django_rq.get_queue("default")
+    queue.empty()
+    yield queue
+    queue.empty()
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_a_lost_enqueue_is_enqueued_again_under_a_new_run_costing_no_attempt(name, queue, django_capture_on_commit_callbacks):
+    kind = KINDS[name]
+    row = row_in(name, next(iter(kind.stall.lost_in)))  # its enqueue never ran: the queue has no such job
+
+    assert lifecycle.requeue_lost(kind, timezone.now()) == 0, "within the grace the enqueue may be on its way"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert lifecycle.requeue_lost(kind, later(kind, kind.stall.lost_after())) == 1
+
+    fresh = kind.model._default_manager.get(pk=row.pk)
+    assert kind.run_of(fresh) != kind.run_of(row)
+    assert queue.fetch_job(kind.run_of(fresh)) is not None
+    assert getattr(fresh, "attempts", None) == getattr(row, "attempts", None)
+    assert lifecycle.requeue_lost(kind, later(kind, kind.stall.lost_after())) == 0, "its new job is in the queue"
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_a_stalled_run_whose_job_waits_in_the_queue_is_left_alone(name, queue):
+    kind = KINDS[name]
+    row = row_in(name, next(iter(kind.stall.stalled_in)))
+    lifecycle.enqueue(kind, row.pk, run_id=kind.run_of(row))
+
+    assert lifecycle.sweep_stalled(kind, later(kind, kind.stall.stall_after())) == {"retried": 0, "failed": 0}
+    assert kind.model._default_manager.get(pk=row.pk).version == row.version
+
+
+def test_a_stalled_content_is_retried_until_its_attempts_run_out_then_fails(queue):
+    stalled = row_in("content", "summarizing")
+    when = later(CONTENT, CONTENT.stall.stall_after())
+
+    assert lifecycle.sweep_stalled(CONTENT, when) == {"retried": 1, "failed": 0}
+    retried = Content.objects.get(id=stalled.id)
+    assert (retried.attempts, retried.processing_status) == (2, "summarizing")
+    assert retried.job_id != stalled.job_id
+
+    Content.objects.filter(id=stalled.id).update(attempts=CONTENT.stall.max_attempts(), job_id="gone")
+    # Its heartbeat was renewed at the retry: stalled again one stall later.
+    again = when + timedelta(seconds=CONTENT.stall.stall_after() + 1)
+    assert lifecycle.sweep_stalled(CONTENT, again) == {"retried": 0, "failed": 1}
+    failed = Content.objects.get(id=stalled.id)
+    assert failed.processing_status == "failed"
+    assert "given up after" in failed.error_message
+
+
+def test_a_stalled_ai_job_is_never_retried_it_fails(queue):
+    stalled = row_in("ai_job", JobStatus.PROCESSING)
+
+    assert lifecycle.sweep_stalled(AI_JOB, later(AI_JOB, AI_JOB.stall.stall_after())) == {"retried": 0, "failed": 1}
+    failed = AIJob.objects.get(id=stalled.id)
+    assert (failed.status, failed.error) == ("failed", "The worker processing this job stopped; credits refunded.")
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_a_running_row_with_a_fresh_heartbeat_is_not_stalled(name, queue):
+    kind = KINDS[name]
+    row = row_in(name, next(iter(kind.stall.stalled_in)), heartbeat_at=timezone.now())
+
+    assert lifecycle.sweep(kind, timezone.now()) == {"requeued": 0, "retried": 0, "failed": 0}
+    assert kind.model._default_manager.get(pk=row.pk).version == row.version
