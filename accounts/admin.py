@@ -5,7 +5,6 @@ from knox.models import AuthToken
 
 from accounts.models import User
 from accounts.services import tokens_revoke
-from moderation.admin_actions import block_users
 
 
 @admin.register(User)
@@ -13,7 +12,6 @@ class UserAdmin(DjangoUserAdmin):
     list_display = ("username", "email", "is_staff", "is_active", "date_joined")
     search_fields = ("username", "email")
     list_filter = ("is_active", "is_staff")
-    actions = [block_users]
     show_full_result_count = False
 
     # Deleting a user deletes their tokens by cascade: revoke them first, cache included.

@@ -1,6 +1,16 @@
+"""Moderation's admin: its own records, blocks, and its actions on the users' and
+videos' admin pages. moderation sits on top, so it adds those actions to the admins
+accounts and videos register (which know nothing of moderation), by registering
+subclasses of them in their place."""
+
 from django.contrib import admin
 
-from moderation.models import Block, Suspension, VideoDeletion
+from accounts.admin import UserAdmin
+from accounts.models import Block, User
+from moderation.admin_actions import block_users, delete_videos_with_reason
+from moderation.models import Suspension, VideoDeletion
+from videos.admin import VideoAdmin
+from videos.models import Video
 
 
 @admin.register(VideoDeletion)
@@ -28,3 +38,17 @@ class SuspensionAdmin(admin.ModelAdmin):
     list_select_related = ("user", "suspended_by")
     search_fields = ("user__username",)
     raw_id_fields = ("user", "suspended_by")
+
+
+class ModeratedUserAdmin(UserAdmin):
+    actions = [*(UserAdmin.actions or []), block_users]
+
+
+class ModeratedVideoAdmin(VideoAdmin):
+    actions = [*(VideoAdmin.actions or []), delete_videos_with_reason]
+
+
+admin.site.unregister(User)
+admin.site.register(User, ModeratedUserAdmin)
+admin.site.unregister(Video)
+admin.site.register(Video, ModeratedVideoAdmin)

@@ -11,7 +11,8 @@ from django.utils import timezone
 from knox.models import AuthToken
 
 from accounts.services import tokens_revoke
-from moderation.models import Block, Suspension, VideoDeletion
+from accounts.models import Block
+from moderation.models import Suspension, VideoDeletion
 from realtime.streams import revoke_user_everywhere
 from videos.models import Video
 from videos.services import videos_hidden

@@ -7,10 +7,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import Block
 from core.batch import not_found
 from core.pagination import NewestFirstPagination
 from moderation import services
-from moderation.models import Block
 from moderation.serializers import (
     BatchBlockRequestSerializer,
     BatchBlockSerializer,

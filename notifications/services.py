@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from moderation.models import Block
+from accounts.models import Block
 from notifications.models import Notification
 from realtime.streams import publish, user_stream
 

@@ -13,7 +13,8 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from moderation.models import Block, Suspension, VideoDeletion
+from accounts.models import Block
+from moderation.models import Suspension, VideoDeletion
 from moderation.services import purge_deleted_video_files
 from notifications.models import Notification
 from tests.conftest import api_client_for, make_user

@@ -1,6 +1,5 @@
 from django.contrib import admin
 
-from moderation.admin_actions import delete_videos_with_reason
 from videos.models import Comment, Video
 
 
@@ -12,7 +11,6 @@ class VideoAdmin(admin.ModelAdmin):
     list_select_related = ("owner",)
     readonly_fields = ("view_count", "like_count", "comment_count", "remix_count", "glitch_count")
     raw_id_fields = ("owner", "remix_of")
-    actions = [delete_videos_with_reason]
     show_full_result_count = False
 
 

@@ -9,7 +9,7 @@ from django.db.models import Exists, Sum
 from django.http import Http404
 from django.utils import timezone
 
-from moderation.models import Block
+from accounts.models import Block
 from videos import counters
 from videos.media import content_type_of
 from videos.models import Comment, Video, View, ViewFlush
