@@ -89,7 +89,7 @@ supervise() {
   done
 }
 
-supervise rqworker $PY manage.py rqworker default --worker-class config.rq.DjangoWorker &
+supervise rqworker $PY manage.py rqworker default --worker-class core.worker.DjangoWorker &
 pids+=($!)
 supervise cron $PY manage.py run_cron &
 pids+=($!)

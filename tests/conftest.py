@@ -15,7 +15,7 @@ from django.conf import settings
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
-from config.rq import DjangoWorker
+from core.worker import DjangoWorker
 
 
 @pytest.fixture(autouse=True, scope="session")

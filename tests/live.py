@@ -39,7 +39,7 @@ def run_burst_worker_process() -> None:
     """A real `rqworker --burst` in its own process, for tests whose own thread runs an
     event loop (Playwright), where Django's connection handling is context-local."""
     subprocess.run(
-        [sys.executable, "manage.py", "rqworker", "default", "--burst", "--worker-class", "config.rq.DjangoWorker"],
+        [sys.executable, "manage.py", "rqworker", "default", "--burst", "--worker-class", "core.worker.DjangoWorker"],
         cwd=ROOT, env=subprocess_env(), check=True, capture_output=True, timeout=120,
     )
 

@@ -142,7 +142,7 @@ def start_worker_process():  # type: ignore[no-untyped-def]
     from tests.live import ROOT
 
     return subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "default", "--worker-class", "config.rq.DjangoWorker"],
+        [sys.executable, "manage.py", "rqworker", "default", "--worker-class", "core.worker.DjangoWorker"],
         cwd=ROOT, env=subprocess_env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
 

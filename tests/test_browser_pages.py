@@ -92,7 +92,7 @@ class Worker:
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "rqworker", "default", "--worker-class", "config.rq.DjangoWorker"],
+                [sys.executable, "manage.py", "rqworker", "default", "--worker-class", "core.worker.DjangoWorker"],
                 cwd=ROOT, env=subprocess_env(**self.env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
 

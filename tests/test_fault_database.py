@@ -188,7 +188,7 @@ def test_killed_database_connections_under_load_fail_requests_cleanly_and_leave_
     # An AI provider that takes a moment, as a real one does: a content's worker holds its
     # connection through the call, so a kill then fails the stage's next write.
     ai = OpenAICompatibleServer(delay=0.3)
-    worker = ["rqworker", "default", "--worker-class", "config.rq.DjangoWorker"]
+    worker = ["rqworker", "default", "--worker-class", "core.worker.DjangoWorker"]
     ai_env = {"AI_PROVIDER": "openai", "AI_BASE_URL": ai.url("/v1")}
     processes = [start_process(log, *worker, **ai_env), start_process(log, *worker, **ai_env), start_process(log, "run_cron")]
     headers = {"Authorization": f"Bearer {token}"}

@@ -231,3 +231,50 @@ def test_a_running_row_with_a_fresh_heartbeat_is_not_stalled(name, queue):
 
     assert lifecycle.sweep(kind, timezone.now()) == {"requeued": 0, "retried": 0, "failed": 0}
     assert kind.model._default_manager.get(pk=row.pk).version == row.version
+
+
+# --- the wire: each event's exact payload, from the serializers the REST answers use ---------
+
+
+def test_each_content_event_carries_exactly_the_contracts_fields():
+    content = row_in("content", "uploading")
+    lifecycle.transition(CONTENT, content, to="summarizing")
+    lifecycle.transition(CONTENT, content, to="qa_generating")
+    lifecycle.transition(CONTENT, content, to="completed", changes={"ai_gen_metadata": {"summary": "S", "qa_list": []}})
+    failed = row_in("content", "uploading")
+    lifecycle.transition(CONTENT, failed, to="failed", error="It broke.")
+
+    common = {"content_id", "status", "processing_status", "progress", "estimated_completion", "error_message", "version", "timestamp"}
+    update = Event.objects.filter(stream=f"channel:{content.channel_id}", type="content_status_update").latest("seq")
+    assert set(update.payload) == common
+    assert update.payload["timestamp"].endswith("+00:00"), "events write the offset out, as they always have"
+    complete = Event.objects.get(stream=f"channel:{content.channel_id}", type="processing_complete")
+    assert complete.payload == {
+        "content_id": str(content.id), "status": "complete", "processing_status": "completed", "progress": 100,
+        "estimated_completion": None, "error_message": None, "version": content.version,
+        "timestamp": content.updated_at.isoformat(), "ai_gen_metadata": {"summary": "S", "qa_list": []},
+    }
+    error = Event.objects.get(stream=f"channel:{failed.channel_id}", type="processing_error")
+    assert set(error.payload) == common
+    assert error.payload["error_message"] == "It broke."
+
+
+def test_the_ai_job_event_is_the_rest_answers_fields():
+    job = row_in("ai_job", JobStatus.QUEUED)
+    lifecycle.transition(AI_JOB, job, to=JobStatus.FAILED, error="Cancelled")
+
+    event = Event.objects.filter(stream=f"user:{job.owner_id}", type="ai_job_update").latest("seq")
+    assert event.payload == {
+        "id": str(job.id), "status": "failed", "progress": 0, "result_url": None, "error": "Cancelled", "version": job.version,
+    }
+
+
+def test_a_refused_edge_is_answered_409_as_a_problem():
+    from drf_standardized_errors.handler import exception_handler
+
+    response = exception_handler(TransitionNotAllowed("content", "summarizing", "uploading"), {"view": None, "request": None})
+
+    assert response.status_code == 409
+    assert response.data["type"] == "client_error"
+    assert response.data["errors"][0]["code"] == "conflict"
+    assert response.data["detail"] == "A content cannot move from summarizing to uploading."

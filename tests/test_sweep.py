@@ -48,7 +48,7 @@ def start_worker_process(ai_base_url: str) -> subprocess.Popen:
         "AI_BASE_URL": ai_base_url,
     }
     return subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "default", "--worker-class", "config.rq.DjangoWorker"],
+        [sys.executable, "manage.py", "rqworker", "default", "--worker-class", "core.worker.DjangoWorker"],
         cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
 

@@ -142,7 +142,7 @@ def _parked_queue() -> Queue:
 def finish_parked() -> int:
     """Run the parked jobs (the demo's waiting and generating contents) to the end, in
     a burst worker of this process's own; returns how many there were."""
-    from config.rq import DjangoWorker
+    from core.worker import DjangoWorker
 
     queue = _parked_queue()
     count = queue.count

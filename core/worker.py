@@ -1,4 +1,4 @@
-"""RQ worker class used by `make run` and the tests."""
+"""RQ worker class used by `make run` and the tests (`rqworker --worker-class core.worker.DjangoWorker`)."""
 
 from django.db import connections
 from rq.worker import Worker
