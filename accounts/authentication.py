@@ -15,7 +15,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.services import REVOKED, TOKEN_CACHE_SECONDS, token_cache_key, tokens_revoke
 
-INVALID_TOKEN = "Invalid token."
+INVALID_TOKEN = "Invalid token."  # noqa: S105 - a message, not a password
 
 
 class BearerTokenAuthentication(TokenAuthentication):
@@ -39,7 +39,7 @@ class BearerTokenAuthentication(TokenAuthentication):
         try:
             digest = hash_token(text)
         except (TypeError, binascii.Error):
-            raise AuthenticationFailed(INVALID_TOKEN)
+            raise AuthenticationFailed(INVALID_TOKEN) from None
         key = token_cache_key(digest)
         cached = cache.get(key)
         if cached == REVOKED:

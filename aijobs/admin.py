@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.forms import Form
+from django.http import HttpRequest
 
 from aijobs import credits
 from aijobs.models import AIJob, CreditAccount, CreditEntry
@@ -31,11 +33,11 @@ class CreditEntryAdmin(admin.ModelAdmin):
     autocomplete_fields = ("user",)
     fields = ("user", "amount", "reason")
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: CreditEntry | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request: HttpRequest, obj: CreditEntry | None = None) -> bool:
         return False
 
-    def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
+    def save_model(self, request: HttpRequest, obj: CreditEntry, form: Form, change: bool) -> None:
         credits.add(user=obj.user, amount=obj.amount, reason=obj.reason or "Added by staff", created_by=request.user)

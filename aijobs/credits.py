@@ -15,8 +15,9 @@ def ensure_account(user: Any) -> None:
     table = CreditAccount._meta.db_table
     with transaction.atomic():
         with connection.cursor() as cursor:
+            # The table name is the model's; the values are parameters.
             cursor.execute(
-                f'INSERT INTO "{table}" (user_id, balance, updated_at) VALUES (%s, %s, now()) '
+                f'INSERT INTO "{table}" (user_id, balance, updated_at) VALUES (%s, %s, now()) '  # noqa: S608
                 "ON CONFLICT (user_id) DO NOTHING RETURNING user_id",
                 [user.pk, settings.CREDITS_NEW_ACCOUNT_GRANT],
             )

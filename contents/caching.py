@@ -23,14 +23,12 @@ removal cannot put its "yes" back afterwards.
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 from django.core.cache import cache
 from django.db import transaction
 
 from realtime.streams import channel_stream, known_seq, known_seqs
-
-T = TypeVar("T")
 
 CONTENTS_SECONDS = 300  # a channel's contents list
 STATUS_SECONDS = 30  # one content's status
@@ -49,7 +47,7 @@ def channel_heads(channel_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
     return {streams[stream]: seq for stream, seq in known_seqs(streams).items()}
 
 
-def remember(key: str, seconds: int, compute: Callable[[], T]) -> T:
+def remember[T](key: str, seconds: int, compute: Callable[[], T]) -> T:
     """The entry under `key`, computed and stored when missing. Only for keys that carry
     the head read before `compute` runs."""
     value = cache.get(key)
@@ -102,7 +100,7 @@ def forget_readers_on_commit(channel_id: uuid.UUID, user_ids: Iterable[Any], *, 
 
     def forget() -> None:
         if removed:
-            cache.set_many({key: False for key in keys}, READER_SECONDS)
+            cache.set_many(dict.fromkeys(keys, False), READER_SECONDS)
         else:
             cache.delete_many(keys)
 

@@ -7,7 +7,7 @@ from django.core.cache import cache
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
-from contents.models import ACTIVE_STAGES, StageRun
+from contents.models import ACTIVE_STAGES, ProcessingStatus, StageRun
 
 CACHE_KEY = "contents:stage-averages"
 CACHE_SECONDS = 30
@@ -44,7 +44,7 @@ def estimate_completion(stage: str, *, stage_started_at: datetime, now: datetime
     if stage not in ACTIVE_STAGES:
         return None
     averages = stage_averages()
-    remaining_stages = list(ACTIVE_STAGES)[list(ACTIVE_STAGES).index(stage):]
+    remaining_stages = ACTIVE_STAGES[ACTIVE_STAGES.index(ProcessingStatus(stage)):]
     if any(s not in averages for s in remaining_stages):
         return None
     elapsed = (now - stage_started_at).total_seconds()
@@ -52,4 +52,4 @@ def estimate_completion(stage: str, *, stage_started_at: datetime, now: datetime
     return now + timedelta(seconds=seconds)
 
 
-__all__ = ["stage_averages", "estimate_completion", "forget_stage_averages"]
+__all__ = ["estimate_completion", "forget_stage_averages", "stage_averages"]

@@ -79,7 +79,7 @@ def check_media(url: str, kind: str) -> None:
 def gather_source(*, url: str, img_url: str, video_url: str, title: str, description: str) -> dict[str, Any]:
     """What the uploading stage stores: the link preview and the text the AI reads."""
     preview = None
-    parts = [description]
+    parts: list[str | None] = [description]
     if url:
         preview, main_text = read_page(url)
         parts.append(main_text or preview.get("description"))

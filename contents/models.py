@@ -1,8 +1,14 @@
 import uuid
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser
+
+    from accounts.models import User
 
 
 class ContentStatus(models.TextChoices):
@@ -40,7 +46,7 @@ def consistent_status_pairs() -> Q:
 
 
 class ChannelQuerySet(models.QuerySet):
-    def visible_to(self, user) -> "ChannelQuerySet":  # type: ignore[no-untyped-def]
+    def visible_to(self, user: "User | AnonymousUser") -> "ChannelQuerySet":
         """Channels the user owns or is a member of."""
         if not user.is_authenticated:
             return self.none()
@@ -78,7 +84,7 @@ class ChannelMembership(models.Model):
 
 
 class ContentQuerySet(models.QuerySet):
-    def visible_to(self, user) -> "ContentQuerySet":  # type: ignore[no-untyped-def]
+    def visible_to(self, user: "User | AnonymousUser") -> "ContentQuerySet":
         """Contents of channels the user owns or is a member of."""
         if not user.is_authenticated:
             return self.none()

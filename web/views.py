@@ -2,7 +2,7 @@
 the client kit (static/web/kit/), so the pages use exactly what a frontend team would."""
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -16,7 +16,8 @@ from contents.models import Channel
 from web.strings import page_strings
 
 TRANSPORTS = ("sse", "websocket")
-CHANNEL_NAME_MAX = Channel._meta.get_field("name").max_length
+# Channel.name is a CharField: its max_length is set.
+CHANNEL_NAME_MAX = cast(int, Channel._meta.get_field("name").max_length)
 
 
 def _page(request: HttpRequest, template: str, config: dict[str, Any], **context: Any) -> HttpResponse:

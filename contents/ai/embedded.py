@@ -5,6 +5,7 @@ from collections import Counter
 
 from django.conf import settings
 from nltk.tokenize.punkt import PunktSentenceTokenizer
+from sumy.models.dom import ObjectDocumentModel
 from sumy.nlp.stemmers import Stemmer
 from sumy.parsers.plaintext import PlaintextParser
 from sumy.summarizers.lex_rank import LexRankSummarizer
@@ -49,7 +50,7 @@ class EmbeddedProvider:
         self.tokenizer = OfflineTokenizer()
         self.stop_words = frozenset(get_stop_words("english"))
 
-    def _document(self, text: str):  # type: ignore[no-untyped-def]
+    def _document(self, text: str) -> ObjectDocumentModel:
         document = PlaintextParser.from_string(prose_only(text), self.tokenizer).document
         if not document.sentences:
             raise AIProviderError("The text has no sentences to summarize.")

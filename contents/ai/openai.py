@@ -58,7 +58,7 @@ class OpenAICompatibleProvider:
         match = re.search(r"\[.*\]", answer, re.DOTALL)
         try:
             items = json.loads(match.group(0) if match else answer)
-            pairs = [
+            pairs: list[QAPair] = [
                 {"question": str(i["question"]).strip(), "answer": str(i["answer"]).strip()}
                 for i in items
                 if isinstance(i, dict) and i.get("question") and i.get("answer")

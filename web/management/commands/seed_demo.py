@@ -1,4 +1,5 @@
 from argparse import ArgumentParser
+from typing import Any
 
 from django.core.management.base import BaseCommand
 
@@ -18,7 +19,7 @@ class Command(BaseCommand):
             help="Run the demo's waiting and generating contents to the end (watch them on an open channel page).",
         )
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if options["finish"]:
             self.stdout.write(f"Finished {finish_parked()} demo contents; `seed_demo` again puts new ones in progress.")
             return
