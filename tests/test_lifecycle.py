@@ -19,8 +19,8 @@ from contents.models import STATUS_OF_STAGE, Content
 from core import lifecycle
 from core.lifecycle import TransitionNotAllowed
 from realtime.models import Event
-from tests.conftest import make_user
 from tests.factories import make_content
+from tests.helpers import make_user
 from tests.media import make_video
 from videos.services import video_upload
 
@@ -278,3 +278,12 @@ def test_a_refused_edge_is_answered_409_as_a_problem():
     assert response.data["type"] == "client_error"
     assert response.data["errors"][0]["code"] == "conflict"
     assert response.data["detail"] == "A content cannot move from summarizing to uploading."
+
+
+def test_a_stalled_run_whose_job_is_gone_costs_an_attempt_not_a_free_requeue(queue):
+    # Its worker died and RQ forgot the job: the stall rule's (bounded by attempts), not
+    # the lost-enqueue rule's, or a content that kills its worker would run forever.
+    stalled = row_in("content", "summarizing", job_id="gone")
+
+    assert lifecycle.sweep(CONTENT, later(CONTENT, CONTENT.stall.stall_after())) == {"requeued": 0, "retried": 1, "failed": 0}
+    assert Content.objects.get(id=stalled.id).attempts == 2
