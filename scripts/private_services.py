@@ -38,6 +38,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,6 +182,14 @@ def tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
+class _AsUser(TypedDict, total=False):
+    """subprocess's arguments that run a program as another user."""
+
+    user: int
+    group: int
+    extra_groups: list[int]
+
+
 class PrivatePostgres(PrivateServer):
     """Debian's PostgreSQL server binaries, a cluster of our own (trust on 127.0.0.1 only,
     no Unix socket), made once and used again by later runs with the same directory.
@@ -200,7 +209,7 @@ class PrivatePostgres(PrivateServer):
         self.directory.mkdir(parents=True, exist_ok=True)
         if owner is not None:
             os.chown(self.directory, owner.pw_uid, owner.pw_gid)
-        as_owner = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []} if owner else {}
+        as_owner: _AsUser = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []} if owner else {}
         if owner is not None and subprocess.run(["test", "-w", str(self.directory)], check=False, **as_owner).returncode:
             raise Refused(
                 f"PostgreSQL refuses to run as root, so it runs as the '{owner.pw_name}' user here, and that user "
@@ -332,10 +341,8 @@ def run_command(command: list[str], env: dict[str, str]) -> int:
     child = subprocess.Popen(command, env=env, start_new_session=True)
 
     def pass_on(signum: int, _frame: object) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signum)
-        except ProcessLookupError:
-            pass
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, pass_on)
