@@ -1,21 +1,16 @@
-"""Shared test helpers. The suite runs against the real PostgreSQL and Redis on
+"""The suite's fixtures; helpers to import are in tests/helpers.py. The suite runs
+against the real PostgreSQL and Redis on
 127.0.0.1 (Redis database 15 by default, see config/settings_test.py); if either is
 down, tests error out loudly rather than skip."""
 
-import http.server
-import threading
-import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
-import django_rq
 import pytest
 import redis
 from django.conf import settings
-from knox.models import AuthToken
 from rest_framework.test import APIClient
 
-from core.worker import DjangoWorker
+from tests.helpers import LocalHTTPServer, api_client_for, make_user
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -36,21 +31,6 @@ def clean_redis() -> Iterator[None]:
     client.close()
 
 
-def make_user(username: str | None = None, **extra: Any):  # type: ignore[no-untyped-def]
-    from django.contrib.auth import get_user_model
-
-    username = username or f"user-{uuid.uuid4().hex[:8]}"
-    return get_user_model().objects.create_user(username=username, password="pw-" + username, **extra)
-
-
-def api_client_for(user) -> APIClient:  # type: ignore[no-untyped-def]
-    """A client that authenticates exactly as the seeds' fetch code does: a Bearer token."""
-    _, token = AuthToken.objects.create(user=user)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
-
-
 @pytest.fixture
 def user(db):  # type: ignore[no-untyped-def]
     return make_user("alice")
@@ -59,64 +39,6 @@ def user(db):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def client_for() -> Callable[..., APIClient]:
     return api_client_for
-
-
-def run_burst_worker() -> None:
-    """A real forking RQ worker that drains the queue and exits."""
-    queue = django_rq.get_queue("default")
-    DjangoWorker([queue], connection=queue.connection).work(burst=True, logging_level="WARNING")
-
-
-class LocalHTTPServer:
-    """A small HTTP server on 127.0.0.1 whose routes a test sets:
-    path -> (status, headers, body) or a callable(handler)."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, Any] = {}
-        self.requests: list[str] = []
-        routes, requests = self.routes, self.requests
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _answer(self) -> None:
-                requests.append(self.path)
-                route = routes.get(self.path.split("?", 1)[0])
-                if route is None:
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                if callable(route):
-                    route(self)
-                    return
-                status, headers, body = route
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = _answer
-            do_POST = _answer
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from typing import Any
 
 from contents.models import Channel, Content
 from contents.services import channel_create, content_submit
-from tests.conftest import make_user
+from tests.helpers import make_user
 
 
 def make_channel(owner=None, name: str = "channel") -> Channel:  # type: ignore[no-untyped-def]

@@ -4,7 +4,7 @@ import json
 import time
 from typing import Any
 
-from tests.conftest import LocalHTTPServer
+from tests.helpers import LocalHTTPServer
 
 
 def chat_completion(content: str) -> bytes:

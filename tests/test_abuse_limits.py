@@ -18,7 +18,7 @@ from websockets.sync.client import connect
 from aijobs.models import AIJob, CreditEntry
 from aijobs.services import JobsInFlightLimitReached, job_create
 from contents.services import channel_create
-from tests.conftest import api_client_for, make_user
+from tests.helpers import api_client_for, make_user
 from tests.live import Daphne
 from tests.media import make_video
 from tests.stream_clients import SSECollector, wait_for

@@ -3,7 +3,7 @@ import pytest
 from contents.ai import AIProviderError, get_provider
 from contents.ai.embedded import EmbeddedProvider
 from contents.ai.openai import OpenAICompatibleProvider
-from tests.conftest import make_user, run_burst_worker
+from tests.helpers import make_user, run_burst_worker
 from tests.openai_stub import OpenAICompatibleServer
 
 TEXT = (

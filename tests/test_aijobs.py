@@ -18,11 +18,10 @@ from aijobs import credits
 from aijobs.models import AIJob, CreditAccount
 from aijobs.services import job_create, job_start, job_sweep
 from realtime.models import Event
-from tests.conftest import api_client_for, make_user
+from tests.helpers import api_client_for, kill_tree, make_user, process_tree, wait_for
 from tests.live import run_burst_worker_process as run_burst_worker
 from tests.live import subprocess_env
 from tests.media import decode_frames, make_video
-from tests.test_sweep import kill_tree, process_tree, wait_for
 from videos.services import video_upload
 
 pytestmark = pytest.mark.django_db(transaction=True)

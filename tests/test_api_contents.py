@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from contents.models import ChannelMembership, Content
 from contents.services import content_move
-from tests.conftest import api_client_for, make_user
 from tests.factories import make_channel, make_content
+from tests.helpers import api_client_for, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -17,14 +17,14 @@ import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
+from knox.models import AuthToken
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from contents.services import channel_create
-from knox.models import AuthToken
 from notifications.models import Notification
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS, in_own_thread
-from tests.conftest import LocalHTTPServer, make_user
+from tests.helpers import LocalHTTPServer, make_user
 from tests.live import ROOT, Daphne, subprocess_env
 from tests.media import make_video
 from tests.openai_stub import OpenAICompatibleServer
@@ -103,7 +103,7 @@ class Worker:
         try:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            from tests.test_sweep import kill_tree
+            from tests.helpers import kill_tree
 
             kill_tree(self.process.pid)
             self.process.wait()
@@ -518,7 +518,7 @@ def test_each_page_in_english_and_korean_with_the_demo_data_and_the_switch(serve
 def hostile():  # type: ignore[no-untyped-def]
     """Server data written to run as markup, made through the services (which store what
     they are given; the API's own validation is not what protects the page)."""
-    from contents.services import content_submit, content_move
+    from contents.services import content_move, content_submit
 
     owner = make_user("owner")
     channel = channel_create(owner=owner, name="<b>Bold</b> channel")

@@ -4,8 +4,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from contents.services import channel_create, content_submit
-from tests.conftest import make_user
 from tests.chromium import SEED_BATCH_CLIENTS, SEED_HOOKS, in_own_thread
+from tests.helpers import make_user
 from tests.live import Daphne, run_burst_worker_process
 from tests.media import make_video
 from videos.services import video_like, video_upload, video_view

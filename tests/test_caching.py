@@ -12,11 +12,11 @@ from rest_framework.test import APIClient
 
 from contents import caching
 from contents.models import ChannelMembership, Content
-from contents.services import content_restart, content_move
+from contents.services import content_move, content_restart
 from moderation.services import suspend_users
 from realtime import streams
-from tests.conftest import api_client_for, make_user, run_burst_worker
 from tests.factories import make_channel, make_content
+from tests.helpers import api_client_for, make_user, run_burst_worker
 
 
 @pytest.fixture

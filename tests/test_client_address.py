@@ -8,7 +8,7 @@ from django.test import RequestFactory
 from rest_framework.test import APIClient
 
 from core.client import client_address
-from tests.conftest import make_user
+from tests.helpers import make_user
 from tests.media import make_video
 from videos.services import video_upload
 
@@ -32,7 +32,6 @@ def test_the_client_address_trusts_only_our_own_proxies(settings, proxies, forwa
     if forwarded_for is not None:
         extra["HTTP_X_FORWARDED_FOR"] = forwarded_for
     assert client_address(RequestFactory().get("/", **extra)) == expected
-
 
 
 @pytest.mark.django_db

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import connection
 from knox.models import AuthToken
 
-from tests.conftest import make_user
+from tests.helpers import make_user
 from tests.live import Daphne
 
 pytestmark = pytest.mark.django_db(transaction=True)

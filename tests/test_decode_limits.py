@@ -18,7 +18,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from aijobs import credits, effects
 from aijobs.models import AIJob
 from aijobs.runner import run
-from tests.conftest import api_client_for, make_user
+from tests.helpers import api_client_for, make_user
 from tests.live import ROOT
 from tests.media import make_video
 from videos.media import open_video

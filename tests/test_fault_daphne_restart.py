@@ -19,9 +19,9 @@ from contents.models import Content
 from contents.services import channel_create, content_restart, content_submit
 from realtime.models import Event
 from realtime.streams import channel_stream, current_seq
-from tests.conftest import make_user, run_burst_worker
-from tests.live import Daphne, run_burst_worker_process
 from tests.chromium import SEED_HOOKS, in_own_thread
+from tests.helpers import make_user, run_burst_worker
+from tests.live import Daphne, run_burst_worker_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 # How long daphne stays stopped before it starts again (starting takes a moment more).

@@ -32,11 +32,10 @@ from aijobs.models import AIJob, CreditAccount, CreditEntry, JobStatus
 from contents.models import ACTIVE_STAGES, Content
 from contents.services import channel_create
 from core.heartbeat import keep_alive
-from tests.conftest import make_user
+from tests.helpers import kill_tree, make_user, wait_for
 from tests.live import ROOT, Daphne, subprocess_env
 from tests.media import make_video
 from tests.openai_stub import OpenAICompatibleServer
-from tests.test_sweep import kill_tree, wait_for
 from videos.services import video_upload
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -16,7 +16,7 @@ from knox.models import AuthToken
 
 from contents.models import Content
 from contents.services import channel_create
-from tests.conftest import make_user
+from tests.helpers import make_user
 from tests.live import PrivateRedis, Stack
 from tests.stream_clients import SSECollector, WSCollector, wait_for
 

@@ -12,7 +12,7 @@ from websockets.sync.client import connect
 from accounts.views import MeView
 from contents.services import channel_create
 from realtime.event_ids import MAX_EVENT_ID, InvalidEventId, parse_event_id
-from tests.conftest import api_client_for, make_user
+from tests.helpers import api_client_for, make_user
 from tests.live import Daphne
 
 # Digits to str.isdigit(), and what became of them before: '²' and 5,000 digits raised

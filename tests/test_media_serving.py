@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from aijobs.models import AIJob
 from moderation.services import videos_delete
-from tests.conftest import api_client_for, make_user
+from tests.helpers import api_client_for, make_user
 from tests.media import make_video
 from videos.models import Video
 from videos.services import video_upload

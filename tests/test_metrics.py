@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from contents.services import channel_create
 from core import metrics
-from tests.conftest import api_client_for, make_user, run_burst_worker
+from tests.helpers import api_client_for, make_user, run_burst_worker
 from tests.live import ROOT, Daphne
 from tests.stream_clients import SSECollector, wait_for
 

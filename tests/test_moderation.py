@@ -17,7 +17,7 @@ from accounts.models import Block
 from moderation.models import Suspension, VideoDeletion
 from moderation.services import purge_deleted_video_files
 from notifications.models import Notification
-from tests.conftest import api_client_for, make_user
+from tests.helpers import api_client_for, make_user
 from tests.media import make_video
 from videos.models import Video
 from videos.services import video_comment, video_upload, video_view, video_views_flush

@@ -218,7 +218,7 @@ def test_the_make_run_stack_refuses_a_link_to_loopback_and_says_nothing_of_why(h
     from knox.models import AuthToken
 
     from contents.services import channel_create
-    from tests.conftest import make_user
+    from tests.helpers import make_user
     from tests.live import Stack
     from tests.stream_clients import wait_for
 

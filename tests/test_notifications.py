@@ -7,12 +7,13 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from aijobs.models import AIJob
-from aijobs.services import job_cancel, job_create, job_move as job_transition
+from aijobs.services import job_cancel, job_create
+from aijobs.services import job_move as job_transition
 from contents.services import content_move as content_transition
 from moderation.services import block_users
 from notifications.models import Notification
-from tests.conftest import api_client_for, make_user
 from tests.factories import make_channel, make_content
+from tests.helpers import api_client_for, make_user
 from tests.media import make_video
 from videos.services import video_comment, video_like, video_upload
 

@@ -6,7 +6,7 @@ import pytest
 
 from contents.models import Content, ContentStatus, ProcessingStatus
 from realtime.models import Event
-from tests.conftest import make_user, run_burst_worker
+from tests.helpers import make_user, run_burst_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -5,15 +5,15 @@ import json
 
 import httpx
 import pytest
+from django.db import transaction
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
-from django.db import transaction
 
 from contents.models import Channel, ChannelMembership
 from contents.services import channel_remove_member
 from realtime.models import Event
 from realtime.streams import channel_stream, publish
-from tests.conftest import api_client_for, make_user, run_burst_worker
+from tests.helpers import api_client_for, make_user, run_burst_worker
 from tests.live import Daphne
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -178,7 +178,7 @@ CROSS_ORIGIN_CALLS = """async ({api, username, password, channelId}) => {
 @pytest.mark.django_db(transaction=True)
 def test_a_frontend_on_an_allowed_origin_works_in_a_browser_and_others_are_blocked(http_server, browser_page):
     from contents.services import channel_create
-    from tests.conftest import make_user
+    from tests.helpers import make_user
     from tests.live import Daphne
 
     owner = make_user("frontend")

@@ -13,7 +13,7 @@ from contents.services import channel_create
 from moderation.services import suspend_users
 from realtime.access import may_read_stream_sync
 from realtime.streams import channel_stream, publish
-from tests.conftest import api_client_for, make_user
+from tests.helpers import api_client_for, make_user
 from tests.stream_clients import SSECollector, WSCollector, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

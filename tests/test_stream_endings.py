@@ -16,7 +16,7 @@ from realtime.hub import get_hub
 from realtime.sse import event_stream
 from realtime.streams import user_stream
 from realtime.user_consumer import UserEventsConsumer
-from tests.conftest import make_user
+from tests.helpers import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,7 +8,7 @@ import pytest
 from knox.models import AuthToken
 
 from contents.services import channel_create
-from tests.conftest import api_client_for, make_user, run_burst_worker
+from tests.helpers import api_client_for, make_user, run_burst_worker
 from tests.stream_clients import SSECollector, WSCollector, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

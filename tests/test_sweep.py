@@ -1,10 +1,8 @@
 """A worker that dies mid-stage leaves nothing generating forever."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,12 +11,12 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from contents.models import Content, ProcessingStatus
 from contents.lifecycle import CONTENT
+from contents.models import Content, ProcessingStatus
 from contents.services import content_move
 from core import lifecycle
-from tests.conftest import run_burst_worker
 from tests.factories import make_content
+from tests.helpers import kill_tree, process_tree, run_burst_worker, wait_for
 from tests.openai_stub import OpenAICompatibleServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,15 +25,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def after_stall(extra: float = 1.0):
     return timezone.now() + timedelta(seconds=settings.CONTENT_STALL_SECONDS + extra)
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def start_worker_process(ai_base_url: str) -> subprocess.Popen:
@@ -51,31 +40,6 @@ def start_worker_process(ai_base_url: str) -> subprocess.Popen:
         [sys.executable, "manage.py", "rqworker", "default", "--worker-class", "core.worker.DjangoWorker"],
         cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and its descendants: RQ's work horse runs in its own process group."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, []))
-    return tree
-
-
-def kill_tree(pid: int) -> None:
-    for member in process_tree(pid):
-        try:
-            os.kill(member, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_a_sigkilled_workers_content_is_retried_and_completes():

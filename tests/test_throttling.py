@@ -9,7 +9,7 @@ from django.core.cache import cache
 from rest_framework.throttling import SimpleRateThrottle
 
 from core import throttling
-from tests.conftest import api_client_for, make_user
+from tests.helpers import api_client_for, make_user
 
 
 @pytest.fixture

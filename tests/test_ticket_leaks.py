@@ -9,7 +9,7 @@ from websockets.sync.client import connect
 
 from config.daphne_server import redact_tickets
 from contents.services import channel_create
-from tests.conftest import api_client_for, make_user
+from tests.helpers import api_client_for, make_user
 from tests.live import Daphne, Stack
 from tests.stream_clients import wait_for
 

@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from aijobs.services import job_create
 from realtime.streams import current_seq, user_stream
-from tests.conftest import api_client_for, make_user
+from tests.helpers import api_client_for, make_user
 from tests.media import make_video
 from videos.services import video_comment, video_upload
 

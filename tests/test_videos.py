@@ -1,17 +1,14 @@
 """Videos: upload validated by decoding, exact counters under concurrency, batch metadata."""
 
-import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
 from rest_framework.test import APIClient
 
-from tests.conftest import api_client_for, make_user
+from tests.helpers import api_client_for, make_user, run_concurrently
 from tests.media import make_video
 from videos.models import Video
 from videos.services import video_like, video_upload, video_view, video_views_flush
@@ -101,22 +98,6 @@ def test_a_double_like_counts_once_and_unlike_takes_it_back(owner, video):
     assert client.delete(f"/v1/videos/{video.id}/like").json() == {"liked": False, "like_count": 0}
 
 
-def run_concurrently(tasks: list, workers: int) -> None:
-    barrier = threading.Barrier(min(workers, len(tasks)))
-
-    def run(task):  # type: ignore[no-untyped-def]
-        try:
-            if len(tasks) <= workers:
-                barrier.wait()
-            task()
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for future in [pool.submit(run, task) for task in tasks]:
-            future.result()
-
-
 @pytest.mark.django_db(transaction=True)
 def test_50_concurrent_likes_from_50_users_count_exactly_50():
     video = video_upload(owner=make_user("owner"), file=SimpleUploadedFile("v.mp4", VIDEO), title="Clip")
@@ -127,8 +108,6 @@ def test_50_concurrent_likes_from_50_users_count_exactly_50():
     video.refresh_from_db()
     assert video.like_count == 50
     assert video.likes.count() == 50
-
-
 
 
 @pytest.mark.django_db

@@ -18,10 +18,9 @@ from django.db.models import Sum
 from rest_framework.test import APIClient
 
 from moderation.services import videos_delete
-from tests.conftest import api_client_for, make_user, run_burst_worker
+from tests.helpers import api_client_for, make_user, run_burst_worker, run_concurrently
 from tests.live import free_port
 from tests.media import make_video
-from tests.test_videos import run_concurrently
 from videos import counters, services
 from videos.models import Like, Video, View, ViewFlush
 from videos.services import video_upload, video_view, video_views_flush

@@ -10,12 +10,12 @@ from django.test import Client
 from django.utils import translation
 
 from aijobs.models import AIJob, JobStatus
-from contents.models import Channel, Content, ContentStatus, ProcessingStatus
 from contents.lifecycle import CONTENT
+from contents.models import Channel, Content, ContentStatus, ProcessingStatus
 from core import lifecycle
 from notifications.models import Notification
-from tests.conftest import make_user
 from tests.factories import make_channel, make_content
+from tests.helpers import make_user
 from videos.models import Video
 from web.demo import PARKED_QUEUE, finish_parked, seed_demo
 from web.strings import page_strings
