@@ -13,12 +13,13 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # A local measurement on plain http (its servers run with DEBUG off all the same).
 os.environ.setdefault("DJANGO_ENV", "development")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -60,7 +61,7 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 class Tee(io.TextIOBase):
     """stdout, also kept: the tables as printed go into results.json."""
 
-    def __init__(self, stream: io.TextIOBase) -> None:
+    def __init__(self, stream: TextIO) -> None:
         self.stream, self.kept = stream, io.StringIO()
 
     def write(self, text: str) -> int:

@@ -116,7 +116,8 @@ def main() -> dict[str, Any]:
         })
     base = rows[0]
     print(f"fanout: one channel, subscribers half SSE half WebSocket over 2 daphnes (production mode); up to {SINGLES} single "
-          f"events per step (time until the last subscriber has each), then a burst (events committed back to back); baseline {base['subscribers']} subscribers")
+          f"events per step (time until the last subscriber has each), then a burst (events committed back to back); "
+          f"baseline {base['subscribers']} subscribers")
     harness.print_table(
         ["subscribers", "live", "connect s", "to last p50 ms", "max ms", "ratio", "delivery p50 ms", "p99 ms",
          "burst", "events/s", "deliveries/s", "ratio", "daphnes RSS MiB"],

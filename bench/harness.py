@@ -14,7 +14,9 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -114,12 +116,15 @@ class LoadClients:
         log = (log_path or Path(tempfile.mkstemp(prefix="bench-clients-", suffix=".log")[1])).open("ab")
         self.process = subprocess.Popen([sys.executable, "-m", "bench.clients", json.dumps(config)], cwd=ROOT,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+        # Both are pipes (stdin=PIPE, stdout=PIPE above).
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.stdin, self.stdout = self.process.stdin, self.process.stdout
         self.lines: list[dict[str, Any]] = []
         self._new = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
-        for line in self.process.stdout:
+        for line in self.stdout:
             with self._new:
                 self.lines.append(json.loads(line))
                 self._new.notify_all()
@@ -142,15 +147,13 @@ class LoadClients:
                 self._new.wait(left)
 
     def send(self, line: str = "") -> None:
-        self.process.stdin.write(line + "\n")
-        self.process.stdin.flush()
+        self.stdin.write(line + "\n")
+        self.stdin.flush()
 
     def finish(self, timeout: float = 120) -> dict[str, Any]:
         """Close stdin (clients holding connections let go) and return the report."""
-        try:
-            self.process.stdin.close()
-        except BrokenPipeError:
-            pass
+        with suppress(BrokenPipeError):
+            self.stdin.close()
         report = self.wait("report", timeout)
         self.process.wait(30)
         return report
@@ -173,7 +176,7 @@ def print_table(headers: list[str], rows: list[list[Any]], indent: str = "  ") -
     cells = [[str(h) for h in headers]] + [[c if isinstance(c, str) else fmt(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for n, row in enumerate(cells):
-        print(indent + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        print(indent + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))))
         if n == 0:
             print(indent + "  ".join("-" * w for w in widths))
 
@@ -199,7 +202,7 @@ def ratio(value: float, base: float) -> str:
 
 
 @contextmanager
-def bench_db():  # type: ignore[no-untyped-def]
+def bench_db() -> Iterator[str]:
     from bench.reconnect_storm import bench_database
 
     with bench_database(DATABASE) as url:
@@ -239,19 +242,23 @@ def copy_contents(channel: Any, provider: Any, n: int, *, short: bool = False) -
     preview = json.dumps({"title": "A linked page", "description": "Its description.", "image_url": "https://example.com/i.png",
                           "site_name": "example.com"})
     now = timezone.now()
-    with transaction.atomic(), connection.cursor() as cursor:
-        with cursor.copy(f"COPY contents_content ({', '.join(columns)}) FROM STDIN") as copy:
-            for i in range(n):
-                created = now - timedelta(seconds=n - i)
-                kind = i % 50
-                if kind == 0:
-                    state = ("generating", "summarizing", 40, None, None, created)
-                elif kind == 1:
-                    state = ("error", "failed", 0, None, created + timedelta(seconds=5), None)
-                else:
-                    state = ("complete", "completed", 100, metadata, created + timedelta(seconds=5), None)
-                status, processing, progress, meta, finished, stage = state
-                copy.write_row((uuid.uuid4(), f"https://example.com/{i}", "", "", f"Content {i}", "A description.", "news",
-                                meta, preview, created, finished or created, channel.id, provider.id, 1,
-                                "The AI provider failed." if status == "error" else "", None, finished, None, "", processing,
-                                progress, "", stage, status, 3))
+    with (
+        transaction.atomic(),
+        connection.cursor() as cursor,
+        cursor.copy(f"COPY contents_content ({', '.join(columns)}) FROM STDIN") as copy,
+    ):
+        for i in range(n):
+            created = now - timedelta(seconds=n - i)
+            kind = i % 50
+            state: tuple[str, str, int, str | None, datetime | None, datetime | None]
+            if kind == 0:
+                state = ("generating", "summarizing", 40, None, None, created)
+            elif kind == 1:
+                state = ("error", "failed", 0, None, created + timedelta(seconds=5), None)
+            else:
+                state = ("complete", "completed", 100, metadata, created + timedelta(seconds=5), None)
+            status, processing, progress, meta, finished, stage = state
+            copy.write_row((uuid.uuid4(), f"https://example.com/{i}", "", "", f"Content {i}", "A description.", "news",
+                            meta, preview, created, finished or created, channel.id, provider.id, 1,
+                            "The AI provider failed." if status == "error" else "", None, finished, None, "", processing,
+                            progress, "", stage, status, 3))

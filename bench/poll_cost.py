@@ -54,7 +54,7 @@ def run_mode(label: str, mode: str, endpoint: str | None, conditional: bool, dat
             config.update(mark=True, seconds=SECONDS + SETTLE + 60, window=SECONDS)
         clients = harness.LoadClients(config)
         if mode == "sse":
-            connected = clients.wait("connected", 60)
+            clients.wait("connected", 60)
             time.sleep(SETTLE)
         flush_own_stats()
         stats_before = db_stats(harness.DATABASE)
@@ -88,7 +88,7 @@ def run_mode(label: str, mode: str, endpoint: str | None, conditional: bool, dat
         "db_cpu_ms_per_client_min": backend * 1000 / minutes,
         "sql_xacts_per_client_min": (sql["xact_commit"] - own) / minutes,
         "rows_per_client_min": (sql["tup_returned"] + sql["tup_fetched"]) / minutes,
-        "statuses": {k: v for k, v in totals.items() if k.startswith("status_") or k.startswith("error_")},
+        "statuses": {k: v for k, v in totals.items() if k.startswith(("status_", "error_"))},
         "received_events": sum(len(c.get("first_seen", c.get("events", {}))) for c in report["clients"]) / CLIENTS,
     }
 
@@ -108,7 +108,7 @@ def rates(database_url: str, channel: Any, token: str) -> list[dict[str, Any]]:
 
     from bench import servers as server_modes
 
-    SimpleRateThrottle.THROTTLE_RATES = {k: "100000000/min" for k in SimpleRateThrottle.THROTTLE_RATES}
+    SimpleRateThrottle.THROTTLE_RATES = dict.fromkeys(SimpleRateThrottle.THROTTLE_RATES, "100000000/min")
     auth = {"Authorization": f"Bearer {token}"}
     status_path = f"/api/contents/{channel.id}/status"
     inprocess = Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Bearer {token}")
@@ -121,10 +121,10 @@ def rates(database_url: str, channel: Any, token: str) -> list[dict[str, Any]]:
     ]
     queries = {}
     for label, path, headers in kinds:
-        extra = {"HTTP_IF_NONE_MATCH": headers["If-None-Match"]} if "If-None-Match" in headers else {}
-        inprocess.get(path, **extra)
+        conditional = {"If-None-Match": headers["If-None-Match"]} if "If-None-Match" in headers else None
+        inprocess.get(path, headers=conditional)
         with CaptureQueriesContext(connection) as captured:
-            answer = inprocess.get(path, **extra).status_code
+            answer = inprocess.get(path, headers=conditional).status_code
         queries[label] = (answer, len(captured))
     rows = []
     # bench.servers' wrk for RATE_SECONDS here; its own benchmark keeps its duration.
@@ -167,7 +167,8 @@ def main() -> dict[str, Any]:
           f"~{EVENT_EVERY:.0f} s, one daphne (production mode); per client-minute; ratio = before / this")
     harness.print_table(
         ["way", "requests", "KiB", "ratio", "server CPU ms", "ratio", "DB CPU ms", "SQL xacts", "ratio", "rows read", "events seen"],
-        [[r["label"], r["requests_per_client_min"] if r["requests_per_client_min"] else "1 a session", r["kib_per_client_min"], harness.ratio(base["kib_per_client_min"], r["kib_per_client_min"]),
+        [[r["label"], r["requests_per_client_min"] if r["requests_per_client_min"] else "1 a session", r["kib_per_client_min"],
+          harness.ratio(base["kib_per_client_min"], r["kib_per_client_min"]),
           r["cpu_ms_per_client_min"], harness.ratio(base["cpu_ms_per_client_min"], r["cpu_ms_per_client_min"]),
           r["db_cpu_ms_per_client_min"], r["sql_xacts_per_client_min"],
           harness.ratio(base["sql_xacts_per_client_min"], r["sql_xacts_per_client_min"]) if r["sql_xacts_per_client_min"] > 0 else "all gone",

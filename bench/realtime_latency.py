@@ -18,6 +18,7 @@ import httpx
 from channels.layers import get_channel_layer
 from django.db import transaction
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from contents.models import Channel
 from contents.services import channel_create
@@ -31,7 +32,7 @@ EVENTS = int(os.environ.get("BENCH_EVENTS", "300"))
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def free_port() -> int:
@@ -43,6 +44,7 @@ def free_port() -> int:
 def layer_baseline(count: int) -> list[float]:
     async def run() -> list[float]:
         layer = get_channel_layer()
+        assert layer is not None, "CHANNEL_LAYERS names no layer"
         channel = await layer.new_channel()
         await layer.group_add("bench.baseline", channel)
         latencies = []
@@ -94,7 +96,7 @@ def main() -> None:
         def read_ws() -> None:
             ticket, _ = ticket_issue(user_id=user.id)
             url = f"ws://127.0.0.1:{port}/api/contents/{channel.id}/ws?ticket={ticket}"
-            with connect(url, origin=f"http://127.0.0.1:{port}") as ws:
+            with connect(url, origin=Origin(f"http://127.0.0.1:{port}")) as ws:
                 ws.send(json.dumps({"type": "subscribe", "channel_id": str(channel.id)}))
                 while len(received["ws"]) < EVENTS:
                     message = json.loads(ws.recv(timeout=60))
@@ -115,7 +117,10 @@ def main() -> None:
             stamp: list[float] = []
             with transaction.atomic():
                 # Registered before publish()'s own hook, so it runs first, right after COMMIT.
-                transaction.on_commit(lambda stamp=stamp: stamp.append(time.time()))
+                def at_commit(stamp: list[float] = stamp) -> None:
+                    stamp.append(time.time())
+
+                transaction.on_commit(at_commit)
                 event = publish(stream, "content_status_update", {"content_id": str(channel.id), "version": i})
             committed[event.seq] = stamp[0]
             time.sleep(0.005)

@@ -48,7 +48,9 @@ def reading(name: str, figures: dict[str, Any] | None, output: str) -> str:
                     f"{poll['p99_ms']:.0f} ms at p99 (half the period and the whole of it, as expected); a pushed client in "
                     f"{sse['p50_ms']:.0f} / {sse['p99_ms']:.0f} ms (SSE) and {ws['p50_ms']:.0f} / {ws['p99_ms']:.0f} ms (WebSocket).")
         if name == "fanout":
-            parts = [f"{r['live']:,}{'' if r['live'] == r['subscribers'] else ' (of ' + format(r['subscribers'], ',') + ': the connect budget ran out)'} subscribers: last one after {r['to_last_p50_ms']:.0f} ms (p50 of single events), "
+            parts = [f"{r['live']:,}"
+                     f"{'' if r['live'] == r['subscribers'] else ' (of ' + format(r['subscribers'], ',') + ': the connect budget ran out)'}"
+                     f" subscribers: last one after {r['to_last_p50_ms']:.0f} ms (p50 of single events), "
                      f"delivery p99 {r['delivery_p99_ms']:.0f} ms, {r['deliveries_per_s']:,.0f} deliveries/s sustained"
                      for r in f["rows"]]
             return "; ".join(parts) + ". Each daphne receives an event once from Redis and fans it out to its own connections."

@@ -11,6 +11,7 @@ channel: the index names of each plan are printed (a Seq Scan on contents would 
 import json
 import os
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -35,9 +36,9 @@ def forget(client: redis.Redis, channel_id: Any, content_ids: list[str]) -> None
     keys = list(client.scan_iter(match=f"*{channel_id}*", count=1000))
     from contents import caching
 
-    keys += [cache.make_key(caching.content_channel_key(i)) for i in content_ids]
+    keys += [cache.make_key(caching.content_channel_key(uuid.UUID(i))) for i in content_ids]
     head = caching.channel_head(channel_id)
-    keys += [cache.make_key(caching.content_status_key(i, head)) for i in content_ids]
+    keys += [cache.make_key(caching.content_status_key(uuid.UUID(i), head)) for i in content_ids]
     if keys:
         client.delete(*keys)
 
@@ -62,12 +63,14 @@ def plan_indexes(sql: str) -> tuple[list[str], list[str]]:
 
 
 def main() -> dict[str, Any]:
-    from contents.models import Channel, Content
-    from contents.services import channel_create
     from rest_framework.throttling import SimpleRateThrottle
 
-    SimpleRateThrottle.THROTTLE_RATES = {k: "100000000/min" for k in SimpleRateThrottle.THROTTLE_RATES}
-    rows, plans = [], []
+    from contents.models import Channel, Content
+    from contents.services import channel_create
+
+    SimpleRateThrottle.THROTTLE_RATES = dict.fromkeys(SimpleRateThrottle.THROTTLE_RATES, "100000000/min")
+    rows: list[dict[str, Any]] = []
+    plans = []
     client = redis.Redis.from_url(settings.REDIS_URL)
     with harness.bench_db() as database_url:
         user, token = harness.user_with_token("scaling")
@@ -86,7 +89,7 @@ def main() -> dict[str, Any]:
             servers = harness.Servers(1, database_url, "scaling")
             with servers, httpx.Client(base_url=f"http://127.0.0.1:{servers.ports[0]}",
                                        headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
-                for size, channel in zip(SIZES, channels):
+                for size, channel in zip(SIZES, channels, strict=False):
                     ids = [str(i) for i in Content.objects.filter(channel=channel).order_by("?").values_list("id", flat=True)[:100]]
                     calls = {
                         "list": ("GET", f"/api/contents/channel/{channel.id}", None),

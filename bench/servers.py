@@ -110,16 +110,23 @@ def wrk(url: str, headers: dict[str, str], pgid: int) -> dict[str, Any]:
     for key, value in headers.items():
         command += ["-H", f"{key}: {value}"]
     cpu_before = group_cpu_seconds(pgid)
-    out = subprocess.run(command + [url], capture_output=True, text=True, timeout=WRK_SECONDS + 60).stdout
+    out = subprocess.run([*command, url], check=False, capture_output=True, text=True, timeout=WRK_SECONDS + 60).stdout
     cpu = group_cpu_seconds(pgid) - cpu_before
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    rps = float(_found(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    requests = int(_found(r"(\d+) requests in", out).group(1))
     return {"rps": rps, "cpu_ms": cpu * 1000 / max(requests, 1), "p50": _ms(p50), "p99": _ms(p99), "bad": int(bad.group(1)) if bad else 0,
             "errors": errors.group(1) if errors else ""}
+
+
+def _found(pattern: str, output: str) -> re.Match[str]:
+    match = re.search(pattern, output)
+    if match is None:
+        raise RuntimeError(f"wrk's output has no {pattern!r}:\n{output}")
+    return match
 
 
 def _ms(match: Any) -> float:
@@ -196,7 +203,7 @@ def main() -> None:
         committer = Committer(channel, user)
         channel_id = str(channel.id)
         auth = {"Authorization": f"Bearer {token}"}
-        for name, (command, env) in server_commands(0).items():
+        for name in server_commands(0):
             port = free_port()
             command, env = server_commands(port)[name]
             server = Server(name, command, env, port, database_url, workdir / f"{name.split()[0]}-{port}.log")

@@ -68,9 +68,10 @@ def main() -> None:
             if live["live"] < SUBSCRIBERS:
                 raise RuntimeError(f"only {live['live']} of {SUBSCRIBERS} subscribers connected; see {workdir}")
 
+            pids = [server.process.pid for server in servers if server.process is not None]  # both spawned above
+
             def sample(elapsed: float) -> None:
-                samples.append((elapsed, rss_kib(servers[0].process.pid), rss_kib(servers[1].process.pid),
-                                clients.rss_kib(), committer.last))
+                samples.append((elapsed, rss_kib(pids[0]), rss_kib(pids[1]), clients.rss_kib(), committer.last))
 
             stats_before = db_stats(database)
             start_wall = time.time()
