@@ -1,8 +1,8 @@
+import django_rq
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from rq.cron import CronScheduler
 
-import django_rq
 from core.periodic import periodic_jobs
 
 
