@@ -6,10 +6,23 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis.connection
 from django.core.cache import cache
+from rest_framework.request import Request
+from rest_framework.test import APIRequestFactory
 from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
 
+from accounts.models import User
 from core import throttling
 from tests.helpers import api_client_for, make_user
+
+# The user throttle keys on the request's user alone; any view will do.
+VIEW = APIView()
+
+
+def request_of(user: User) -> Request:
+    request = Request(APIRequestFactory().get("/v1/auth/me"))
+    request.user = user
+    return request
 
 
 @pytest.fixture
@@ -51,50 +64,38 @@ def test_concurrent_requests_cannot_both_take_the_last_slot(db, user_rate):
     user = make_user("racer")
     throttle = throttling.UserRateThrottle()
 
-    class Request:
-        pass
-
-    request = Request()
-    request.user = user
+    request = request_of(user)
 
     def attempt(_: int) -> bool:
-        return throttling.UserRateThrottle().allow_request(request, None)
+        return throttling.UserRateThrottle().allow_request(request, VIEW)
 
     with ThreadPoolExecutor(16) as pool:
         allowed = list(pool.map(attempt, range(60)))
     assert sum(allowed) == 20
-    assert throttle.allow_request(request, None) is False
+    assert throttle.allow_request(request, VIEW) is False
 
 
 def test_the_previous_window_still_counts_by_its_overlap(db, user_rate, monkeypatch):
     user_rate("10/min")
     user = make_user("slider")
 
-    class Request:
-        pass
-
-    request = Request()
-    request.user = user
+    request = request_of(user)
     now = [600.0 * 1000]  # the start of a window
     monkeypatch.setattr(throttling.SlidingWindowCounterMixin, "timer", staticmethod(lambda: now[0]))
-    assert all(throttling.UserRateThrottle().allow_request(request, None) for _ in range(10))
+    assert all(throttling.UserRateThrottle().allow_request(request, VIEW) for _ in range(10))
     now[0] += 60 + 15  # a quarter into the next window: 7.5 of the previous 10 still count: room for 3
-    allowed = sum(throttling.UserRateThrottle().allow_request(request, None) for _ in range(10))
+    allowed = sum(throttling.UserRateThrottle().allow_request(request, VIEW) for _ in range(10))
     assert allowed == 3
     now[0] += 30  # three quarters in: 25% of 10 = 2.5 plus the 3 just counted, 5.5: room for 5 more
-    assert sum(throttling.UserRateThrottle().allow_request(request, None) for _ in range(10)) == 5
+    assert sum(throttling.UserRateThrottle().allow_request(request, VIEW) for _ in range(10)) == 5
 
 
 def test_one_redis_round_trip_per_throttled_request(db, user_rate, monkeypatch):
     user_rate("1000/min")
     user = make_user("counted")
 
-    class Request:
-        pass
-
-    request = Request()
-    request.user = user
-    throttling.UserRateThrottle().allow_request(request, None)  # loads the script
+    request = request_of(user)
+    throttling.UserRateThrottle().allow_request(request, VIEW)  # loads the script
     sent: list[str] = []
     original = redis.connection.AbstractConnection.send_command
 
@@ -103,5 +104,5 @@ def test_one_redis_round_trip_per_throttled_request(db, user_rate, monkeypatch):
         return original(connection, *args, **kwargs)
 
     monkeypatch.setattr(redis.connection.AbstractConnection, "send_command", recording)
-    assert throttling.UserRateThrottle().allow_request(request, None)
+    assert throttling.UserRateThrottle().allow_request(request, VIEW)
     assert sent == ["EVALSHA"]
