@@ -392,7 +392,7 @@ class Daphne:
 
 
 @contextmanager
-def bench_database(name: str):  # type: ignore[no-untyped-def]
+def bench_database(name: str):
     """Point this process's default connection at the benchmark's own database
     (created and migrated if needed) and yield its URL for the daphnes."""
     import psycopg

@@ -32,7 +32,7 @@ def clean_redis() -> Iterator[None]:
 
 
 @pytest.fixture
-def user(db):  # type: ignore[no-untyped-def]
+def user(db):
     return make_user("alice")
 
 
@@ -49,14 +49,14 @@ def http_server() -> Iterator[LocalHTTPServer]:
 
 
 @pytest.fixture
-def allow_loopback_fetch(settings):  # type: ignore[no-untyped-def]
+def allow_loopback_fetch(settings):
     """Tests serve pages on 127.0.0.1, which production refuses to fetch."""
     settings.FETCH_ALLOW_LOOPBACK = True
     return settings
 
 
 @pytest.fixture
-def browser_page(monkeypatch):  # type: ignore[no-untyped-def]
+def browser_page(monkeypatch):
     """A page in Debian's headless chromium, its console messages collected."""
     from playwright.sync_api import sync_playwright
 
@@ -75,7 +75,7 @@ def browser_page(monkeypatch):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def production_daphne():  # type: ignore[no-untyped-def]
+def production_daphne():
     """daphne with every realtime default as `make run` ships it (the 10 s heartbeat)."""
     from tests.live import Daphne
 

@@ -7,7 +7,7 @@ from contents.services import channel_create, content_submit
 from tests.helpers import make_user
 
 
-def make_channel(owner=None, name: str = "channel") -> Channel:  # type: ignore[no-untyped-def]
+def make_channel(owner=None, name: str = "channel") -> Channel:
     return channel_create(owner=owner or make_user(), name=name)
 
 

@@ -23,7 +23,7 @@ class OpenAICompatibleServer(LocalHTTPServer):
         self.delay = delay
         self.routes["/v1/chat/completions"] = self._complete
 
-    def _complete(self, handler) -> None:  # type: ignore[no-untyped-def]
+    def _complete(self, handler) -> None:
         body = json.loads(handler.rfile.read(int(handler.headers["Content-Length"])))
         self.bodies.append({"body": body, "authorization": handler.headers.get("Authorization")})
         if self.delay:

@@ -37,11 +37,11 @@ def video(owner):
     return video_upload(owner=owner, file=SimpleUploadedFile("v.mp4", make_video(seconds=1)), title="Clip")
 
 
-def create_job(client, video):  # type: ignore[no-untyped-def]
+def create_job(client, video):
     return client.post("/v1/ai/jobs", {"kind": "glitch", "video_id": str(video.id), "params": {}}, format="json")
 
 
-def view_count(video) -> int:  # type: ignore[no-untyped-def]
+def view_count(video) -> int:
     response = APIClient().post("/v1/videos/batch-metadata", {"video_ids": [str(video.id)]}, format="json")
     return response.json()["videos"][str(video.id)]["view_count"]
 
@@ -143,12 +143,12 @@ class Streamer:
         answer = httpx.post((server or self.server).url("/v1/realtime/tickets"), headers=self.headers, timeout=10)
         return answer.json()["ticket"]
 
-    def ws(self, path: str = "/v1/ws", *, origin: str | None = None, server: Daphne | None = None):  # type: ignore[no-untyped-def]
+    def ws(self, path: str = "/v1/ws", *, origin: str | None = None, server: Daphne | None = None):
         server = server or self.server
         return connect(server.ws_url(f"{path}?ticket={self.ticket(server)}"), origin=origin or server.origin, open_timeout=10)
 
 
-def refusal_of(ws) -> tuple[dict, int | None]:  # type: ignore[no-untyped-def]
+def refusal_of(ws) -> tuple[dict, int | None]:
     """The error message a socket got before it was closed, and its close code."""
     messages = []
     with pytest.raises(ConnectionClosed) as closed:

@@ -103,7 +103,7 @@ def test_two_concurrent_jobs_that_exceed_the_balance_never_overdraw(owner, video
     barrier = threading.Barrier(2)
     results = {}
 
-    def start(job):  # type: ignore[no-untyped-def]
+    def start(job):
         try:
             barrier.wait()
             results[job.id] = job_start(AIJob.objects.select_related("owner").get(id=job.id)).status
@@ -134,7 +134,7 @@ def test_cancelling_a_queued_job_fails_it_without_charge_and_repeats_harmlessly(
     assert client.get("/v1/credits").json()["balance"] == 100
 
 
-def start_worker_process():  # type: ignore[no-untyped-def]
+def start_worker_process():
     import subprocess
     import sys
 

@@ -142,7 +142,7 @@ MATRIX = [
 
 
 @pytest.fixture(scope="module")
-def committed(django_db_setup, django_db_blocker) -> Iterator[tuple[World, str]]:  # type: ignore[no-untyped-def]
+def committed(django_db_setup, django_db_blocker) -> Iterator[tuple[World, str]]:
     """The world and my session cookie, committed for the module, removed at its end."""
     with django_db_blocker.unblock():
         world = seed_world()
@@ -155,19 +155,19 @@ def committed(django_db_setup, django_db_blocker) -> Iterator[tuple[World, str]]
 
 
 @pytest.fixture(scope="module")
-def world(committed) -> World:  # type: ignore[no-untyped-def]
+def world(committed) -> World:
     return committed[0]
 
 
 @pytest.fixture(scope="module")
-def server(world) -> Iterator[Daphne]:  # type: ignore[no-untyped-def]
+def server(world) -> Iterator[Daphne]:
     daphne = Daphne()
     yield daphne
     daphne.close()
 
 
 @pytest.fixture
-def caller(server, committed) -> Iterator[Caller]:  # type: ignore[no-untyped-def]
+def caller(server, committed) -> Iterator[Caller]:
     world, session_cookie = committed
     with httpx.Client(timeout=20) as http:
         yield Caller(server, world, http, session_cookie)
@@ -193,7 +193,7 @@ def test_another_users_id_is_answered_as_a_missing_one(probe: Probe, caller: Cal
         assert probe.ask(caller, own) != for_missing, "my own id is answered as a missing one: the probe proves nothing"
 
 
-def test_every_id_taking_input_is_in_the_matrix(world) -> None:  # type: ignore[no-untyped-def]
+def test_every_id_taking_input_is_in_the_matrix(world) -> None:
     from rest_framework.test import APIClient
 
     schema = APIClient().get("/api/schema/?format=json").json()

@@ -115,7 +115,7 @@ class Granian(LiveServer):
 
 
 @pytest.fixture
-def granian(transactional_db):  # type: ignore[no-untyped-def]
+def granian(transactional_db):
     server = Granian()
     yield server
     server.stop()

@@ -124,7 +124,7 @@ def site() -> Iterator[LocalHTTPServer]:
     """The page a submitted link points at, answered after a second (a real fetch)."""
     server = LocalHTTPServer()
 
-    def article(handler) -> None:  # type: ignore[no-untyped-def]
+    def article(handler) -> None:
         time.sleep(1.0)
         handler.send_response(200)
         handler.send_header("Content-Type", "text/html; charset=utf-8")
@@ -138,7 +138,7 @@ def site() -> Iterator[LocalHTTPServer]:
 
 
 @pytest.fixture
-def worker(ai) -> Iterator[Worker]:  # type: ignore[no-untyped-def]
+def worker(ai) -> Iterator[Worker]:
     # FETCH_ALLOW_LOOPBACK in the tests' worker only: the linked page is on 127.0.0.1.
     process = Worker(AI_PROVIDER="openai", AI_BASE_URL=ai.url("/v1"), AI_API_KEY="test", FETCH_ALLOW_LOOPBACK="1")
     yield process
@@ -153,7 +153,7 @@ def server() -> Iterator[Daphne]:
 
 
 @pytest.fixture
-def browser(monkeypatch) -> Iterator[Browser]:  # type: ignore[no-untyped-def]
+def browser(monkeypatch) -> Iterator[Browser]:
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -164,7 +164,7 @@ def browser(monkeypatch) -> Iterator[Browser]:  # type: ignore[no-untyped-def]
 def new_page(browser: Browser, *, locale: str = "en-US") -> Page:
     context = browser.new_context(locale=locale, timezone_id="UTC", viewport={"width": 1100, "height": 860})
     page = context.new_page()
-    page.console_messages = []  # type: ignore[attr-defined]
+    page.console_messages = []
     page.on("console", lambda message: page.console_messages.append(f"{message.type}: {message.text}"))  # type: ignore[attr-defined]
     page.on("pageerror", lambda error: page.console_messages.append(f"pageerror: {error}"))  # type: ignore[attr-defined]
     return page
@@ -185,7 +185,7 @@ def wait(page: Page, condition: str, what: str, timeout: float = 30, arg: object
         state = page.evaluate("""() => ({
             cards: window.__cards, mode: document.querySelector('#channel-mode')?.dataset.mode,
             log: (window.aistatus?.channelLog ?? []).slice(-40) })""")
-        raise AssertionError(f"timed out waiting for {what}: {state}; console {page.console_messages}") from None  # type: ignore[attr-defined]
+        raise AssertionError(f"timed out waiting for {what}: {state}; console {page.console_messages}") from None
 
 
 def card_history(page: Page, content_id: str) -> list[dict]:
@@ -210,7 +210,7 @@ def assert_forward_only(history: list[dict]) -> None:
 
 
 @pytest.fixture
-def owner_with_channel():  # type: ignore[no-untyped-def]
+def owner_with_channel():
     """Made before the browser starts (Playwright keeps an event loop in this thread)."""
     owner = make_user("owner")
     return owner, channel_create(owner=owner, name="Shore")
@@ -330,11 +330,11 @@ def test_a_blocked_stream_falls_back_to_polling_says_so_completes_and_returns_to
     stream_attempts: list[str] = []
     polls: list[tuple[str, int, str | None]] = []
 
-    def block(route) -> None:  # type: ignore[no-untyped-def]
+    def block(route) -> None:
         stream_attempts.append(route.request.url)
         route.abort()
 
-    def seen(response) -> None:  # type: ignore[no-untyped-def]
+    def seen(response) -> None:
         if response.url.endswith("/status") or response.url.endswith("/status/batch"):
             polls.append((response.url.rsplit("/", 1)[1], response.status, response.request.headers.get("if-none-match")))
 
@@ -383,7 +383,7 @@ def test_a_blocked_stream_falls_back_to_polling_says_so_completes_and_returns_to
 
 
 @pytest.fixture
-def studio_owner():  # type: ignore[no-untyped-def]
+def studio_owner():
     return make_user("maker")
 
 
@@ -515,7 +515,7 @@ def test_each_page_in_english_and_korean_with_the_demo_data_and_the_switch(serve
 
 
 @pytest.fixture
-def hostile():  # type: ignore[no-untyped-def]
+def hostile():
     """Server data written to run as markup, made through the services (which store what
     they are given; the API's own validation is not what protects the page)."""
     from contents.services import content_move, content_submit
@@ -547,7 +547,7 @@ def test_server_data_is_shown_as_text_never_as_markup(hostile, server, browser):
 
 
 @pytest.fixture
-def maker_with_video():  # type: ignore[no-untyped-def]
+def maker_with_video():
     owner = make_user("maker")
     video_upload(owner=owner, file=SimpleUploadedFile("waves.mp4", make_video(seconds=2, width=320, height=240)), title="Waves")
     return owner
@@ -557,7 +557,7 @@ def test_the_studio_polls_when_its_websocket_is_refused_and_still_sees_the_job_f
     page = new_page(browser)
     refused: list[str] = []
 
-    def refuse(ws) -> None:  # type: ignore[no-untyped-def]
+    def refuse(ws) -> None:
         refused.append(ws.url)
         ws.close()
 

@@ -23,7 +23,7 @@ def kit() -> Iterator[Page]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page()
 
-        def serve(route) -> None:  # type: ignore[no-untyped-def]
+        def serve(route) -> None:
             path = route.request.url.removeprefix(ORIGIN)
             if path.startswith("/static/"):
                 route.fulfill(path=STATIC / path.removeprefix("/static/"), content_type="text/javascript")
@@ -36,7 +36,7 @@ def kit() -> Iterator[Page]:
         browser.close()
 
 
-def run(page: Page, script: str, arg: object = None):  # type: ignore[no-untyped-def]
+def run(page: Page, script: str, arg: object = None):
     """An async function body, with the kit's modules as `live`, `channel`, `user`."""
     return page.evaluate(
         """async ([script, arg]) => {

@@ -110,16 +110,16 @@ def test_probing_a_small_file_of_one_8192x8192_frame_costs_little_memory(tmp_pat
 
 
 @pytest.fixture
-def owner(transactional_db):  # type: ignore[no-untyped-def]
+def owner(transactional_db):
     return make_user("owner")
 
 
 @pytest.fixture
-def source(owner):  # type: ignore[no-untyped-def]
+def source(owner):
     return video_upload(owner=owner, file=SimpleUploadedFile("src.mp4", SOURCE), title="Source")
 
 
-def run_job(owner, source, kind: str, **params):  # type: ignore[no-untyped-def]
+def run_job(owner, source, kind: str, **params):
     """Create through the API and run on this process (no fork: see test_aijobs)."""
     response = api_client_for(owner).post("/v1/ai/jobs", {"kind": kind, "video_id": str(source.id), "params": params}, format="json")
     assert response.status_code == 202, response.content

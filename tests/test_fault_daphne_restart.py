@@ -83,7 +83,7 @@ class ResubscribingSocket:
     def subscriptions(self) -> int:
         return sum(1 for m in self.others if m["type"] == "subscribed")
 
-    def wait_for(self, predicate, what: str, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+    def wait_for(self, predicate, what: str, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate():
@@ -115,11 +115,11 @@ def world():
 
 
 @pytest.fixture
-def server(production_daphne):  # type: ignore[no-untyped-def]
+def server(production_daphne):
     return production_daphne
 
 
-def db(work):  # type: ignore[no-untyped-def]
+def db(work):
     """`work()`'s result, computed in a thread of its own (see in_own_thread)."""
     outcome: dict = {}
 
@@ -172,7 +172,7 @@ SUBSCRIBE = """async ({channelId, names}) => {
 }"""
 
 
-def hook_state(page, name: str) -> dict:  # type: ignore[no-untyped-def]
+def hook_state(page, name: str) -> dict:
     return page.evaluate(f"""(() => {{ const h = hooks.{name};
         return {{ ids: h.events.map((e) => e.id), opens: h.opens, errors: h.errors, readyState: h.eventSource.readyState }}; }})()""")
 
@@ -287,13 +287,13 @@ def test_a_daphne_restart_loses_and_repeats_no_event_on_sse_or_websocket(world, 
     assert_cache_complete(page, "seed", channel.id, stored)
 
 
-def _from_ms(ms: int):  # type: ignore[no-untyped-def]
+def _from_ms(ms: int):
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def assert_cache_complete(page, hook: str, channel_id, stored: dict) -> None:  # type: ignore[no-untyped-def]
+def assert_cache_complete(page, hook: str, channel_id, stored: dict) -> None:
     key = f'JSON.stringify(queryKeys.contents.byChannel("{channel_id}"))'
     cached = {c["id"]: c for c in page.evaluate(f"hooks.{hook}.cache.data.get({key}).contents")}
     assert set(cached) == set(stored)

@@ -192,7 +192,7 @@ def test_killed_database_connections_under_load_fail_requests_cleanly_and_leave_
     processes = [start_process(log, *worker, **ai_env), start_process(log, *worker, **ai_env), start_process(log, "run_cron")]
     headers = {"Authorization": f"Bearer {token}"}
 
-    def create_job(video, **params) -> str:  # type: ignore[no-untyped-def]
+    def create_job(video, **params) -> str:
         response = httpx.post(server.url("/v1/ai/jobs"), headers=headers, timeout=REQUEST_TIMEOUT,
                               json={"kind": "glitch", "video_id": str(video.id), "params": params})
         assert response.status_code == 202, response.text
@@ -263,7 +263,7 @@ def test_the_heartbeat_outlives_a_killed_connection():
     channel = channel_create(owner=owner, name="Beat")
     content = Content.objects.create(channel=channel, provider=owner, title="t", job_id="run-1", heartbeat_at=None)
 
-    def last_beat():  # type: ignore[no-untyped-def]
+    def last_beat():
         return Content.objects.get(id=content.id).heartbeat_at
 
     with keep_alive(Content, seconds=0.2, id=content.id, job_id="run-1"):

@@ -49,7 +49,7 @@ def ticket(api: APIClient) -> str:
     return api.post("/v1/realtime/tickets").json()["ticket"]
 
 
-def status_of(url: str, **kwargs) -> int:  # type: ignore[no-untyped-def]
+def status_of(url: str, **kwargs) -> int:
     """The status of a GET, without waiting for the body (a stream never ends)."""
     with httpx.stream("GET", url, timeout=10, **kwargs) as response:
         return response.status_code
@@ -131,7 +131,7 @@ def test_a_json_body_over_the_size_limit_is_a_413_problem(settings):
 
 @pytest.mark.django_db
 def test_an_unhandled_error_is_a_500_problem_not_the_debug_page(monkeypatch):
-    def explode(self, request):  # type: ignore[no-untyped-def]
+    def explode(self, request):
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(MeView, "get", explode)

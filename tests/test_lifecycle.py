@@ -36,7 +36,7 @@ NON_EDGES = [
 pytestmark = pytest.mark.django_db
 
 
-def row_in(name: str, status: str, **fields):  # type: ignore[no-untyped-def]
+def row_in(name: str, status: str, **fields):
     """A row of the kind in `status`, as a worker would read it (its enqueue never ran:
     the test's transaction does not commit)."""
     if name == "content":
@@ -50,7 +50,7 @@ def row_in(name: str, status: str, **fields):  # type: ignore[no-untyped-def]
     return AIJob.objects.select_related("owner").get(id=job.id)
 
 
-def stream_of(name: str, row) -> str:  # type: ignore[no-untyped-def]
+def stream_of(name: str, row) -> str:
     return f"channel:{row.channel_id}" if name == "content" else f"user:{row.owner_id}"
 
 
@@ -160,12 +160,12 @@ def test_a_progress_step_never_overwrites_a_pending_cancel():
 # --- the sweep, per kind's policy -----------------------------------------------------------
 
 
-def later(kind, seconds: float):  # type: ignore[no-untyped-def]
+def later(kind, seconds: float):
     return timezone.now() + timedelta(seconds=seconds + 1)
 
 
 @pytest.fixture
-def queue():  # type: ignore[no-untyped-def]
+def queue():
     queue = django_rq.get_queue("default")
     queue.empty()
     yield queue

@@ -28,15 +28,15 @@ VIDEO = make_video(seconds=1)
 HTML = b"<html><body><script>document.title = 'pwned: ' + document.domain</script></body></html>"
 
 
-def fetch(url: str):  # type: ignore[no-untyped-def]
+def fetch(url: str):
     return APIClient().get(url)
 
 
-def body_of(response) -> bytes:  # type: ignore[no-untyped-def]
+def body_of(response) -> bytes:
     return b"".join(response.streaming_content)
 
 
-def assert_served_passively(response, content_type: str) -> None:  # type: ignore[no-untyped-def]
+def assert_served_passively(response, content_type: str) -> None:
     assert response.status_code == 200
     assert response["Content-Type"] == content_type
     assert response["X-Content-Type-Options"] == "nosniff"
@@ -121,7 +121,7 @@ def test_a_file_stored_before_these_rules_under_an_active_extension_is_only_a_do
     assert served["X-Content-Type-Options"] == "nosniff"
 
 
-def result_of(job_owner, video) -> str:  # type: ignore[no-untyped-def]
+def result_of(job_owner, video) -> str:
     job_id = uuid.uuid4()
     name = default_storage.save(f"ai-results/2026/01/{job_id}.mp4", ContentFile(VIDEO))
     AIJob.objects.create(id=job_id, owner=job_owner, kind="glitch", video=video, cost=10, status="completed", result_file=name)

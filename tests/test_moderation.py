@@ -206,7 +206,7 @@ def test_admin_lists_cost_the_same_queries_for_few_or_many_rows(staff, path):
     client = admin_client(staff)
     owner = make_user("bulk")
 
-    def add_rows(n):  # type: ignore[no-untyped-def]
+    def add_rows(n):
         videos = Video.objects.bulk_create([
             Video(owner=make_user(), title=f"v{i}", file="videos/x.mp4", duration_seconds=1, width=1, height=1, codec="h264", size_bytes=1)
             for i in range(n)

@@ -70,7 +70,7 @@ SPARE_TOKENS: list[str] = []
 
 
 @pytest.fixture(scope="module")
-def world(django_db_setup, django_db_blocker) -> Iterator[World]:  # type: ignore[no-untyped-def]
+def world(django_db_setup, django_db_blocker) -> Iterator[World]:
     """One seeded world for every operation, committed (the ASGI application reads
     it from its own threads), and removed at the end."""
     with django_db_blocker.unblock():
@@ -95,7 +95,7 @@ def world(django_db_setup, django_db_blocker) -> Iterator[World]:  # type: ignor
 
 @schema.parametrize()
 @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-def test_every_operation_answers_as_the_schema_says(case, world):  # type: ignore[no-untyped-def]
+def test_every_operation_answers_as_the_schema_says(case, world):
     headers = dict(world.me.headers)
     if (case.method, case.path) == ("DELETE", "/v1/auth/token"):
         headers = {"Authorization": f"Bearer {SPARE_TOKENS.pop()}"}

@@ -27,7 +27,7 @@ def wake_up(stream: str, seq: int) -> None:
 
 
 def test_an_sse_stream_closes_its_response_on_an_unexpected_error(monkeypatch):
-    async def broken(self, delivery):  # type: ignore[no-untyped-def]
+    async def broken(self, delivery):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(StreamCursor, "on_wakeup", broken)
@@ -50,7 +50,7 @@ def test_an_sse_stream_keeps_its_heartbeat_while_the_table_cannot_be_read(settin
     settings.REALTIME_HEARTBEAT_SECONDS = 0.2
     reads = [0]
 
-    async def failing_read(*args, **kwargs):  # type: ignore[no-untyped-def]
+    async def failing_read(*args, **kwargs):
         reads[0] += 1
         raise OperationalError("server closed the connection")
 
@@ -73,7 +73,7 @@ def test_an_sse_stream_keeps_its_heartbeat_while_the_table_cannot_be_read(settin
 
 
 def test_a_websocket_whose_delivery_fails_unexpectedly_is_closed_with_1011(monkeypatch):
-    async def broken(cursor, item):  # type: ignore[no-untyped-def]
+    async def broken(cursor, item):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(consumers_module, "deliveries_for", broken)

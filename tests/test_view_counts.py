@@ -190,7 +190,7 @@ def test_views_and_racing_flushes_show_every_acknowledged_view_and_no_more():
                 high = started[0]
             reads.append((low, seen, high))
 
-    def run(task) -> None:  # type: ignore[no-untyped-def]
+    def run(task) -> None:
         try:
             task()
         finally:

@@ -21,13 +21,13 @@ from web.demo import PARKED_QUEUE, finish_parked, seed_demo
 from web.strings import page_strings
 
 
-def logged_in(user) -> Client:  # type: ignore[no-untyped-def]
+def logged_in(user) -> Client:
     client = Client()
     client.force_login(user)
     return client
 
 
-def page_config(response) -> dict:  # type: ignore[no-untyped-def]
+def page_config(response) -> dict:
     match = re.search(r'<script id="page-config" type="application/json">(.*?)</script>', response.content.decode())
     assert match, "the page hands its config to its scripts as json_script"
     return json.loads(match.group(1))
