@@ -2,7 +2,6 @@
 
 
 from django.conf import settings
-from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
@@ -22,7 +21,7 @@ from aijobs.serializers import (
     CreditsSerializer,
 )
 from core.batch import not_found
-from core.errors import ProblemDetailsSerializer
+from core.errors import NotFound, ProblemDetailsSerializer
 from core.pagination import NewestFirstPagination
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from core.polling import poll_headers
@@ -54,7 +53,7 @@ class AIJobListCreateView(APIView):
             data.is_valid(raise_exception=True)
             try:
                 video = video_get(video_id=data.validated_data["video_id"])
-            except Http404:
+            except NotFound:  # a body field naming no video is bad input, not a missing resource
                 raise ValidationError({"video_id": ["No such video."]}) from None
             job = services.job_create(
                 owner=request.user, kind=data.validated_data["kind"], video=video, params=data.validated_data["params"]

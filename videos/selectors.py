@@ -6,10 +6,10 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Exists, Sum
-from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import Block
+from core.errors import NotFound
 from videos import counters
 from videos.media import content_type_of
 from videos.models import Comment, Video, View, ViewFlush
@@ -42,7 +42,7 @@ def video_media_type(name: str) -> str | None:
 def video_get(*, video_id: uuid.UUID) -> Video:
     video = Video.objects.visible().filter(id=video_id).first()
     if video is None:
-        raise Http404("No such video.")
+        raise NotFound("No such video.")
     return video
 
 
@@ -67,7 +67,7 @@ def video_detail(*, video_id: uuid.UUID) -> Video:
     """One visible video with exact counters."""
     videos = counted(Video.objects.visible().filter(id=video_id), video_ids=[video_id])
     if not videos:
-        raise Http404("No such video.")
+        raise NotFound("No such video.")
     return videos[0]
 
 

@@ -75,7 +75,7 @@ def video_upload(*, owner: Any, file: UploadedFile, title: str, remix_of: Video 
 def video_view(*, video_id: uuid.UUID, user: Any, client_key: str = "") -> bool:
     """Count a view of a visible video, once per viewer within VIEW_DEDUP_SECONDS: the
     user, or for an anonymous caller `client_key` (see videos.views.anonymous_viewer).
-    True if counted; Http404 if there is no such visible video.
+    True if counted; NotFound if there is no such visible video.
 
     The count goes to Redis (a hot video's row would take every view as an UPDATE) and
     reaches the row at the next flush; the video's visibility is remembered there too

@@ -5,7 +5,6 @@ import hmac
 import uuid
 
 from django.conf import settings
-from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
@@ -19,7 +18,7 @@ from accounts.authentication import BearerTokenAuthentication, ReadOnlySessionAu
 from core.batch import not_found
 from core.body_limit import body_limit
 from core.client import client_address
-from core.errors import PayloadTooLarge, ProblemDetailsSerializer
+from core.errors import NotFound, PayloadTooLarge, ProblemDetailsSerializer
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from core.pagination import NewestFirstPagination
 from core.polling import poll_headers_every
@@ -69,7 +68,7 @@ class VideoCreateView(APIView):
             if data.validated_data.get("remix_of"):
                 try:
                     remix_of = selectors.video_get(video_id=data.validated_data["remix_of"])
-                except Http404:
+                except NotFound:
                     raise ValidationError({"remix_of": ["No such video."]}) from None
             try:
                 video = services.video_upload(
