@@ -188,4 +188,4 @@ def test_estimated_completion_comes_from_recorded_stage_times(owner_client):
     assert body["estimated_completion"] is not None
     assert body["estimated_completion"] >= body["created_at"]
     assert Content.objects.get(id=second).status == ContentStatus.IDLE
-    assert ProcessingStatus.UPLOADING == body["processing_status"]
+    assert body["processing_status"] == ProcessingStatus.UPLOADING

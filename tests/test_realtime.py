@@ -411,9 +411,8 @@ def test_connections_end_at_their_maximum_lifetime(api, channel_id):
             reader = SSEReader(response)
             with pytest.raises(EOFError):
                 reader.next_event()
-        with ws_connect(short_lived, f"/api/contents/{channel_id}/ws", api) as ws:
-            with pytest.raises(ConnectionClosed) as closed:
-                ws.recv(timeout=15)
+        with ws_connect(short_lived, f"/api/contents/{channel_id}/ws", api) as ws, pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=15)
     finally:
         short_lived.stop()
     assert closed.value.rcvd.code == 4000

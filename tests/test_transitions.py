@@ -3,8 +3,8 @@ import threading
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from contents.models import Content, ContentStatus, ProcessingStatus, StageRun
 from contents.lifecycle import ALLOWED_TRANSITIONS
+from contents.models import Content, ContentStatus, ProcessingStatus, StageRun
 from contents.services import content_move as transition
 from core.lifecycle import TransitionNotAllowed
 from realtime.models import Event
@@ -129,9 +129,13 @@ def test_a_transition_whose_transaction_rolls_back_leaves_no_event_and_no_change
     content = content_in(Stage.UPLOADING)
     events_before = Event.objects.count()
 
-    with pytest.raises(RuntimeError), transaction.atomic():
-        transition(Content.objects.get(id=content.id), to=Stage.SUMMARIZING)
-        raise RuntimeError("the caller's transaction fails after the transition")
+    def move_then_fail() -> None:
+        with transaction.atomic():
+            transition(Content.objects.get(id=content.id), to=Stage.SUMMARIZING)
+            raise RuntimeError("the caller's transaction fails after the transition")
+
+    with pytest.raises(RuntimeError):
+        move_then_fail()
 
     assert Content.objects.get(id=content.id).processing_status == Stage.UPLOADING
     assert Event.objects.count() == events_before
