@@ -1,6 +1,6 @@
 import binascii
 from hmac import compare_digest
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
@@ -14,6 +14,10 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.services import REVOKED, TOKEN_CACHE_SECONDS, token_cache_key, tokens_revoke
+
+if TYPE_CHECKING:
+    # Not at run time: DRF imports this module while loading its own (DEFAULT_AUTHENTICATION_CLASSES).
+    from rest_framework.request import Request
 
 INVALID_TOKEN = "Invalid token."  # noqa: S105 - a message, not a password
 
@@ -109,5 +113,5 @@ class ReadOnlySessionAuthentication(SessionAuthentication):
     (batch lookups): the seed's VideoMetadataUpdater sends neither a token nor a
     CSRF token, and a forged cross-site read changes nothing."""
 
-    def enforce_csrf(self, request):  # type: ignore[no-untyped-def]
+    def enforce_csrf(self, request: "Request") -> None:
         return None

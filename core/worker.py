@@ -1,6 +1,8 @@
 """RQ worker class used by `make run` and the tests (`rqworker --worker-class core.worker.DjangoWorker`)."""
 
 from django.db import connections
+from rq.job import Job
+from rq.queue import Queue
 from rq.worker import Worker
 
 
@@ -9,7 +11,7 @@ class DjangoWorker(Worker):
     connections, nor its connection pool (whose sockets and threads do not survive a
     fork): two processes on one socket corrupt the protocol stream."""
 
-    def fork_work_horse(self, job, queue):  # type: ignore[no-untyped-def]
+    def fork_work_horse(self, job: Job, queue: Queue) -> None:
         connections.close_all()
         for connection in connections.all(initialized_only=True):
             close_pool = getattr(connection, "close_pool", None)
