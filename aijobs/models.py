@@ -23,7 +23,7 @@ CANCELLED = "Cancelled"
 INSUFFICIENT_CREDITS = "Insufficient credits"
 
 
-def result_url_of(name: str) -> str | None:
+def result_url_of(name: str | None) -> str | None:
     """Where a job's result file (its stored name) is served: the one place it is computed,
     for a model (AIJob.result_url) and for a `.values()` row alike."""
     return default_storage.url(name) if name else None

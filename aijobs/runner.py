@@ -64,9 +64,12 @@ def run(job_id: uuid.UUID | str) -> str | None:
     fd, output_path = tempfile.mkstemp(suffix=".mp4")
     os.close(fd)
     try:
-        with lifecycle.keep_alive(AI_JOB, job):
-            with metrics.stage_timer("ai_job", job.kind, stopped=(Cancelled, Superseded)), job.video.file.open("rb") as source:
-                render(job.kind, job.params, source, output_path, on_progress, max_frames=settings.AI_JOB_MAX_FRAMES)
+        with (
+            lifecycle.keep_alive(AI_JOB, job),
+            metrics.stage_timer("ai_job", job.kind, stopped=(Cancelled, Superseded)),
+            job.video.file.open("rb") as source,
+        ):
+            render(job.kind, job.params, source, output_path, on_progress, max_frames=settings.AI_JOB_MAX_FRAMES)
         current = state["job"]
         with open(output_path, "rb") as result:
             current.result_file.save(f"{current.id}.mp4", File(result), save=False)

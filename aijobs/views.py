@@ -22,12 +22,11 @@ from aijobs.serializers import (
 )
 from core.batch import not_found
 from core.errors import NotFound, ProblemDetailsSerializer
-from core.pagination import NewestFirstPagination
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from core.pagination import NewestFirstPagination
 from core.polling import poll_headers
 from realtime.streams import LAST_EVENT_ID_HEADER, known_seq, user_stream
 from videos.selectors import video_get
-
 
 JOBS_IN_FLIGHT_429 = OpenApiResponse(
     ProblemDetailsSerializer,

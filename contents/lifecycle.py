@@ -28,7 +28,7 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     Stage.COMPLETED: frozenset({Stage.UPLOADING}),
     Stage.FAILED: frozenset({Stage.UPLOADING}),
 }
-PROGRESS_ON_ENTRY = {Stage.UPLOADING: 0, Stage.SUMMARIZING: 30, Stage.QA_GENERATING: 65, Stage.COMPLETED: 100}
+PROGRESS_ON_ENTRY: dict[str, int] = {Stage.UPLOADING: 0, Stage.SUMMARIZING: 30, Stage.QA_GENERATING: 65, Stage.COMPLETED: 100}
 
 
 def event_type_for(stage: str) -> str:

@@ -26,8 +26,8 @@ from core.db import read_again_if_lost
 logger = logging.getLogger(__name__)
 Stage = ProcessingStatus
 
-NEXT_STAGE = {Stage.UPLOADING: Stage.SUMMARIZING, Stage.SUMMARIZING: Stage.QA_GENERATING, Stage.QA_GENERATING: Stage.COMPLETED}
-STAGE_WORDS = {Stage.UPLOADING: "fetching the content", Stage.SUMMARIZING: "summarizing", Stage.QA_GENERATING: "generating questions"}
+NEXT_STAGE: dict[str, str] = {Stage.UPLOADING: Stage.SUMMARIZING, Stage.SUMMARIZING: Stage.QA_GENERATING, Stage.QA_GENERATING: Stage.COMPLETED}
+STAGE_WORDS: dict[str, str] = {Stage.UPLOADING: "fetching the content", Stage.SUMMARIZING: "summarizing", Stage.QA_GENERATING: "generating questions"}
 
 
 def upload_stage(content: Content) -> dict[str, Any]:

@@ -28,8 +28,8 @@ from contents.serializers import (
     PaginatedContentListSerializer,
 )
 from core.batch import not_found
-from core.pagination import NewestFirstPagination
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from core.pagination import NewestFirstPagination
 from core.polling import poll_headers
 
 # The legacy list's retirement date (RFC 9745 Deprecation header: @<unix time>).

@@ -79,7 +79,7 @@ class ServiceError(Exception):
     to a problem answer once, in ProblemExceptionHandler. Views never catch it to
     translate it. `detail` is for people; `code` is the problem's machine-readable code."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
     default_detail = "The request cannot be carried out."
     default_code = "invalid"
 

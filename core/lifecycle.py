@@ -22,7 +22,7 @@ publish function (realtime.streams.publish) along.
 
 import logging
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -245,7 +245,8 @@ def sweep_stalled(kind: Kind, now: datetime | None = None, *, steps: Sequence[St
     side effects of the failing move (the service's, as for any finish)."""
     now = now or timezone.now()
     policy = kind.stall
-    stalled = (
+    # Any: the kind's model, whose fields (attempts) this module does not know.
+    stalled: Iterable[Any] = (
         kind.model._default_manager.filter(**{f"{kind.status_field}__in": list(policy.stalled_in)})
         .filter(_stale(now - timedelta(seconds=policy.stall_after())))
         .order_by(F("heartbeat_at").asc(nulls_first=True))[:SWEEP_BATCH]

@@ -141,9 +141,13 @@ def test_a_move_whose_transaction_rolls_back_leaves_no_event_and_no_change(name)
     row = row_in(name, first)
     events_before = Event.objects.count()
 
-    with pytest.raises(RuntimeError), transaction.atomic():
-        lifecycle.transition(kind, row, to="failed")
-        raise RuntimeError("the caller's transaction fails after the move")
+    def move_then_fail() -> None:
+        with transaction.atomic():
+            lifecycle.transition(kind, row, to="failed")
+            raise RuntimeError("the caller's transaction fails after the move")
+
+    with pytest.raises(RuntimeError):
+        move_then_fail()
 
     assert kind.status_of(kind.model._default_manager.get(pk=row.pk)) == first
     assert Event.objects.count() == events_before
