@@ -15,6 +15,8 @@ lines on stdin and answering on stdout, so that they share no CPU time slice, ev
 loop or GIL with the servers. The soak benchmark reuses both halves."""
 
 import asyncio
+import contextlib
+import itertools
 import json
 import os
 import queue
@@ -31,7 +33,10 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from contents.models import Content
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBSCRIBERS = int(os.environ.get("BENCH_STORM_SUBSCRIBERS", "1000"))
@@ -53,7 +58,7 @@ def raise_fd_limit() -> None:
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else float("nan")
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] if ordered else float("nan")
 
 
 def free_port() -> int:
@@ -142,6 +147,7 @@ class Subscriber:
 
     async def _ws(self) -> None:
         from websockets.asyncio.client import connect
+        from websockets.typing import Origin
 
         base = f"127.0.0.1:{self.port}"
         response = await self.http.post(
@@ -151,7 +157,7 @@ class Subscriber:
             raise RuntimeError(f"ticket {response.status_code}")
         ticket = response.json()["ticket"]
         url = f"ws://{base}/api/contents/{self.channel_id}/ws?ticket={ticket}"
-        async with connect(url, origin=f"http://{base}", open_timeout=20, max_queue=None) as ws:
+        async with connect(url, origin=Origin(f"http://{base}"), open_timeout=20, max_queue=None) as ws:
             self.connects.append(time.time())
             await ws.send(json.dumps({"type": "subscribe", "channel_id": self.channel_id, "since": self.last}))
             async with asyncio.timeout(20) as subscribing:  # no answer to subscribe: try again
@@ -216,17 +222,18 @@ async def run_clients(config: dict[str, Any]) -> None:
                 command = json.loads(line)
                 deadline = time.monotonic() + command.get("timeout", 60)
                 if command["cmd"] == "wait_live":
-                    while sum(s.live for s in subscribers) < count and time.monotonic() < deadline:
+                    # Polled (ASYNC110): no one event fires when a sum over all subscribers changes.
+                    while sum(s.live for s in subscribers) < count and time.monotonic() < deadline:  # noqa: ASYNC110 - a sum, polled
                         await asyncio.sleep(0.05)
                     answer({"live": sum(s.live for s in subscribers), "total": count, "t": time.time()})
                 elif command["cmd"] == "wait_current":
                     target, need = command["last"], command.get("need", count)  # need: e.g. only those live
-                    while sum(s.last >= target for s in subscribers) < need and time.monotonic() < deadline:
+                    while sum(s.last >= target for s in subscribers) < need and time.monotonic() < deadline:  # noqa: ASYNC110 - a sum, polled
                         await asyncio.sleep(0.01)
                     answer({"current": sum(s.last >= target for s in subscribers), "total": count, "t": time.time()})
                 elif command["cmd"] == "drop_offline":
                     # A bounded benchmark goes on with those connected: the others stop trying.
-                    for subscriber, task in zip(subscribers, tasks):
+                    for subscriber, task in zip(subscribers, tasks[:len(subscribers)], strict=True):  # the last is log_progress's
                         if not subscriber.live:
                             task.cancel()
                     answer({"live": sum(s.live for s in subscribers), "total": count, "t": time.time()})
@@ -263,16 +270,19 @@ class ClientProcess:
                 [sys.executable, "-m", "bench.reconnect_storm", "--clients", json.dumps(config)],
                 cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
             )
+        # Both are pipes (stdin=PIPE, stdout=PIPE above).
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.stdin, self.stdout = self.process.stdin, self.process.stdout
         self.answers: queue.Queue[dict[str, Any]] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
-        for line in self.process.stdout:
+        for line in self.stdout:
             self.answers.put(json.loads(line))
 
     def ask(self, cmd: str, *, timeout: float = 60, **arguments: Any) -> dict[str, Any]:
-        self.process.stdin.write(json.dumps({"cmd": cmd, **arguments, "timeout": timeout}) + "\n")
-        self.process.stdin.flush()
+        self.stdin.write(json.dumps({"cmd": cmd, **arguments, "timeout": timeout}) + "\n")
+        self.stdin.flush()
         try:
             return self.answers.get(timeout=timeout + 60)
         except queue.Empty:
@@ -360,7 +370,7 @@ class Daphne:
         behind the clients, and /healthz also checks the database they exhaust."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if self.process is None or self.process.poll() is not None:  # never started, or exited
                 break
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
@@ -450,15 +460,19 @@ def db_stats(name: str) -> dict[str, int]:
     """pg_stat_database of `name`, read from another database so the read costs it
     nothing, on one connection kept open: a storm can use every connection the server allows."""
     import psycopg
+    from psycopg import sql
 
-    global _stats_connection
+    global _stats_connection  # noqa: PLW0603 - one connection for the process, reopened when closed
     if _stats_connection is None or _stats_connection.closed:
         _stats_connection = psycopg.connect(**admin_params(), autocommit=True)
     _stats_connection.execute("SELECT pg_stat_clear_snapshot()")
-    row = _stats_connection.execute(
-        f"SELECT {', '.join(STAT_COLUMNS)} FROM pg_stat_database WHERE datname = %s", [name]
-    ).fetchone()
-    return dict(zip(STAT_COLUMNS, row))
+    query = sql.SQL("SELECT {} FROM pg_stat_database WHERE datname = %s").format(
+        sql.SQL(", ").join(map(sql.Identifier, STAT_COLUMNS))
+    )
+    row = _stats_connection.execute(query, [name]).fetchone()
+    if row is None:
+        raise RuntimeError(f"pg_stat_database has no row for {name}")
+    return dict(zip(STAT_COLUMNS, row, strict=True))
 
 
 def flush_own_stats() -> None:
@@ -490,14 +504,14 @@ class Committer:
         self.last = current_seq(self.stream)
         self.committed: dict[int, tuple[str, int]] = {}
         self.commit_times: dict[int, float] = {}
-        self.content = None
+        self.content: Content | None = None
 
     def commit(self) -> int:
         from django.db import transaction
         from django.utils import timezone
 
-        from contents.models import Content, ProcessingStatus
         from contents.lifecycle import CONTENT
+        from contents.models import Content, ProcessingStatus
         from contents.services import content_move
         from core.lifecycle import new_run_id
 
@@ -519,7 +533,7 @@ class Committer:
                 CONTENT.publish(*CONTENT.event(content))
                 self.content = content
             else:
-                moved = content_move(self.content, to=following[self.content.processing_status])
+                moved = content_move(self.content, to=following[ProcessingStatus(self.content.processing_status)])
                 if moved is None:
                     raise RuntimeError("the bench content was moved by someone else")
         self.last += 1
@@ -535,7 +549,8 @@ class Committer:
             raise RuntimeError("the outbox does not hold exactly the events this bench committed")
 
     def cleanup(self) -> None:
-        from channels.layers import get_channel_layer
+        import redis
+        from django.conf import settings
 
         from contents.models import Channel
         from realtime.models import Event, Stream
@@ -544,29 +559,34 @@ class Committer:
         Event.objects.filter(stream=self.stream).delete()
         Stream.objects.filter(name=self.stream).delete()
         Channel.objects.filter(id=self.channel.id).delete()
-        layer = get_channel_layer()
-        try:
-            import redis
-            from django.conf import settings
-
+        key = group_key(group_name(self.stream))
+        with contextlib.suppress(redis.RedisError):  # the group expires on its own
             client = redis.Redis.from_url(settings.REDIS_URL)
-            client.delete(layer._group_key(group_name(self.stream)))
+            client.delete(key)
             client.close()
-        except Exception:  # noqa: BLE001 - the group expires on its own
-            pass
+
+
+def group_key(group: str) -> bytes:
+    """The channel layer's Redis key of a group."""
+    from channels.layers import get_channel_layer
+
+    from realtime.layer import ResilientRedisChannelLayer
+
+    layer = get_channel_layer()
+    assert isinstance(layer, ResilientRedisChannelLayer), "CHANNEL_LAYERS is not the Redis layer"
+    return layer._group_key(group)
 
 
 def group_size(stream: str) -> int:
     """Members of the stream's channel-layer group (live and stale)."""
     import redis
-    from channels.layers import get_channel_layer
     from django.conf import settings
 
     from realtime.streams import group_name
 
     client = redis.Redis.from_url(settings.REDIS_URL)
     try:
-        return client.zcard(get_channel_layer()._group_key(group_name(stream)))
+        return client.zcard(group_key(group_name(stream)))
     finally:
         client.close()
 
@@ -600,7 +620,7 @@ def analyse(reports: list[dict[str, Any]], committed: dict[int, tuple[str, int]]
             "missing_offline": 0 if report["live"] else len(set(committed) - received),
             "dup_ids": len(ids) - len(received),
             "dup_versions": len(pairs) - len(set(pairs)),
-            "out_of_order": sum(1 for a, b in zip(ids, ids[1:]) if b <= a),
+            "out_of_order": sum(1 for a, b in itertools.pairwise(ids) if b <= a),
             "wrong_payload": sum(1 for event in report["events"] if committed.get(event[0]) != (event[1], event[2])),
             "connects": len(report["connects"]),
             "errors": report["errors"],
@@ -624,10 +644,12 @@ def print_delivery_table(rows: list[dict[str, Any]]) -> None:
               f"{sum(m['out_of_order'] + m['wrong_payload'] for m in members):>5} {sum(m['resyncs'] for m in members):>6} "
               f"{sum(m['connects'] for m in members):>8} {sum(m['failed_attempts'] for m in members):>11} "
               f"{sum(m['live'] for m in members):>11}")
-    odd = [r for r in rows if r["lost"] or r["missing_offline"] or r["dup_ids"] or r["dup_versions"] or r["out_of_order"] or r["wrong_payload"] or r["resyncs"]]
+    flaws = ("lost", "missing_offline", "dup_ids", "dup_versions", "out_of_order", "wrong_payload", "resyncs")
+    odd = [r for r in rows if any(r[flaw] for flaw in flaws)]
     for row in odd[:10]:
         print(f"  client {row['index']} ({row['kind']} :{row['port']}): committed {row['committed']} received {row['received']} "
-              f"lost {row['lost']} missing while offline {row['missing_offline']} dup {row['dup_ids']}/{row['dup_versions']} out of order {row['out_of_order']} "
+              f"lost {row['lost']} missing while offline {row['missing_offline']} dup {row['dup_ids']}/{row['dup_versions']} "
+              f"out of order {row['out_of_order']} "
               f"wrong payload {row['wrong_payload']} resync {row['resyncs']} connected at the end: {row['live']}")
     if len(odd) > 10:
         print(f"  ... and {len(odd) - 10} more clients with a discrepancy")
@@ -774,7 +796,7 @@ def main() -> None:
     print(f"  per client, SIGTERM -> current: p50 {percentile(reached, 50):.2f} s  p99 {percentile(reached, 99):.2f} s  "
           f"max {max(reached):.2f} s; reconnects {reconnects}")
     checkpoints = [5, 10, 20, 30, 45, 60]
-    print("  current (id %d) by: " % target + ", ".join(f"+{c} s {sum(r <= c for r in reached)}" for c in checkpoints)
+    print(f"  current (id {target}) by: " + ", ".join(f"+{c} s {sum(r <= c for r in reached)}" for c in checkpoints)
           + f" of {SUBSCRIBERS}")
     if after["current"] == SUBSCRIBERS:
         print(f"  after the storm 5 live events reached everyone in {after_seconds * 1000:.0f} ms")
