@@ -175,14 +175,21 @@ CROSS_ORIGIN_CALLS = """async ({api, username, password, channelId}) => {
 }"""
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_frontend_on_an_allowed_origin_works_in_a_browser_and_others_are_blocked(http_server, browser_page):
+@pytest.fixture
+def frontend_channel(transactional_db):  # type: ignore[no-untyped-def]
+    """Made before the browser starts: with Playwright's event loop running in this
+    thread, Django would take a connection of the test's own from the pool (one an
+    earlier test may have killed)."""
     from contents.services import channel_create
     from tests.helpers import make_user
+
+    return channel_create(owner=make_user("frontend"), name="cors")
+
+
+def test_a_frontend_on_an_allowed_origin_works_in_a_browser_and_others_are_blocked(frontend_channel, http_server, browser_page):
     from tests.live import Daphne
 
-    owner = make_user("frontend")
-    channel = channel_create(owner=owner, name="cors")
+    channel = frontend_channel
     page_port = http_server.server.server_address[1]
     http_server.routes["/"] = (200, {"Content-Type": "text/html"}, b"<!doctype html><title>frontend</title>")
     # The seed frontend's dev server is http://localhost:3000; this one is on a free port.
