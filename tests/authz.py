@@ -14,6 +14,7 @@ import httpx
 from django.urls import URLPattern, URLResolver, get_resolver
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from tests.live import Daphne
 from tests.seeded import World, small_video
@@ -69,8 +70,8 @@ def id_inputs_in_schema(schema: dict[str, Any]) -> set[Key]:
         for method, operation in item.items():
             if method not in HTTP_METHODS:
                 continue
-            for parameter in operation.get("parameters", []):
-                parameter = _resolve(schema, parameter)
+            for reference in operation.get("parameters", []):
+                parameter = _resolve(schema, reference)
                 if _is_uuid(schema, parameter.get("schema")):
                     found.add((method.upper(), path, f"{parameter['in']}:{parameter['name']}"))
             for media in operation.get("requestBody", {}).get("content", {}).values():
@@ -180,12 +181,12 @@ def websocket_answer(
     and the close code."""
     received: list[Any] = []
     close_code: int | None = None
-    with connect(url, origin=origin, open_timeout=10) as socket:
+    with connect(url, origin=Origin(origin), open_timeout=10) as socket:
         try:
             for message in messages:
                 socket.send(json.dumps(message))
             while True:
-                message = json.loads(_masked(socket.recv(timeout=10), probed))
+                message = json.loads(_masked(socket.recv(timeout=10, decode=True), probed))
                 received.append(_without_volatile(message))
                 if message.get("type") == until:
                     break

@@ -2,14 +2,42 @@
 client code, and database work done beside Playwright's event loop."""
 
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 BROWSER_DIR = Path(__file__).parent / "browser"
 SEED_HOOKS = (BROWSER_DIR / "seed_content_hooks.js").read_text()
 SEED_BATCH_CLIENTS = (BROWSER_DIR / "seed_batch_clients.js").read_text()
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+
+# Each page's console, as record_console collects it (not an attribute of the Page:
+# Playwright's Page has a console_messages() method of its own).
+_CONSOLES: "weakref.WeakKeyDictionary[Page, list[str]]" = weakref.WeakKeyDictionary()
+
+
+def record_console(page: "Page", *, with_types: bool = False) -> list[str]:
+    """Collect the page's console messages from now on: their text, or with
+    `with_types` "type: text" and the page's uncaught errors as "pageerror: ..."."""
+    messages: list[str] = []
+    if with_types:
+        page.on("console", lambda message: messages.append(f"{message.type}: {message.text}"))
+        page.on("pageerror", lambda error: messages.append(f"pageerror: {error}"))
+    else:
+        page.on("console", lambda message: messages.append(message.text))
+    _CONSOLES[page] = messages
+    return messages
+
+
+def console_of(page: "Page") -> list[str]:
+    """What record_console has collected of the page's console so far."""
+    return _CONSOLES[page]
 
 
 def in_own_thread(work: Callable[[], object]) -> None:

@@ -60,7 +60,7 @@ def browser_page(monkeypatch):
     """A page in Debian's headless chromium, its console messages collected."""
     from playwright.sync_api import sync_playwright
 
-    from tests.chromium import CHROMIUM, CHROMIUM_ARGS
+    from tests.chromium import CHROMIUM, CHROMIUM_ARGS, record_console
 
     # Playwright's sync API keeps an event loop running in this thread; the test's own
     # ORM calls are still plain synchronous code.
@@ -68,8 +68,7 @@ def browser_page(monkeypatch):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page()
-        page.console_messages = []
-        page.on("console", lambda message: page.console_messages.append(message.text))
+        record_console(page)
         yield page
         browser.close()
 

@@ -7,6 +7,13 @@ from contents.services import channel_create, content_submit
 from tests.helpers import make_user
 
 
+def moved[T](row: T | None) -> T:
+    """The row a move returned; None (someone else moved it first) has no place in a
+    test that moves its own rows, so it fails the test here."""
+    assert row is not None, "the move found the row moved by someone else"
+    return row
+
+
 def make_channel(owner=None, name: str = "channel") -> Channel:
     return channel_create(owner=owner or make_user(), name=name)
 

@@ -1,5 +1,6 @@
 """A real daphne process serving the test database, for SSE and WebSocket tests."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 from django.conf import settings
 from django.db import connection
+from websockets.typing import Origin
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,8 +61,8 @@ class LiveServer:
         return f"ws://127.0.0.1:{self.port}{path}"
 
     @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def origin(self) -> Origin:
+        return Origin(f"http://127.0.0.1:{self.port}")
 
     def output(self) -> str:
         """Everything the server has logged so far."""
@@ -189,11 +191,7 @@ class Stack(LiveServer):
     def stop(self) -> None:
         """SIGTERM, as Ctrl-C would; then make sure nothing of it is left."""
         self.process.terminate()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass

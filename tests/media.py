@@ -28,5 +28,5 @@ def make_video(*, seconds: float = 1.0, width: int = 160, height: int = 120, fps
 
 def decode_frames(data_or_path) -> list[np.ndarray]:
     source = io.BytesIO(data_or_path) if isinstance(data_or_path, bytes) else data_or_path
-    with av.open(source) as container:
+    with av.open(source, mode="r") as container:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]

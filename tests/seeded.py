@@ -14,7 +14,7 @@ from knox.models import AuthToken
 
 from aijobs.services import job_create
 from contents.models import Content, ProcessingStatus
-from contents.services import channel_add_members, channel_create, content_submit, content_move
+from contents.services import channel_add_members, channel_create, content_move, content_submit
 from moderation.services import block_users, videos_delete
 from notifications.models import Notification, NotificationType
 from tests.media import make_video
@@ -82,8 +82,9 @@ def _side(username: str, video_bytes: bytes) -> Side:
     channel = channel_create(owner=user, name=f"{username}'s channel")
     content = content_submit(channel=channel, provider=user, title="Tides", description="Tide pools hold sea water.")
     failed = content_submit(channel=channel, provider=user, title="Bees", description="Bees make honey.")
-    failed = content_move(failed, to=ProcessingStatus.FAILED, error_message="The link could not be fetched.")
-    assert failed is not None
+    moved = content_move(failed, to=ProcessingStatus.FAILED, error_message="The link could not be fetched.")
+    assert moved is not None
+    failed = moved
     video = video_upload(owner=user, file=SimpleUploadedFile(f"{username}.mp4", video_bytes), title=f"{username}'s video")
     job = job_create(owner=user, kind="glitch", video=video, params={})
     return Side(

@@ -1,6 +1,7 @@
 """Stream clients that run in a thread and record everything they see, for tests that
 leave streams open while they break things around them."""
 
+import contextlib
 import json
 import threading
 import time
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 
 def wait_for(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.1) -> bool:
@@ -60,7 +62,7 @@ class SSECollector:
                         field, _, value = line.partition(":")
                         frame[field] = value.lstrip(" ")
             self.ended = "closed by the server"
-        except Exception as error:  # recorded for the test to assert on
+        except Exception as error:  # noqa: BLE001 - recorded for the test to assert on
             self.ended = f"{type(error).__name__}: {error}"
         finally:
             self.connected.set()
@@ -85,11 +87,10 @@ class WSCollector:
         self.close_code: int | None = None
         self.ended: str | None = None
         self.subscribed = threading.Event()
-        self._socket = connect(url, origin=origin, open_timeout=10)
-        try:
+        self._socket = connect(url, origin=Origin(origin), open_timeout=10)
+        # Refused at once (e.g. 4401): the reader records how it ended.
+        with contextlib.suppress(ConnectionClosed):
             self._socket.send(json.dumps(subscribe))
-        except ConnectionClosed:
-            pass  # refused at once (e.g. 4401): the reader records how it ended
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         if not self.subscribed.wait(15):
@@ -104,7 +105,7 @@ class WSCollector:
                     self.subscribed.set()
         except ConnectionClosed as closed:
             self.ended = f"closed {closed.rcvd.code if closed.rcvd else None}"
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - recorded for the test to assert on
             self.ended = f"{type(error).__name__}: {error}"
         finally:
             self.close_code = self._socket.close_code

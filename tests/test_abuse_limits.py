@@ -14,6 +14,7 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from aijobs.models import AIJob, CreditEntry
 from aijobs.services import JobsInFlightLimitReached, job_create
@@ -145,15 +146,20 @@ class Streamer:
 
     def ws(self, path: str = "/v1/ws", *, origin: str | None = None, server: Daphne | None = None):
         server = server or self.server
-        return connect(server.ws_url(f"{path}?ticket={self.ticket(server)}"), origin=origin or server.origin, open_timeout=10)
+        return connect(server.ws_url(f"{path}?ticket={self.ticket(server)}"), origin=Origin(origin or server.origin), open_timeout=10)
+
+
+def read_until_closed(ws, into: list[dict]) -> None:
+    """Every message the socket receives, into `into`, until it is closed (which raises)."""
+    while True:
+        into.append(json.loads(ws.recv(timeout=10)))
 
 
 def refusal_of(ws) -> tuple[dict, int | None]:
     """The error message a socket got before it was closed, and its close code."""
-    messages = []
+    messages: list[dict] = []
     with pytest.raises(ConnectionClosed) as closed:
-        while True:
-            messages.append(json.loads(ws.recv(timeout=10)))
+        read_until_closed(ws, messages)
     errors = [m for m in messages if m.get("type") == "error"]
     return (errors[-1] if errors else {}), closed.value.rcvd.code if closed.value.rcvd else None
 
@@ -263,14 +269,13 @@ def test_a_websocket_sending_too_fast_is_told_and_closed_with_4008(limited_serve
                 ws.send(json.dumps({"type": "ping"}))
             except ConnectionClosed:
                 break
-        answers = []
+        answers: list[dict] = []
         with pytest.raises(ConnectionClosed) as closed:
-            while True:
-                answers.append(json.loads(ws.recv(timeout=10)))
+            read_until_closed(ws, answers)
     pongs = [a for a in answers if a["type"] == "pong"]
     assert 5 <= len(pongs) <= 7, answers
     assert answers[-1]["type"] == "error" and answers[-1]["code"] == "too_many_messages"
-    assert closed.value.rcvd.code == 4008
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4008
 
     # A client within the rate is never closed.
     with alice.ws() as ws:

@@ -45,9 +45,12 @@ def create(client, video, kind="glitch", **params):
 
 
 def media_bytes(url: str) -> bytes:
+    from django.http import StreamingHttpResponse
     from rest_framework.test import APIClient
 
-    return b"".join(APIClient().get(url).streaming_content)
+    response = APIClient().get(url)
+    assert isinstance(response, StreamingHttpResponse), response
+    return b"".join(response.streaming_content)
 
 
 def test_a_glitch_job_completes_with_rising_progress_and_a_glitched_video(owner, video):
@@ -106,7 +109,8 @@ def test_two_concurrent_jobs_that_exceed_the_balance_never_overdraw(owner, video
     def start(job):
         try:
             barrier.wait()
-            results[job.id] = job_start(AIJob.objects.select_related("owner").get(id=job.id)).status
+            started = job_start(AIJob.objects.select_related("owner").get(id=job.id))
+            results[job.id] = started.status if started else "moved by someone else"
         finally:
             connection.close()
 

@@ -8,17 +8,17 @@ from django.utils import timezone
 
 from contents.models import ChannelMembership, Content
 from contents.services import content_move
-from tests.factories import make_channel, make_content
+from tests.factories import make_channel, make_content, moved
 from tests.helpers import api_client_for, make_user
 
 pytestmark = pytest.mark.django_db
 
 
-def finish(content, stage="completed"):
+def finish(content: Content, stage: str = "completed") -> Content:
     """Walk a content through the pipeline's transitions to `stage`."""
     path = ["summarizing", "qa_generating", "completed"] if stage == "completed" else ["failed"]
     for step in path:
-        content = content_move(content, to=step, error_message="It broke.")
+        content = moved(content_move(content, to=step, error_message="It broke."))
     return content
 
 
@@ -323,7 +323,7 @@ def test_a_member_who_did_not_submit_cannot_regenerate(channel):
 
 def test_the_status_answer_splits_processing_completed_and_failed(client, channel):
     processing = make_content(channel)
-    generating = content_move(make_content(channel), to="summarizing")
+    generating = moved(content_move(make_content(channel), to="summarizing"))
     completed = finish(make_content(channel))
     failed = finish(make_content(channel), stage="failed")
 
@@ -408,7 +408,7 @@ def batch(client, ids):
 
 
 def test_batch_status_answers_each_visible_content_once(client, channel):
-    content = content_move(make_content(channel), to="summarizing")
+    content = moved(content_move(make_content(channel), to="summarizing"))
     response = batch(client, [str(content.id), str(content.id)])
     assert response.status_code == 200
     assert response.json() == {

@@ -73,7 +73,7 @@ def test_a_body_whose_declared_length_lies_is_counted_all_the_same(settings):
 
 def test_a_body_under_the_limit_reaches_django(settings):
     # Not a 413: Django answers (the unknown path is a 404 problem).
-    status, problem, asked = call("/no-such-endpoint", chunks=2, declared=2 * CHUNK)
+    status, _, asked = call("/no-such-endpoint", chunks=2, declared=2 * CHUNK)
     assert (status, asked) == (404, 2)
 
 

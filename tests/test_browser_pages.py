@@ -18,12 +18,12 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from knox.models import AuthToken
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, FilePayload, Page, Response, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from contents.services import channel_create
 from notifications.models import Notification
-from tests.chromium import CHROMIUM, CHROMIUM_ARGS, in_own_thread
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, console_of, in_own_thread, record_console
 from tests.helpers import LocalHTTPServer, make_user
 from tests.live import ROOT, Daphne, subprocess_env
 from tests.media import make_video
@@ -164,10 +164,15 @@ def browser(monkeypatch) -> Iterator[Browser]:
 def new_page(browser: Browser, *, locale: str = "en-US") -> Page:
     context = browser.new_context(locale=locale, timezone_id="UTC", viewport={"width": 1100, "height": 860})
     page = context.new_page()
-    page.console_messages = []
-    page.on("console", lambda message: page.console_messages.append(f"{message.type}: {message.text}"))  # type: ignore[attr-defined]
-    page.on("pageerror", lambda error: page.console_messages.append(f"pageerror: {error}"))  # type: ignore[attr-defined]
+    record_console(page, with_types=True)
     return page
+
+
+def text_of(page: Page, selector: str) -> str:
+    """The element's text content; an element without any fails the test here."""
+    text = page.text_content(selector)
+    assert text is not None, f"{selector} has no text content"
+    return text
 
 
 def log_in(page: Page, server: Daphne, username: str, then: str) -> None:
@@ -185,7 +190,7 @@ def wait(page: Page, condition: str, what: str, timeout: float = 30, arg: object
         state = page.evaluate("""() => ({
             cards: window.__cards, mode: document.querySelector('#channel-mode')?.dataset.mode,
             log: (window.aistatus?.channelLog ?? []).slice(-40) })""")
-        raise AssertionError(f"timed out waiting for {what}: {state}; console {page.console_messages}") from None
+        raise AssertionError(f"timed out waiting for {what}: {state}; console {console_of(page)}") from None
 
 
 def card_history(page: Page, content_id: str) -> list[dict]:
@@ -242,10 +247,10 @@ def test_a_submitted_link_goes_from_waiting_to_complete_live_and_the_bell_rises_
     content_id = submit_link(page, site.url("/tide-pools"))
     card = f'[data-content-id="{content_id}"]'
     assert page.get_attribute(card, "data-status") == "idle"
-    assert "Waiting" in page.text_content(f"{card} .badge")
+    assert "Waiting" in text_of(page, f"{card} .badge")
     worker.start()
     wait(page, f"document.querySelector('{card}').dataset.status === 'generating'", "generating")
-    assert "This content is still being generated." in page.text_content(card)
+    assert "This content is still being generated." in text_of(page, card)
     assert page.eval_on_selector(f"{card} progress", "p => p.value") in (30, 65)
     wait(page, f"document.querySelector('{card}').dataset.status === 'complete'", "complete")
 
@@ -271,7 +276,7 @@ def test_a_submitted_link_goes_from_waiting_to_complete_live_and_the_bell_rises_
     unread: list[int] = []
     in_own_thread(lambda: unread.append(Notification.objects.filter(recipient=owner, is_read=False).count()))
     assert unread == [0]
-    errors = [m for m in page.console_messages if m.startswith(("error", "pageerror"))]  # type: ignore[attr-defined]
+    errors = [m for m in console_of(page) if m.startswith(("error", "pageerror"))]
     assert errors == []
 
 
@@ -396,8 +401,8 @@ def test_a_glitch_jobs_progress_reaches_100_its_result_plays_and_a_queued_job_ca
     wait(page, "document.querySelector('#credits').dataset.balance === '100'", "the balance")
 
     # Upload through the page.
-    page.set_input_files("#upload-form input[name=file]", files=[{
-        "name": "waves.mp4", "mimeType": "video/mp4", "buffer": make_video(seconds=4, width=320, height=240, fps=15)}])
+    page.set_input_files("#upload-form input[name=file]", files=[FilePayload(
+        name="waves.mp4", mimeType="video/mp4", buffer=make_video(seconds=4, width=320, height=240, fps=15))])
     page.fill("#upload-form input[name=title]", "Waves")
     page.click("#upload-form button[type=submit]")
     page.wait_for_selector(".video .video-title:text('Waves')")
@@ -493,9 +498,9 @@ def test_each_page_in_english_and_korean_with_the_demo_data_and_the_switch(serve
         page.mouse.move(0, 0)  # the player's controls fade without the pointer
         page.screenshot(path=SCREENSHOTS / f"studio-{lang}.png", full_page=True)
         words = {"en": ("Studio", "Your videos", "Done"), "ko": ("스튜디오", "내 영상", "완료")}[lang]
-        text = page.text_content("body")
+        text = text_of(page, "body")
         assert all(word in text for word in words), text
-        errors = [m for m in page.console_messages if m.startswith(("error", "pageerror"))]  # type: ignore[attr-defined]
+        errors = [m for m in console_of(page) if m.startswith(("error", "pageerror"))]
         assert errors == []
         page.context.close()
 
@@ -540,7 +545,7 @@ def test_server_data_is_shown_as_text_never_as_markup(hostile, server, browser):
     assert page.text_content(f"{card} .source") == "javascript:window.__xss=2"
     page.click(".bell-button")
     page.wait_for_selector(".bell-list li.unread")
-    assert markup in page.text_content(".bell-list li.unread")
+    assert markup in text_of(page, ".bell-list li.unread")
     assert page.text_content("h1") == "<b>Bold</b> channel"
     assert page.evaluate("window.__xss") is None
     assert page.locator("main img, #bell img, main script").count() == 0
@@ -565,10 +570,15 @@ def test_the_studio_polls_when_its_websocket_is_refused_and_still_sees_the_job_f
     log_in(page, server, "maker", "/app/studio/")
     wait(page, "document.querySelector('[data-feed=\"user\"]').dataset.mode === 'polling'", "the studio polling")
     assert len(refused) >= 3
-    assert page.text_content("#bell .mode").startswith("Live updates unavailable")
+    assert text_of(page, "#bell .mode").startswith("Live updates unavailable")
 
     batch_polls: list[int] = []
-    page.on("response", lambda r: r.url.endswith("/v1/ai/jobs/batch-status") and batch_polls.append(r.status))
+
+    def count_batch_poll(response: Response) -> None:
+        if response.url.endswith("/v1/ai/jobs/batch-status"):
+            batch_polls.append(response.status)
+
+    page.on("response", count_batch_poll)
     page.click(".video .start-glitch")
     worker.start()
     wait(page, "document.querySelector('.job[data-status=\"completed\"] video.result') !== null", "the result by polling", timeout=60)

@@ -4,7 +4,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from contents.services import channel_create, content_submit
-from tests.chromium import SEED_BATCH_CLIENTS, SEED_HOOKS, in_own_thread
+from tests.chromium import SEED_BATCH_CLIENTS, SEED_HOOKS, console_of, in_own_thread
 from tests.helpers import make_user
 from tests.live import Daphne, run_burst_worker_process
 from tests.media import make_video
@@ -132,11 +132,11 @@ def test_the_seeds_job_monitor_and_metadata_updater_work_unchanged(studio, serve
     completed = f"Job {job_id} completed: "
     # The monitor polls every 2 s and reports through console.log, as the seed wrote it.
     for _ in range(80):
-        if any(message.startswith(completed) for message in page.console_messages):
+        if any(message.startswith(completed) for message in console_of(page)):
             break
         page.wait_for_timeout(250)
-    result_line = next((m for m in page.console_messages if m.startswith(completed)), None)
-    assert result_line is not None, page.console_messages
+    result_line = next((m for m in console_of(page) if m.startswith(completed)), None)
+    assert result_line is not None, console_of(page)
     assert result_line.endswith(".mp4")
     assert page.evaluate("(async (url) => (await fetch(url)).status)", result_line.removeprefix(completed)) == 200
 

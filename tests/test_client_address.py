@@ -28,10 +28,8 @@ from videos.services import video_upload
 )
 def test_the_client_address_trusts_only_our_own_proxies(settings, proxies, forwarded_for, expected):
     settings.TRUSTED_PROXY_COUNT = proxies
-    extra = {"REMOTE_ADDR": "10.0.0.9"}
-    if forwarded_for is not None:
-        extra["HTTP_X_FORWARDED_FOR"] = forwarded_for
-    assert client_address(RequestFactory().get("/", **extra)) == expected
+    headers = {} if forwarded_for is None else {"X-Forwarded-For": forwarded_for}
+    assert client_address(RequestFactory().get("/", headers=headers, REMOTE_ADDR="10.0.0.9")) == expected
 
 
 @pytest.mark.django_db

@@ -159,7 +159,7 @@ def test_the_spool_is_counted_as_it_is_written_when_the_header_understates_the_f
         def on_progress(fraction: float) -> None:
             spooled.append(sum(size for fd, size in temporary_files().items() if fd not in earlier))
 
-        with pytest.raises(effects.RenderError, match="11 frames of 0.1 MB"):
+        with pytest.raises(effects.RenderError, match=r"11 frames of 0\.1 MB"):
             effects._remix({"mode": "reverse"}, container, stream, 1, stream.average_rate, 160, 120,
                            str(tmp_path / "out.mp4"), on_progress, 1000)
     assert max(spooled) == 10 * FRAME_BYTES
@@ -205,7 +205,7 @@ def growing_avi(small: tuple[int, int], large: tuple[int, int], frames: int = 5)
 def test_a_job_whose_frames_grow_past_the_pixel_limit_mid_stream_fails_cleanly(owner, settings):
     settings.VIDEO_MAX_FRAME_PIXELS = 200 * 200  # and the decoders' slack, 131,072 pixels
     growing = video_upload(owner=owner, file=SimpleUploadedFile("g.avi", growing_avi((160, 120), (640, 480))), title="g")
-    assert (growing.width, growing.height, growing.file.name[-4:]) == (160, 120, ".avi")
+    assert (growing.width, growing.height, str(growing.file.name)[-4:]) == (160, 120, ".avi")
     balance = credits.balance(owner)
 
     job = run_job(owner, growing, "glitch")

@@ -19,7 +19,7 @@ from contents.models import Content
 from contents.services import channel_create, content_restart, content_submit
 from realtime.models import Event
 from realtime.streams import channel_stream, current_seq
-from tests.chromium import SEED_HOOKS, in_own_thread
+from tests.chromium import SEED_HOOKS, console_of, in_own_thread
 from tests.helpers import make_user, run_burst_worker
 from tests.live import Daphne, run_burst_worker_process
 
@@ -58,7 +58,7 @@ class ResubscribingSocket:
             try:
                 url = self.daphne.ws_url(f"/api/contents/{self.channel_id}/ws?ticket={self._ticket()}")
                 with connect(url, origin=self.daphne.origin, open_timeout=5) as ws:
-                    subscribe = {"type": "subscribe", "channel_id": self.channel_id}
+                    subscribe: dict[str, str | int] = {"type": "subscribe", "channel_id": self.channel_id}
                     if self.last_id is not None:
                         subscribe["since"] = self.last_id
                     ws.send(json.dumps(subscribe))
@@ -126,7 +126,7 @@ def db(work):
     def run() -> None:
         try:
             outcome["result"] = work()
-        except BaseException as error:  # raised again in the test's thread
+        except BaseException as error:  # noqa: BLE001 - raised again in the test's thread
             outcome["error"] = error
 
     in_own_thread(run)
@@ -200,7 +200,7 @@ def test_a_daphne_restart_loses_and_repeats_no_event_on_sse_or_websocket(world, 
             page.wait_for_function(condition, timeout=timeout * 1000)
         except PlaywrightTimeoutError:
             raise AssertionError(f"The browser: timed out waiting for {what}: {hook_state(page, 'native')}; {timeline}; "
-                                 f"WebSocket {[e['id'] for e in socket.events]}; console {page.console_messages}; "
+                                 f"WebSocket {[e['id'] for e in socket.events]}; console {console_of(page)}; "
                                  f"daphne: {server.output()[-3000:]}") from None
 
     def all_reach(last: int, timeout: float = 20) -> None:

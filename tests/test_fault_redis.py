@@ -101,7 +101,8 @@ def stack_processes(stack: Stack, name: str) -> list[int]:
     """Pids in the stack's process group whose command line contains `name`, leaving out
     their own forks (an RQ worker's work horse, there whenever a job runs: the view-count
     flush runs every few seconds)."""
-    listing = subprocess.run(["ps", "-o", "pid=,ppid=,args=", "-g", str(stack.process.pid)], capture_output=True, text=True).stdout
+    listing = subprocess.run(["ps", "-o", "pid=,ppid=,args=", "-g", str(stack.process.pid)], capture_output=True, text=True,
+                             check=False).stdout  # ps exits 1 when no process matches: an empty listing
     matching = {int(line.split()[0]): int(line.split()[1]) for line in listing.splitlines() if name in line and "ps -o" not in line}
     return [pid for pid, parent in matching.items() if parent not in matching]
 

@@ -21,7 +21,7 @@ from tests.live import Daphne
 BAD_EVENT_IDS = ["١٢", "৩", "²", "9" * 5000, "9" * 25, str(MAX_EVENT_ID + 1), "-1", "+1", " 1", "1 ", "1\n", "1.0", "0x1", "abc"]
 
 
-@pytest.mark.parametrize("value", BAD_EVENT_IDS + [-1, MAX_EVENT_ID + 1, 10**30, 1.5, True, None, [1], {"a": 1}])
+@pytest.mark.parametrize("value", [*BAD_EVENT_IDS, -1, MAX_EVENT_ID + 1, 10**30, 1.5, True, None, [1], {"a": 1}])
 def test_what_is_not_an_event_id(value):
     with pytest.raises(InvalidEventId):
         parse_event_id(value)
@@ -62,12 +62,13 @@ def test_bad_event_ids_on_sse_are_400_problems(live):
     for value in BAD_EVENT_IDS:
         # As the header (UTF-8 on the wire; a header value cannot start or end with
         # white space) and as the query parameter.
-        ways = [{"params": {"last_event_id": value}}]
+        # (query parameters, headers) of each way
+        ways: list[tuple[dict[str, str], dict[bytes, bytes]]] = [({"last_event_id": value}, {})]
         if value == value.strip():
-            ways.append({"headers": {"Last-Event-ID": value.encode()}})
-        for kwargs in ways:
-            with httpx.stream("GET", url, params={**kwargs.get("params", {}), "ticket": ticket(api)},
-                              headers=kwargs.get("headers"), timeout=10) as response:
+            ways.append(({}, {b"Last-Event-ID": value.encode()}))
+        for params, headers in ways:
+            with httpx.stream("GET", url, params={**params, "ticket": ticket(api)},
+                              headers=headers, timeout=10) as response:
                 answers.append((value[:12], response.status_code, response.headers["content-type"]))
                 if response.status_code == 400:
                     assert json.loads(response.read())["errors"][0]["attr"] == "Last-Event-ID"
@@ -81,10 +82,11 @@ def test_bad_since_and_deep_json_on_a_websocket_are_errors_and_the_socket_lives_
     server, api, channel_id = live
     replies = []
     with connect(server.ws_url(f"/api/contents/{channel_id}/ws?ticket={ticket(api)}"), origin=server.origin, open_timeout=10) as ws:
-        for value in BAD_EVENT_IDS + [10**30, -1, 1.5]:
+        for value in [*BAD_EVENT_IDS, 10**30, -1, 1.5]:
             ws.send(json.dumps({"type": "subscribe", "channel_id": channel_id, "since": value}))
             replies.append(json.loads(ws.recv(timeout=10)))
-        for deep in ("[" * 100_000 + "]" * 100_000, json.dumps({"type": "subscribe", "since": 1, "x": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]})):
+        nested = json.dumps({"type": "subscribe", "since": 1, "x": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]})
+        for deep in ("[" * 100_000 + "]" * 100_000, nested):
             ws.send(deep)
             replies.append(json.loads(ws.recv(timeout=10)))
         ws.send(json.dumps({"type": "subscribe", "channel_id": channel_id, "since": "0"}))

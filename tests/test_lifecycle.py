@@ -4,6 +4,7 @@ event in the same transaction; every other edge raises; a stale read or a foreig
 moves nothing; the sweep follows each kind's policy."""
 
 from datetime import timedelta
+from typing import Any
 
 import django_rq
 import pytest
@@ -25,7 +26,7 @@ from tests.media import make_video
 from videos.services import video_upload
 
 KINDS = {"content": CONTENT, "ai_job": AI_JOB}
-STATUSES = {"content": list(STATUS_OF_STAGE), "ai_job": list(JobStatus)}
+STATUSES: dict[str, list[str]] = {"content": list(STATUS_OF_STAGE), "ai_job": list(JobStatus)}
 EDGES = [
     (name, a, b) for name, kind in KINDS.items() for a in STATUSES[name] for b in STATUSES[name] if b in kind.edges.get(a, ())
 ]
@@ -34,6 +35,11 @@ NON_EDGES = [
 ]
 
 pytestmark = pytest.mark.django_db
+
+
+def reread(kind: lifecycle.Kind, row: Any) -> Any:
+    """The row as the database has it now (a content or an AI job: the kind's model)."""
+    return kind.model._default_manager.get(pk=row.pk)
 
 
 def row_in(name: str, status: str, **fields):
@@ -74,7 +80,7 @@ def test_an_allowed_edge_moves_raises_the_version_and_publishes_one_event(name, 
     moved = lifecycle.transition(kind, row, to=target, error="boom")
 
     assert moved is not None
-    fresh = kind.model._default_manager.get(pk=row.pk)
+    fresh = reread(kind, row)
     assert kind.status_of(fresh) == target
     assert fresh.version == before + 1 == moved.version
     events = list(Event.objects.filter(stream=stream_of(name, row)).order_by("seq"))
@@ -101,7 +107,7 @@ def test_any_other_edge_raises_and_changes_nothing(name, source, target):
     with pytest.raises(TransitionNotAllowed):
         lifecycle.transition(kind, row, to=target)
 
-    fresh = kind.model._default_manager.get(pk=row.pk)
+    fresh = reread(kind, row)
     assert (kind.status_of(fresh), fresh.version) == (source, row.version)
     assert Event.objects.count() == events_before
 
@@ -111,13 +117,13 @@ def test_a_stale_version_moves_nothing(name):
     kind = KINDS[name]
     first = next(s for s in STATUSES[name] if kind.edges.get(s))
     row = row_in(name, first)
-    stale = kind.model._default_manager.get(pk=row.pk)
+    stale = reread(kind, row)
     kind.model._default_manager.filter(pk=row.pk).update(version=row.version + 1)  # someone else's move
     events_before = Event.objects.count()
 
     assert lifecycle.transition(kind, stale, to="failed", error="late worker") is None
 
-    fresh = kind.model._default_manager.get(pk=row.pk)
+    fresh = reread(kind, row)
     assert (kind.status_of(fresh), fresh.version) == (first, row.version + 1)
     assert Event.objects.count() == events_before
 
@@ -127,11 +133,11 @@ def test_a_foreign_run_id_moves_nothing(name):
     kind = KINDS[name]
     first = next(s for s in STATUSES[name] if kind.edges.get(s))
     row = row_in(name, first)
-    old_runner = kind.model._default_manager.get(pk=row.pk)
+    old_runner = reread(kind, row)
     kind.model._default_manager.filter(pk=row.pk).update(**{kind.fence_field: lifecycle.new_run_id(kind, row.pk)})
 
     assert lifecycle.transition(kind, old_runner, to="failed") is None
-    assert kind.status_of(kind.model._default_manager.get(pk=row.pk)) == first
+    assert kind.status_of(reread(kind, row)) == first
 
 
 @pytest.mark.parametrize("name", KINDS)
@@ -149,7 +155,7 @@ def test_a_move_whose_transaction_rolls_back_leaves_no_event_and_no_change(name)
     with pytest.raises(RuntimeError):
         move_then_fail()
 
-    assert kind.status_of(kind.model._default_manager.get(pk=row.pk)) == first
+    assert kind.status_of(reread(kind, row)) == first
     assert Event.objects.count() == events_before
 
 
@@ -185,7 +191,7 @@ def test_a_lost_enqueue_is_enqueued_again_under_a_new_run_costing_no_attempt(nam
     with django_capture_on_commit_callbacks(execute=True):
         assert lifecycle.requeue_lost(kind, later(kind, kind.stall.lost_after())) == 1
 
-    fresh = kind.model._default_manager.get(pk=row.pk)
+    fresh = reread(kind, row)
     assert kind.run_of(fresh) != kind.run_of(row)
     assert queue.fetch_job(kind.run_of(fresh)) is not None
     assert getattr(fresh, "attempts", None) == getattr(row, "attempts", None)
@@ -199,7 +205,7 @@ def test_a_stalled_run_whose_job_waits_in_the_queue_is_left_alone(name, queue):
     lifecycle.enqueue(kind, row.pk, run_id=kind.run_of(row))
 
     assert lifecycle.sweep_stalled(kind, later(kind, kind.stall.stall_after())) == {"retried": 0, "failed": 0}
-    assert kind.model._default_manager.get(pk=row.pk).version == row.version
+    assert reread(kind, row).version == row.version
 
 
 def test_a_stalled_content_is_retried_until_its_attempts_run_out_then_fails(queue):
@@ -211,7 +217,9 @@ def test_a_stalled_content_is_retried_until_its_attempts_run_out_then_fails(queu
     assert (retried.attempts, retried.processing_status) == (2, "summarizing")
     assert retried.job_id != stalled.job_id
 
-    Content.objects.filter(id=stalled.id).update(attempts=CONTENT.stall.max_attempts(), job_id="gone")
+    max_attempts = CONTENT.stall.max_attempts
+    assert max_attempts is not None, "contents are retried: they have attempts"
+    Content.objects.filter(id=stalled.id).update(attempts=max_attempts(), job_id="gone")
     # Its heartbeat was renewed at the retry: stalled again one stall later.
     again = when + timedelta(seconds=CONTENT.stall.stall_after() + 1)
     assert lifecycle.sweep_stalled(CONTENT, again) == {"retried": 0, "failed": 1}
@@ -234,7 +242,7 @@ def test_a_running_row_with_a_fresh_heartbeat_is_not_stalled(name, queue):
     row = row_in(name, next(iter(kind.stall.stalled_in)), heartbeat_at=timezone.now())
 
     assert lifecycle.sweep(kind, timezone.now()) == {"requeued": 0, "retried": 0, "failed": 0}
-    assert kind.model._default_manager.get(pk=row.pk).version == row.version
+    assert reread(kind, row).version == row.version
 
 
 # --- the wire: each event's exact payload, from the serializers the REST answers use ---------
@@ -275,9 +283,11 @@ def test_the_ai_job_event_is_the_rest_answers_fields():
 
 def test_a_refused_edge_is_answered_409_as_a_problem():
     from drf_standardized_errors.handler import exception_handler
+    from rest_framework.views import APIView
 
-    response = exception_handler(TransitionNotAllowed("content", "summarizing", "uploading"), {"view": None, "request": None})
+    response = exception_handler(TransitionNotAllowed("content", "summarizing", "uploading"), {"view": APIView(), "request": None, "args": (), "kwargs": {}})
 
+    assert response is not None
     assert response.status_code == 409
     assert response.data["type"] == "client_error"
     assert response.data["errors"][0]["code"] == "conflict"

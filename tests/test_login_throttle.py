@@ -24,10 +24,9 @@ def limits(settings):
 
 
 def token_login(username: str, password: str, *, address: str = "198.51.100.1", forwarded_for: str | None = None):
-    extra = {"REMOTE_ADDR": address}
-    if forwarded_for is not None:
-        extra["HTTP_X_FORWARDED_FOR"] = forwarded_for
-    return APIClient().post("/v1/auth/token", {"username": username, "password": password}, format="json", **extra)
+    headers = {} if forwarded_for is None else {"X-Forwarded-For": forwarded_for}
+    return APIClient().post("/v1/auth/token", {"username": username, "password": password}, format="json",
+                            headers=headers, REMOTE_ADDR=address)
 
 
 # --- the token endpoint ------------------------------------------------------------------

@@ -78,7 +78,7 @@ def webm_bytes() -> bytes:
 
 def test_the_stored_type_follows_the_container_not_the_clients_name():
     video = video_upload(owner=make_user(), file=SimpleUploadedFile("clip.mp4", webm_bytes(), content_type="video/mp4"), title="w")
-    assert video.file.name.endswith(f"/{video.id}.webm")
+    assert video.file.name is not None and video.file.name.endswith(f"/{video.id}.webm")
     assert_served_passively(fetch(video.file.url), "video/webm")
 
 
@@ -142,7 +142,7 @@ def test_a_moderated_videos_files_and_ai_results_stop_being_served_at_once():
     assert [fetch(url).status_code for url in urls] == [404, 404, 404]
     assert [owners_client.get(url).status_code for url in urls] == [404, 404, 404]
     # The files themselves wait for the grace period (purge_deleted_video_files).
-    assert Path(settings.MEDIA_ROOT, video.file.name).exists()
+    assert video.file.name and Path(settings.MEDIA_ROOT, video.file.name).exists()
     assert fetch(other.file.url).status_code == 200
 
 

@@ -12,7 +12,7 @@ from aijobs.services import job_move as job_transition
 from contents.services import content_move as content_transition
 from moderation.services import block_users
 from notifications.models import Notification
-from tests.factories import make_channel, make_content
+from tests.factories import make_channel, make_content, moved
 from tests.helpers import api_client_for, make_user
 from tests.media import make_video
 from videos.services import video_comment, video_like, video_upload
@@ -84,7 +84,7 @@ def test_a_finished_ai_job_notifies_its_owner(owner, video):
     job = job_create(owner=owner, kind="glitch", video=video, params={})
     job_cancel(AIJob.objects.select_related("owner").get(id=job.id))
     started = job_create(owner=owner, kind="glitch", video=video, params={})
-    started = job_transition(AIJob.objects.select_related("owner").get(id=started.id), to="processing")
+    started = moved(job_transition(AIJob.objects.select_related("owner").get(id=started.id), to="processing"))
     job_transition(started, to="completed")
 
     by_type = {n.type: n for n in notifications_of(owner)}
@@ -99,7 +99,7 @@ def test_a_contents_ai_result_notifies_its_provider():
     channel = make_channel(owner=provider)
     done = make_content(channel)
     for stage in ("summarizing", "qa_generating", "completed"):
-        done = content_transition(done, to=stage)
+        done = moved(content_transition(done, to=stage))
     failed = content_transition(make_content(channel), to="failed", error_message="Could not fetch")
 
     by_type = {n.type: n for n in notifications_of(provider)}
@@ -145,7 +145,7 @@ def test_mark_read_counts_only_the_callers_unread_ones_and_is_idempotent(owner, 
     unknown = str(uuid.uuid4())
     client = api_client_for(owner)
 
-    first = client.post("/v1/notifications/batch-mark-read", {"notification_ids": mine + [theirs, unknown]}, format="json").json()
+    first = client.post("/v1/notifications/batch-mark-read", {"notification_ids": [*mine, theirs, unknown]}, format="json").json()
     again = client.post("/v1/notifications/batch-mark-read", {"notification_ids": mine}, format="json").json()
 
     assert (first["marked_count"], first["success"], first["not_found"], first["unread_count"]) == (2, True, [theirs, unknown], 0)

@@ -58,7 +58,8 @@ def test_a_title_and_description_reach_complete_with_a_summary_and_questions(own
     client, channel_id = owner_client
     content_id = submit(
         client, channel_id, title="Tide pools",
-        description=ARTICLE.decode().split("<article>")[1].split("</article>")[0].replace("<p>", "").replace("</p>", "").replace("<h1>Tide pools, explained</h1>", ""),
+        description=ARTICLE.decode().split("<article>")[1].split("</article>")[0]
+        .replace("<p>", "").replace("</p>", "").replace("<h1>Tide pools, explained</h1>", ""),
     )
 
     run_burst_worker()

@@ -7,6 +7,7 @@ The first test runs the real `make run` in a network namespace of its own, whose
 127.0.0.1 has nothing on 5432 or 6379 (the machine's servers stay in the machine's
 namespace, untouched), and talks to it from inside that namespace."""
 
+import contextlib
 import json
 import os
 import re
@@ -53,10 +54,8 @@ def namespace() -> Iterator[str]:
     finally:
         # Whatever is still inside (nothing, when the test passed) goes with it.
         for pid in pids_in(name):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 
@@ -131,7 +130,7 @@ def test_make_run_with_nothing_on_5432_and_6379_starts_private_servers_and_stops
         # The stack is on them: the demo data is in the private database, and the
         # private Redis has the settings the queue needs.
         seen = inside(namespace, PYTHON, "-c", (
-            "import json, psycopg, redis\n"
+            "import json, psycopg, redis\n"  # noqa: S608 - the child's Python source; its SQL is constant
             f"db = psycopg.connect(host='127.0.0.1', port={pg_port}, user='postgres', dbname='aistatus')\n"
             "demo = db.execute(\"SELECT count(*) FROM accounts_user WHERE username = 'demo'\").fetchone()[0]\n"
             f"r = redis.Redis(port={redis_port})\n"

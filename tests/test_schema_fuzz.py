@@ -82,7 +82,7 @@ def world(django_db_setup, django_db_blocker) -> Iterator[World]:
         finally:
             SEEDED_IDS.clear()
             call_command("flush", interactive=False, verbosity=0)
-            by_status = collections.Counter()
+            by_status: collections.Counter[int] = collections.Counter()
             for (_, code), count in ANSWERS.items():
                 by_status[code] += count
             for label in sorted({op for op, _ in ANSWERS}):

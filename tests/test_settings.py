@@ -176,7 +176,7 @@ CROSS_ORIGIN_CALLS = """async ({api, username, password, channelId}) => {
 
 
 @pytest.fixture
-def frontend_channel(transactional_db):  # type: ignore[no-untyped-def]
+def frontend_channel(transactional_db):
     """Made before the browser starts: with Playwright's event loop running in this
     thread, Django would take a connection of the test's own from the pool (one an
     earlier test may have killed)."""

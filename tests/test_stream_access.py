@@ -42,7 +42,7 @@ def test_a_suspended_users_open_streams_end_and_earlier_tickets_are_refused(prod
     suspend_users(users=[user], by=staff, reason="abuse")
 
     # Under the real 10 s heartbeat an end within 3 s can only come from the push.
-    assert wait_for(lambda: sse.ended and channel_ws.ended and user_ws.ended, timeout=3), (
+    assert wait_for(lambda: bool(sse.ended and channel_ws.ended and user_ws.ended), timeout=3), (
         sse.ended, channel_ws.ended, user_ws.ended
     )
     print(f"all three streams ended {time.monotonic() - suspended_at:.2f} s after the suspension")

@@ -81,7 +81,7 @@ def test_a_websocket_whose_delivery_fails_unexpectedly_is_closed_with_1011(monke
 
     async def run() -> dict:
         communicator = WebsocketCommunicator(UserEventsConsumer.as_asgi(), "/v1/ws")
-        communicator.scope["user"] = user
+        communicator.scope["user"] = user  # type: ignore[typeddict-unknown-key]  # the stubs' test scope has ASGI's keys only; auth middleware adds "user"
         connected, _ = await communicator.connect()
         assert connected
         await communicator.send_json_to({"type": "subscribe"})

@@ -69,7 +69,7 @@ def test_a_sigkilled_workers_content_is_retried_and_completes():
 
     done = Content.objects.get(id=content.id)
     assert (done.status, done.processing_status) == ("complete", "completed")
-    assert done.ai_gen_metadata["summary"]
+    assert done.ai_gen_metadata and done.ai_gen_metadata["summary"]
 
 
 def test_a_run_handed_to_a_new_job_fences_out_the_old_one():

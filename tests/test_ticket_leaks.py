@@ -6,6 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from config.daphne_server import redact_tickets
 from contents.services import channel_create
@@ -55,7 +56,7 @@ def test_a_ticket_is_spent_by_a_request_that_is_refused(live):
     # A WebSocket from a foreign origin, refused before any consumer runs.
     spent = ticket(api)
     with pytest.raises(InvalidStatus):
-        connect(server.ws_url(f"/api/contents/{channel_id}/ws?ticket={spent}"), origin="https://evil.example", open_timeout=10)
+        connect(server.ws_url(f"/api/contents/{channel_id}/ws?ticket={spent}"), origin=Origin("https://evil.example"), open_timeout=10)
     outcomes.append(("foreign origin", 403, status_of(events, params={"ticket": spent})))
     assert outcomes == [
         ("bad Last-Event-ID", 400, 401), ("a POST (no CSRF token)", 403, 401), ("unknown path", 404, 401),

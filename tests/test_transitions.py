@@ -23,7 +23,7 @@ EXPECTED_STATUS = {
 }
 
 
-def content_in(stage: str) -> Content:
+def content_in(stage: ProcessingStatus) -> Content:
     content = make_content()
     Content.objects.filter(id=content.id).update(status=EXPECTED_STATUS[stage], processing_status=stage)
     return Content.objects.get(id=content.id)
@@ -51,6 +51,7 @@ def test_an_allowed_transition_moves_both_columns_raises_version_and_writes_an_e
     assert (row.status, row.processing_status) == (EXPECTED_STATUS[target], target)
     assert row.version == before + 1 == moved.version
     event = Event.objects.filter(stream=f"channel:{row.channel_id}").order_by("-seq").first()
+    assert event is not None
     assert event.payload["version"] == row.version
     assert event.payload["processing_status"] == target
     expected_type = {Stage.COMPLETED: "processing_complete", Stage.FAILED: "processing_error"}.get(target, "content_status_update")

@@ -1,7 +1,10 @@
 """Videos: upload validated by decoding, exact counters under concurrency, batch metadata."""
 
+import functools
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -103,7 +106,7 @@ def test_50_concurrent_likes_from_50_users_count_exactly_50():
     video = video_upload(owner=make_user("owner"), file=SimpleUploadedFile("v.mp4", VIDEO), title="Clip")
     users = [make_user() for _ in range(50)]
     # each user also likes a second time: still one like each
-    tasks = [lambda u=u: video_like(video=video, user=u) for u in users] + [lambda u=u: video_like(video=video, user=u) for u in users[:10]]
+    tasks: list[Callable[[], Any]] = [functools.partial(video_like, video=video, user=u) for u in [*users, *users[:10]]]
     run_concurrently(tasks, workers=30)
     video.refresh_from_db()
     assert video.like_count == 50

@@ -2,10 +2,13 @@
 once per viewer within the window, through a flush that dies between its steps, and
 in the database when Redis is unreachable. Likes stay in the database, exact."""
 
+import functools
 import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import django_rq
 import pytest
@@ -57,7 +60,7 @@ def flush_on_a_worker() -> None:
     run_burst_worker()
 
 
-def redis_keys(pattern: str) -> list[bytes]:
+def redis_keys(pattern: str) -> list[bytes | str]:
     client = redis.Redis.from_url(settings.REDIS_URL)
     try:
         return client.keys(pattern)
@@ -73,7 +76,7 @@ def test_200_concurrent_views_from_distinct_viewers_show_200_before_the_flush_an
     def view(n: int) -> None:
         statuses.append(APIClient(REMOTE_ADDR=f"10.1.{n // 250}.{n % 250}").post(f"/v1/videos/{video.id}/view").status_code)
 
-    run_concurrently([lambda n=n: view(n) for n in range(200)], workers=50)
+    run_concurrently([functools.partial(view, n) for n in range(200)], workers=50)
 
     assert statuses == [204] * 200
     assert row_views(video) == 0  # counted in Redis: the row took none of the 200 updates
@@ -97,7 +100,7 @@ def test_the_same_viewer_ten_times_in_the_window_counts_once():
     signed_in = api_client_for(user)
     run_concurrently([lambda: signed_in.post(f"/v1/videos/{video.id}/view") for _ in range(10)], workers=10)
     anonymous = [APIClient(REMOTE_ADDR="10.2.0.1", HTTP_USER_AGENT="Firefox") for _ in range(10)]
-    run_concurrently([lambda c=c: c.post(f"/v1/videos/{video.id}/view") for c in anonymous], workers=10)
+    run_concurrently([functools.partial(c.post, f"/v1/videos/{video.id}/view") for c in anonymous], workers=10)
 
     assert metadata_views(video) == 2  # the user once, the anonymous client once
     # Another browser at the same address, or the same one elsewhere, is another viewer.
@@ -274,10 +277,11 @@ def test_likes_and_unlikes_racing_from_40_users_leave_the_count_equal_to_the_lik
     video = new_video()
     clients = [api_client_for(make_user()) for _ in range(40)]
     rng = random.Random(7)
-    tasks = []
-    for client in clients:
-        for method in rng.choices(["post", "delete"], k=4):
-            tasks.append(lambda c=client, m=method: getattr(c, m)(f"/v1/videos/{video.id}/like"))
+    tasks: list[Callable[[], Any]] = [
+        functools.partial(getattr(client, method), f"/v1/videos/{video.id}/like")
+        for client in clients
+        for method in rng.choices(["post", "delete"], k=4)
+    ]
     rng.shuffle(tasks)
     run_concurrently(tasks, workers=30)
     for client in clients[:20]:

@@ -14,7 +14,7 @@ from contents.lifecycle import CONTENT
 from contents.models import Channel, Content, ContentStatus, ProcessingStatus
 from core import lifecycle
 from notifications.models import Notification
-from tests.factories import make_channel, make_content
+from tests.factories import make_channel, make_content, moved
 from tests.helpers import make_user
 from videos.models import Video
 from web.demo import PARKED_QUEUE, finish_parked, seed_demo
@@ -93,8 +93,9 @@ def test_the_browsers_language_picks_korean_and_the_switch_overrides_it():
     body = korean.content.decode()
     assert '<html lang="ko">' in body
     assert "스튜디오" in body and "내 영상" in body
-    assert json.loads(re.search(r'<script id="strings" type="application/json">(.*?)</script>', body).group(1))[
-        "generating_note"] == "이 콘텐츠는 아직 생성 중입니다."
+    strings = re.search(r'<script id="strings" type="application/json">(.*?)</script>', body)
+    assert strings is not None, body
+    assert json.loads(strings.group(1))["generating_note"] == "이 콘텐츠는 아직 생성 중입니다."
 
     # The switch (Django's set_language) wins over the browser's language.
     response = client.post("/i18n/setlang/", {"language": "en", "next": "/app/studio/"}, HTTP_ACCEPT_LANGUAGE="ko-KR")
@@ -130,7 +131,7 @@ def test_the_demo_shows_every_state_at_once_and_a_second_run_adds_nothing():
     by_status = {status: contents.filter(status=status).count() for status in ContentStatus.values}
     assert by_status == {"idle": 1, "generating": 1, "complete": 2, "error": 1}
     assert contents.get(status="generating").processing_status == ProcessingStatus.SUMMARIZING
-    assert all(c.ai_gen_metadata["summary"] for c in contents.filter(status="complete"))
+    assert all(c.ai_gen_metadata and c.ai_gen_metadata["summary"] for c in contents.filter(status="complete"))
     assert Video.objects.filter(owner=report.user).count() == 1
     job = AIJob.objects.get(owner=report.user)
     assert job.status == JobStatus.COMPLETED and job.result_file
@@ -178,6 +179,6 @@ def test_a_links_notification_names_it_by_its_page_title_or_else_its_url():
                         to="failed", error_message="The link answered 404.")
     assert broken is not None
     for stage in ("qa_generating", "completed"):
-        link = content_move(link, to=stage)
+        link = moved(content_move(link, to=stage))
     titles = dict(Notification.objects.filter(recipient=provider).values_list("type", "data__title"))
     assert titles == {"content_complete": "Tide pools", "content_error": "https://example.com/gone"}
