@@ -7,6 +7,7 @@ settings are config/settings_test.py, chosen by pytest's configuration."""
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from corsheaders.defaults import default_headers
@@ -53,7 +54,7 @@ if not SECRET_KEY:
             "random value (python -c 'import secrets; print(secrets.token_urlsafe(50))'), or DJANGO_ENV=development "
             "for a local run."
         )
-    SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production"
+    SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production"  # noqa: S105 - development only (refused above otherwise)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 
 # The client's address is the socket's peer unless the app sits behind this many
@@ -324,7 +325,7 @@ RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 300},
 }
 
-CHANNEL_LAYERS = {
+CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
     "default": {
         # channels-redis with socket timeouts that agree with its blocking reads, and a
         # receive that waits out a Redis restart (see realtime/layer.py).

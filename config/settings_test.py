@@ -23,7 +23,7 @@ os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-any-deployment
 # Its own Redis database, so that a running `make run` and the tests never share queues
 # (the suite empties it before every test).
 os.environ.setdefault("REDIS_URL", os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
-os.environ.setdefault("MEDIA_ROOT", "/tmp/aistatus-test-media")
+os.environ.setdefault("MEDIA_ROOT", "/tmp/aistatus-test-media")  # noqa: S108 - a default only; conftest checks TESTING before emptying it
 # Uploads live on the local disk and the app serves them, as under `make run`.
 os.environ.setdefault("SERVE_MEDIA", "1")
 # prometheus_client reads this when it is imported: a directory of the session's own,
@@ -32,8 +32,8 @@ if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="aistatus-test-metrics-")
     atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
-from config.settings import *  # noqa: E402,F401,F403
-from config.settings import CHANNEL_LAYERS  # noqa: E402
+from config.settings import *  # noqa: F403 - the test settings are the base ones and these changes
+from config.settings import CHANNEL_LAYERS
 
 # What conftest checks before it empties a Redis database and a media folder.
 TESTING = True

@@ -28,13 +28,13 @@ from aijobs.models import AIJob, JobStatus
 from aijobs.services import job_create
 from contents import pipeline
 from contents.models import Channel, Content, ContentStatus, ProcessingStatus
-from contents.services import channel_create, content_submit, content_move
+from contents.services import channel_create, content_move, content_submit
 from notifications.models import Notification
 from videos.models import Video
 from videos.services import video_comment, video_like, video_upload
 
 DEMO_USERNAME = "demo"
-DEMO_PASSWORD = "demo-password"
+DEMO_PASSWORD = "demo-password"  # noqa: S105 - the demo account's published password (README)
 FRIEND_USERNAME = "demo-friend"
 CHANNEL_NAME = "Demo channel"
 # No worker of `make run` serves this queue: the contents whose job waits here stay in progress.
