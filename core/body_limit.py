@@ -22,7 +22,9 @@ from django.urls import Resolver404, resolve
 
 from core.errors import PROBLEM_CONTENT_TYPE, problem
 
-ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
+# Any ASGI application (scope, receive, send): the stubs of Django's handler and of
+# channels' routers each type the scope their own way.
+ASGIApp = Callable[..., Awaitable[None]]
 ViewClass = TypeVar("ViewClass", bound=type)
 # Where @body_limit keeps a view class's limit.
 LIMIT_ATTRIBUTE = "max_body_bytes"

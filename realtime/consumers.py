@@ -90,7 +90,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
     async def _pump(self) -> None:
         """Deliver what the hub puts in this connection's inbox. A task that died
         silently would leave the socket open and mute, so anything unexpected closes it."""
-        assert self.subscription is not None
+        if self.subscription is None:  # connect() attaches before it starts the pump
+            raise RuntimeError("The pump started before the connection was attached to the hub.")
         try:
             while True:
                 item = await self.subscription.inbox.get()
@@ -167,7 +168,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             if refused.close:
                 await self.close(code=CLOSE_FORBIDDEN)
             return
-        assert self.subscription is not None
+        if self.subscription is None:  # connect() attaches before any message is received
+            raise RuntimeError("A subscribe arrived before the connection was attached to the hub.")
         async with self.delivery_lock:
             # The hub reads the stream before the table is read: nothing committed in between is missed.
             await self.hub.read(self.subscription, stream)

@@ -22,6 +22,7 @@ StreamLeases).
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -29,12 +30,12 @@ from collections import defaultdict
 from typing import Any
 
 import redis.asyncio
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 
 from core.cache import UNREACHABLE as REDIS_UNREACHABLE
-
 from realtime.delivery import Delivery, Resync, StreamCursor, events_after
 from realtime.streams import access_group, group_name
 
@@ -120,10 +121,8 @@ class StreamLeases:
             return True
 
     async def release(self, user_id: str, lease: str) -> None:
-        try:
+        with contextlib.suppress(*REDIS_UNREACHABLE):  # it expires
             await self.client.zrem(self.KEY.format(user_id), lease)
-        except REDIS_UNREACHABLE:
-            pass  # it expires
 
     async def renew(self, leases: dict[str, list[str]]) -> None:
         """Push back the expiry of these leases (user id -> lease ids)."""
@@ -139,8 +138,11 @@ class StreamLeases:
 
 class StreamHub:
     def __init__(self) -> None:
-        self.layer = get_channel_layer()
-        self.channel: str | None = None
+        layer = get_channel_layer()
+        if layer is None:
+            raise ImproperlyConfigured("The stream hub needs a channel layer: CHANNEL_LAYERS names none.")
+        self.layer: BaseChannelLayer = layer
+        self.channel: str | None = None  # this process's channel, once started
         self.by_stream: dict[str, set[Subscription]] = defaultdict(set)
         self.by_user: dict[str, set[Subscription]] = defaultdict(set)
         # Joins and leaves of the layer's groups happen one at a time, so that a group
@@ -148,6 +150,13 @@ class StreamHub:
         self.membership = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
         self.leases = StreamLeases()
+
+    @property
+    def started_channel(self) -> str:
+        """This process's channel; the hub joins groups and receives only once started."""
+        if self.channel is None:
+            raise RuntimeError("The stream hub has not started.")
+        return self.channel
 
     async def attach(self, user_id: str) -> Subscription:
         """A connection of `user_id`, reading no stream yet (but told of a revoke).
@@ -162,7 +171,7 @@ class StreamHub:
             if not await self.leases.acquire(subscription.user_id, subscription.lease, limit):
                 raise TooManyStreams(limit)
             if not self.by_user[subscription.user_id]:
-                await self.layer.group_add(access_group(subscription.user_id), self.channel)
+                await self.layer.group_add(access_group(subscription.user_id), self.started_channel)
             self.by_user[subscription.user_id].add(subscription)
         return subscription
 
@@ -179,7 +188,7 @@ class StreamHub:
                 subscription.inbox.put_nowait(item)
             if stream is not None:
                 if not self.by_stream[stream]:
-                    await self.layer.group_add(group_name(stream), self.channel)
+                    await self.layer.group_add(group_name(stream), self.started_channel)
                 self.by_stream[stream].add(subscription)
         await self._discard_empty_groups()
 
@@ -207,10 +216,10 @@ class StreamHub:
         async with self.membership:
             for stream in [s for s, subs in self.by_stream.items() if not subs]:
                 del self.by_stream[stream]
-                await self.layer.group_discard(group_name(stream), self.channel)
+                await self.layer.group_discard(group_name(stream), self.started_channel)
             for user_id in [u for u, subs in self.by_user.items() if not subs]:
                 del self.by_user[user_id]
-                await self.layer.group_discard(access_group(user_id), self.channel)
+                await self.layer.group_discard(access_group(user_id), self.started_channel)
 
     async def _start(self) -> None:
         # Under the membership lock: two first connections must not start two hubs' worth
@@ -224,7 +233,7 @@ class StreamHub:
     async def _receive_forever(self) -> None:
         while True:
             try:
-                message = await self.layer.receive(self.channel)
+                message = await self.layer.receive(self.started_channel)
                 self.dispatch(message)
             except asyncio.CancelledError:
                 raise
@@ -293,9 +302,9 @@ class StreamHub:
         timestamp, so only a dead process's memberships reach the group expiry."""
         async with self.membership:
             for stream in list(self.by_stream):
-                await self.layer.group_add(group_name(stream), self.channel)
+                await self.layer.group_add(group_name(stream), self.started_channel)
             for user_id in list(self.by_user):
-                await self.layer.group_add(access_group(user_id), self.channel)
+                await self.layer.group_add(access_group(user_id), self.started_channel)
 
 
 def _drain(inbox: asyncio.Queue[InboxItem]) -> list[InboxItem]:

@@ -62,7 +62,7 @@ class ResilientRedisChannelLayer(RedisChannelLayer):
         self.memberships_lost = False
         self._failures = 0
 
-    async def _brpop_with_clean(self, index: int, channel: str, timeout: float) -> Any:
+    async def _brpop_with_clean(self, index: int, channel: str, timeout: float) -> Any:  # noqa: ASYNC109 - channels_redis's signature, overridden
         try:
             member = await super()._brpop_with_clean(index, channel, timeout)
         except TRANSIENT_ERRORS as error:

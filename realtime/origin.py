@@ -8,12 +8,17 @@ localhost:5000, plain http beside https) could open a socket with the user's coo
 A browser always sends Origin on a WebSocket handshake; one without it (or `null`) is
 refused, as before. A refused handshake is closed before it is accepted (HTTP 403)."""
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
-from django.http.request import is_same_domain, split_domain_port, validate_host
+from django.http.request import split_domain_port, validate_host
+from django.utils.http import is_same_domain
+
+if TYPE_CHECKING:
+    from channels.consumer import _ChannelScope  # the stubs' scope of a consumer (type-check only)
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 Origin = tuple[str, str, int]
@@ -31,14 +36,14 @@ def parse_origin(value: str) -> Origin | None:
     return parts.scheme, parts.hostname.lower(), port or DEFAULT_PORTS[parts.scheme]
 
 
-def _headers(scope: dict[str, Any]) -> dict[bytes, list[bytes]]:
+def _headers(scope: Mapping[str, Any]) -> dict[bytes, list[bytes]]:
     headers: dict[bytes, list[bytes]] = {}
     for name, value in scope.get("headers", []):
         headers.setdefault(name.lower(), []).append(value)
     return headers
 
 
-def own_origin(scope: dict[str, Any], headers: dict[bytes, list[bytes]]) -> Origin | None:
+def own_origin(scope: Mapping[str, Any], headers: dict[bytes, list[bytes]]) -> Origin | None:
     """The origin the handshake was addressed to (Host, validated as Django validates
     it), with the scheme the client used (wss, or https as a trusted proxy says)."""
     hosts = headers.get(b"host", [])
@@ -71,7 +76,7 @@ def _trusted(origin: Origin) -> bool:
     return False
 
 
-def origin_allowed(scope: dict[str, Any]) -> bool:
+def origin_allowed(scope: Mapping[str, Any]) -> bool:
     headers = _headers(scope)
     values = headers.get(b"origin", [])
     if len(values) != 1:
@@ -88,7 +93,7 @@ class ExactOriginValidator:
     def __init__(self, application: Any) -> None:
         self.application = application
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    async def __call__(self, scope: "_ChannelScope", receive: Any, send: Any) -> Any:
         if scope["type"] == "websocket" and not origin_allowed(scope):
             return await WebsocketDenier()(scope, receive, send)
         return await self.application(scope, receive, send)

@@ -10,7 +10,7 @@ connection through its process's hub (realtime/hub.py)."""
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -42,7 +42,7 @@ def resync_frame(latest: int, *, named: bool) -> str:
 
 async def event_stream(
     stream: str, *, user_id: str, last_event_id: int | None, named: bool, subscription: Subscription | None = None
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """The frames of one SSE connection. It ends (closing the response, so that
     EventSource reconnects with Last-Event-ID) on lifetime, revoke, resync or any
     unexpected error; it never stays open and mute. A database error while reading
@@ -132,9 +132,9 @@ async def sse_response(stream: str, *, user_id: str, last_event_id: int | None, 
     try:
         subscription = await hub.attach(user_id)
     except TooManyStreams as refused:
-        response = problem_response(429, str(refused), code="too_many_streams")
-        response["Retry-After"] = str(TOO_MANY_STREAMS_RETRY_AFTER)
-        return response
+        refusal = problem_response(429, str(refused), code="too_many_streams")
+        refusal["Retry-After"] = str(TOO_MANY_STREAMS_RETRY_AFTER)
+        return refusal
     frames = event_stream(stream, user_id=user_id, last_event_id=last_event_id, named=named, subscription=subscription)
     response = StreamingHttpResponse(_Frames(frames, hub, subscription), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"

@@ -7,11 +7,12 @@ group. A rolled-back change leaves neither row nor message behind.
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCache
 from django.db import connection, transaction
 
 from core import metrics
@@ -50,7 +51,7 @@ def publish(stream: str, type: str, payload: dict[str, Any]) -> Event:
     table = Stream._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f'INSERT INTO "{table}" (name, last_seq) VALUES (%s, 1) '
+            f'INSERT INTO "{table}" (name, last_seq) VALUES (%s, 1) '  # noqa: S608 - the model's own table name
             f'ON CONFLICT (name) DO UPDATE SET last_seq = "{table}".last_seq + 1 RETURNING last_seq',
             [stream],
         )
@@ -139,7 +140,8 @@ def advance_head(stream: str, seq: int) -> None:
     """Raise the stream's head to `seq` (never lower it), for HEAD_SECONDS."""
     key = cache.make_and_validate_key(_head_key(stream))
     try:
-        cache._cache.get_client(key, write=True).eval(_RAISE_HEAD, 1, key, seq, HEAD_SECONDS)
+        # settings.CACHES names core.cache.ResilientRedisCache, a RedisCache.
+        cast(RedisCache, cache)._cache.get_client(key, write=True).eval(_RAISE_HEAD, 1, key, seq, HEAD_SECONDS)
     except UNREACHABLE as error:
         logger.warning("Could not advance the head of %s to %s: %s", stream, seq, error)
 

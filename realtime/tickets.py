@@ -53,7 +53,9 @@ def ticket_redeem(ticket: str) -> str | None:
     if not ticket or len(ticket) > 100:
         return None
     user_id = _redis().getdel(PREFIX + ticket)
-    return user_id.decode() if user_id else None
+    if not user_id:
+        return None
+    return user_id.decode() if isinstance(user_id, bytes) else user_id
 
 
 def tickets_in_query(query_string: bytes) -> list[str]:
@@ -64,7 +66,9 @@ def tickets_in_query(query_string: bytes) -> list[str]:
     return [value for key, value in pairs if key == "ticket"][:MAX_TICKETS_PER_REQUEST]
 
 
-ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+# Any ASGI application (scope, receive, send): channels' stubs type the scope of
+# ProtocolTypeRouter as a TypedDict of their own.
+ASGIApp = Callable[..., Awaitable[None]]
 
 
 class TicketRedemptionMiddleware:
@@ -82,7 +86,7 @@ class TicketRedemptionMiddleware:
         await self.app(scope, receive, send)
 
 
-async def _redeem_all(tickets: list[str]) -> str | None | Exception:
+async def _redeem_all(tickets: list[str]) -> str | Exception | None:
     """The first ticket's user id; every one of them is spent."""
     try:
         user_ids = await sync_to_async(lambda: [ticket_redeem(t) for t in tickets], thread_sensitive=False)()
