@@ -40,12 +40,13 @@ class SuspensionAdmin(admin.ModelAdmin):
     raw_id_fields = ("user", "suspended_by")
 
 
+# accounts' and videos' admins declare no actions of their own: these are all of theirs.
 class ModeratedUserAdmin(UserAdmin):
-    actions = [*(UserAdmin.actions or []), block_users]
+    actions = [block_users]
 
 
 class ModeratedVideoAdmin(VideoAdmin):
-    actions = [*(VideoAdmin.actions or []), delete_videos_with_reason]
+    actions = [delete_videos_with_reason]
 
 
 admin.site.unregister(User)

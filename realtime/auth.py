@@ -6,7 +6,7 @@ A Bearer token is checked by the token authentication DRF is configured with
 (REST_FRAMEWORK's DEFAULT_AUTHENTICATION_CLASSES), so the streams accept exactly the
 tokens the API accepts and realtime imports no app to know how."""
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
@@ -40,9 +40,12 @@ def _token_authenticators() -> list[Any]:
     """The configured authentication classes that take a bare token (knox's
     TokenAuthentication and its subclasses), first one first."""
     from knox.auth import TokenAuthentication
+    from rest_framework.authentication import BaseAuthentication
     from rest_framework.settings import api_settings
 
-    return [cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES if issubclass(cls, TokenAuthentication)]
+    # DRF's settings object imports the dotted names it is given: classes, not strings.
+    classes = cast(list[type[BaseAuthentication]], api_settings.DEFAULT_AUTHENTICATION_CLASSES)
+    return [cls() for cls in classes if issubclass(cls, TokenAuthentication)]
 
 
 @db_read

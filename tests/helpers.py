@@ -24,14 +24,14 @@ from rest_framework.test import APIClient
 from core.worker import DjangoWorker
 
 
-def make_user(username: str | None = None, **extra: Any):  # type: ignore[no-untyped-def]
+def make_user(username: str | None = None, **extra: Any) -> Any:
     from django.contrib.auth import get_user_model
 
     username = username or f"user-{uuid.uuid4().hex[:8]}"
     return get_user_model().objects.create_user(username=username, password="pw-" + username, **extra)
 
 
-def api_client_for(user) -> APIClient:  # type: ignore[no-untyped-def]
+def api_client_for(user: Any) -> APIClient:
     """A client that authenticates exactly as the seeds' fetch code does: a Bearer token."""
     _, token = AuthToken.objects.create(user=user)
     client = APIClient()

@@ -1,3 +1,5 @@
+from typing import Any
+
 import django_rq
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -17,8 +19,8 @@ def build_scheduler() -> CronScheduler:
 class Command(BaseCommand):
     help = "Run RQ's cron scheduler: the periodic jobs each app contributes (config/schedule.py)."
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         scheduler = build_scheduler()
-        names = ", ".join(job.func.__name__ for job in scheduler.get_jobs())
+        names = ", ".join(job.func_name for job in scheduler.get_jobs())
         self.stdout.write(f"Running {names}; stalled contents swept every {settings.CONTENT_SWEEP_INTERVAL} s.")
         scheduler.start()
