@@ -37,6 +37,27 @@ ROOT = Path(__file__).resolve().parent.parent
 SECONDS = float(os.environ.get("BENCH_COUNTERS_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_COUNTERS_CONNECTIONS", "32"))
 USERS_PER_CONNECTION = 2
+# Distinct viewers for the hot-view load: more than it sends in BENCH_COUNTERS_SECONDS
+# (a viewer reused later in the run is a repeat, acknowledged but not counted again).
+VIEWERS = int(os.environ.get("BENCH_COUNTERS_VIEWERS", "8000"))
+
+
+def new_users_with_tokens(prefix: str, count: int) -> list[str]:
+    """`count` new users with a bearer token each, inserted in bulk (knox's own create
+    hashes and saves one token at a time)."""
+    from django.contrib.auth import get_user_model
+    from knox import crypto
+    from knox.models import AuthToken
+    from knox.settings import CONSTANTS
+
+    user_model = get_user_model()
+    users = user_model.objects.bulk_create([user_model(username=f"{prefix}-{i}") for i in range(count)])
+    tokens = [crypto.create_token_string() for _ in users]
+    AuthToken.objects.bulk_create([
+        AuthToken(user=user, token_key=token[: CONSTANTS.TOKEN_KEY_LENGTH], digest=crypto.hash_token(token), expiry=None)
+        for user, token in zip(users, tokens, strict=True)
+    ])
+    return tokens
 
 
 def free_port() -> int:
@@ -86,9 +107,16 @@ async def run_connection(index: int, config: dict[str, Any], deadline: float, re
             if kind == "noop":
                 headers = {**json_headers, **({"Authorization": f"Bearer {config['token']}"} if config.get("token") else {})}
                 request = request_bytes("POST", "/v1/videos/batch-metadata", port, headers, b'{"video_ids": []}')
+            elif kind == "views" and config["distinct"]:
+                # Each view by a user who has not viewed it yet (one viewer counts once per
+                # VIEW_DEDUP_SECONDS; an anonymous one is its address, the same here for all).
+                viewers = config["viewers"]
+                viewer = (index * (len(viewers) // config["connections"]) + n) % len(viewers)
+                request = request_bytes(
+                    "POST", f"/v1/videos/{config['video_id']}/view", port, {"Authorization": f"Bearer {viewers[viewer]}"}
+                )
             elif kind == "views":
-                agent = f"bench-{index}-{n}" if config["distinct"] else "bench-one-viewer"
-                request = request_bytes("POST", f"/v1/videos/{config['video_id']}/view", port, {"User-Agent": agent})
+                request = request_bytes("POST", f"/v1/videos/{config['video_id']}/view", port, {"User-Agent": "bench-one-viewer"})
             else:  # likes
                 user = n % len(users)
                 method = "POST" if (n // len(users)) % 2 == 0 else "DELETE"
@@ -100,20 +128,22 @@ async def run_connection(index: int, config: dict[str, Any], deadline: float, re
             result["statuses"][status] += 1
             if kind == "likes" and status == 200:
                 result["liked"][users[user]] = json.loads(body)["liked"]
+            if kind == "views" and config["distinct"] and status == 204:
+                result["viewers"].add(viewer)
             n += 1
     finally:
         writer.close()
 
 
 async def run_clients(config: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = {"latencies": [], "statuses": Counter(), "liked": {}}
+    result: dict[str, Any] = {"latencies": [], "statuses": Counter(), "liked": {}, "viewers": set()}
     started = time.monotonic()
     deadline = started + config["seconds"]
     await asyncio.gather(*(run_connection(i, config, deadline, result) for i in range(config["connections"])))
     elapsed = time.monotonic() - started  # until the answer to the last request
     latencies = result["latencies"]
     return {
-        "elapsed": elapsed, "statuses": dict(result["statuses"]), "liked": result["liked"],
+        "elapsed": elapsed, "statuses": dict(result["statuses"]), "liked": result["liked"], "viewers": len(result["viewers"]),
         "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
         "mean_ms": statistics.mean(latencies) * 1000 if latencies else float("nan"),
     }
@@ -205,6 +235,7 @@ def main() -> dict[str, Any]:
         likers = [User(username=f"bench-liker-{stamp}-{i}") for i in range(CONNECTIONS * USERS_PER_CONNECTION)]
         User.objects.bulk_create(likers)
         tokens = [AuthToken.objects.create(user=u)[1] for u in likers]
+        viewer_tokens = new_users_with_tokens(f"bench-viewer-{stamp}", VIEWERS)
         hot, repeated, liked, direct = (make_video(owner, t) for t in ("hot views", "one viewer", "hot likes", "direct"))
         video_views_flush()  # nothing of an earlier run left in Redis
 
@@ -245,7 +276,8 @@ def main() -> dict[str, Any]:
 
             flusher = threading.Thread(target=flush_periodically)
             flusher.start()
-            views = run_load("views (each a new viewer)", {"port": port, "kind": "views", "video_id": str(hot.id), "distinct": True})
+            views = run_load("views (new viewers, token)",
+                             {"port": port, "kind": "views", "video_id": str(hot.id), "distinct": True, "viewers": viewer_tokens})
             stop_flushing.set()
             flusher.join()
             shown_before_flush = video_metadata(video_ids=[hot.id])[str(hot.id)]["view_count"]
@@ -283,9 +315,9 @@ def main() -> dict[str, Any]:
         expected_likes = sum(1 for state in likes["liked"].values() if state)
         repeated_count = Video.objects.get(id=repeated.id).view_count
         print("  exact totals:")
-        print(f"    views acknowledged {views['ok']}; batch-metadata before the last flush {shown_before_flush}"
-              f" (row then {row_before_flush}); row after it {row_after_flush}"
-              f"  {'OK' if views['ok'] == shown_before_flush == row_after_flush else 'MISMATCH'}")
+        print(f"    views acknowledged {views['ok']} from {views['viewers']} distinct viewers; batch-metadata before the"
+              f" last flush {shown_before_flush} (row then {row_before_flush}); row after it {row_after_flush}"
+              f"  {'OK' if views['viewers'] == shown_before_flush == row_after_flush else 'MISMATCH'}")
         print(f"    one viewer: {repeat['ok']} views acknowledged, counted {repeated_count}  {'OK' if repeated_count == 1 else 'MISMATCH'}")
         print(f"    likes: like_count {liked_now}, Like rows {like_rows}, liked as the clients last left it {expected_likes}"
               f"  {'OK' if liked_now == like_rows == expected_likes else 'MISMATCH'}")
@@ -293,7 +325,7 @@ def main() -> dict[str, Any]:
         return {
             **{report["name"]: round(report["per_second"], 1) for report in reports},
             "hot_row_views_per_second": round(database_rate, 1), "redis_views_per_second": round(redis_rate, 1),
-            "exact": views["ok"] == shown_before_flush == row_after_flush and repeated_count == 1
+            "exact": views["viewers"] == shown_before_flush == row_after_flush and repeated_count == 1
             and liked_now == like_rows == expected_likes,
         }
 
