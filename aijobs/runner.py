@@ -6,6 +6,7 @@ import os
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.files import File
@@ -31,6 +32,14 @@ class Superseded(Exception):
     """Someone else moved the job (the sweep failed it, or another run owns it)."""
 
 
+@dataclass
+class _Run:
+    """The job as the run's last move left it, and when its progress was last saved."""
+
+    job: AIJob
+    last_saved: float = 0.0
+
+
 def run(job_id: uuid.UUID | str) -> str | None:
     close_old_connections()
     job = read_again_if_lost(
@@ -42,24 +51,24 @@ def run(job_id: uuid.UUID | str) -> str | None:
     if job is None or job.status != JobStatus.PROCESSING:
         return job.status if job else None
 
-    state = {"job": job, "last": 0.0}
+    state = _Run(job)
 
     def on_progress(fraction: float) -> None:
         now = time.monotonic()
         percent = min(99, int(fraction * 100))
-        current = state["job"]
+        current = state.job
         # Saved and published a few times a second at most, never per frame.
-        if now - state["last"] < PROGRESS_EVERY_SECONDS or percent <= current.progress:
+        if now - state.last_saved < PROGRESS_EVERY_SECONDS or percent <= current.progress:
             return
-        state["last"] = now
+        state.last_saved = now
         moved = job_progress(current, progress=percent)
         if moved is None:
             fresh = AIJob.objects.select_related("owner").get(id=current.id)
             if fresh.status == JobStatus.PROCESSING and fresh.cancel_requested and fresh.rq_job_id == current.rq_job_id:
-                state["job"] = fresh
+                state.job = fresh
                 raise Cancelled
             raise Superseded
-        state["job"] = moved
+        state.job = moved
 
     fd, output_path = tempfile.mkstemp(suffix=".mp4")
     os.close(fd)
@@ -70,7 +79,7 @@ def run(job_id: uuid.UUID | str) -> str | None:
             job.video.file.open("rb") as source,
         ):
             render(job.kind, job.params, source, output_path, on_progress, max_frames=settings.AI_JOB_MAX_FRAMES)
-        current = state["job"]
+        current = state.job
         with open(output_path, "rb") as result:
             current.result_file.save(f"{current.id}.mp4", File(result), save=False)
         finished = move(current, to=JobStatus.COMPLETED, changes={"result_file": current.result_file.name})
@@ -82,16 +91,16 @@ def run(job_id: uuid.UUID | str) -> str | None:
             return fresh.status
         return finished.status
     except Cancelled:
-        move(state["job"], to=JobStatus.FAILED, error=CANCELLED)
+        move(state.job, to=JobStatus.FAILED, error=CANCELLED)
         return JobStatus.FAILED
     except Superseded:
         return None
     except RenderError as exc:
-        move(state["job"], to=JobStatus.FAILED, error=str(exc))
+        move(state.job, to=JobStatus.FAILED, error=str(exc))
         return JobStatus.FAILED
     except Exception:
         logger.exception("AI job %s crashed", job.id)
-        move(state["job"], to=JobStatus.FAILED, error="An unexpected error stopped the job; credits refunded.")
+        move(state.job, to=JobStatus.FAILED, error="An unexpected error stopped the job; credits refunded.")
         return JobStatus.FAILED
     finally:
         os.unlink(output_path)

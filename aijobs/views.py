@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aijobs import credits, selectors, services
-from aijobs.models import FINISHED
+from aijobs.models import FINISHED, AIJob
 from aijobs.serializers import (
     AIJobCreateSerializer,
     AIJobFilterSerializer,
@@ -76,7 +76,8 @@ class AIJobListCreateView(APIView):
         # Read before the rows: a stream opened from here replays anything the rows may have missed.
         head = known_seq(user_stream(request.user.id))
         paginator = NewestFirstPagination()
-        page = paginator.paginate_queryset(selectors.job_list(user=request.user, status=query.validated_data.get("status")), request, view=self)
+        jobs = selectors.job_list(user=request.user, status=query.validated_data.get("status"))
+        page: list[AIJob] | None = paginator.paginate_queryset(jobs, request, view=self)
         response = paginator.get_paginated_response(AIJobSerializer(page, many=True).data)
         response[LAST_EVENT_ID_HEADER] = str(head)
         return response

@@ -1,7 +1,7 @@
 from typing import Any
 
-from realtime.consumers import StreamConsumer, SubscriptionRefused
 from realtime.access import may_read_stream
+from realtime.consumers import StreamConsumer, SubscriptionRefused
 from realtime.streams import channel_stream
 
 

@@ -2,11 +2,11 @@
 
 import uuid
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 
 from core.errors import problem_response
-from realtime.auth import stream_user
 from realtime.access import may_read_stream
+from realtime.auth import stream_user
 from realtime.event_ids import InvalidEventId, parse_event_id
 from realtime.sse import sse_response
 from realtime.streams import channel_stream
@@ -23,7 +23,7 @@ def _last_event_id(request: HttpRequest) -> tuple[int | None, str | None]:
         return None, f"'{quoted}' is not an event id. {invalid}"
 
 
-async def channel_events(request: HttpRequest, channel_id: uuid.UUID) -> HttpResponse:
+async def channel_events(request: HttpRequest, channel_id: uuid.UUID) -> HttpResponseBase:
     """Server-Sent Events of a channel (see realtime.sse for the framing)."""
     if request.method != "GET":
         return problem_response(405, "Only GET is allowed.", code="method_not_allowed")

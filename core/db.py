@@ -10,14 +10,12 @@ row again and carry on, which the fenced compare-and-set transitions make safe.
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Model
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-M = TypeVar("M", bound=Model)
 
 # What a query raises when the server ended the connection, and what the dead connection
 # raises afterwards. (Deadlocks and serialization failures are OperationalErrors too:
@@ -31,7 +29,7 @@ def drop_connection(exc: Exception, doing: str) -> None:
     connection.close()
 
 
-def read_again_if_lost(read: Callable[[], T], *, doing: str) -> T:
+def read_again_if_lost[T](read: Callable[[], T], *, doing: str) -> T:
     """`read()`, once more on a new connection if the connection dies under it."""
     try:
         return read()
@@ -40,7 +38,7 @@ def read_again_if_lost(read: Callable[[], T], *, doing: str) -> T:
     return read()
 
 
-def move_again_if_lost(move: Callable[[M], M | None], row: M, *, to: str, status: str, fence: str) -> M | None:
+def move_again_if_lost[M: Model](move: Callable[[M], M | None], row: M, *, to: str, status: str, fence: str) -> M | None:
     """`move(row)`, a fenced transition of `row` to status `to`; if the connection dies
     under it, the row (read again on a new connection) tells whether the move committed
     before its answer was lost: then the row as moved is returned. If the row is still

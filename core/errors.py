@@ -225,4 +225,4 @@ class ProblemDetailsSerializer(serializers.Serializer):
     title = serializers.CharField()
     status = serializers.IntegerField()
     detail = serializers.CharField()
-    errors = ProblemErrorSerializer(many=True)
+    errors = ProblemErrorSerializer(many=True)  # type: ignore[assignment]  # the contract's field; DRF's metaclass pops declared fields, Serializer.errors stays

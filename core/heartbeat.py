@@ -25,7 +25,7 @@ def keep_alive(model: type[Model], *, seconds: float = HEARTBEAT_SECONDS, **matc
 
     def touch() -> None:
         try:
-            model.objects.filter(**match).update(heartbeat_at=timezone.now())
+            model._default_manager.filter(**match).update(heartbeat_at=timezone.now())
         except CONNECTION_LOST as exc:
             drop_connection(exc, f"beating for {model.__name__} {match}")  # the next beat connects again
 

@@ -2,6 +2,8 @@
 moderation services: batch delete of videos with a reason, block of users on
 behalf of a user or site-wide (suspension)."""
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -25,8 +27,9 @@ class BlockForm(forms.Form):
     on_behalf_of = forms.CharField(required=False, help_text="Username of the user who blocks them.")
     reason = forms.CharField(required=False, max_length=2000)
 
-    def clean(self):  # type: ignore[no-untyped-def]
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         if cleaned.get("scope") == self.ON_BEHALF:
             username = cleaned.get("on_behalf_of", "").strip()
             user = get_user_model().objects.filter(username=username).first()

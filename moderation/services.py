@@ -10,8 +10,8 @@ from django.db import transaction
 from django.utils import timezone
 from knox.models import AuthToken
 
-from accounts.services import tokens_revoke
 from accounts.models import Block
+from accounts.services import tokens_revoke
 from moderation.models import Suspension, VideoDeletion
 from realtime.streams import revoke_user_everywhere
 from videos.models import Video
@@ -67,7 +67,7 @@ def purge_deleted_video_files(now=None) -> int:  # type: ignore[no-untyped-def]
     for deletion in due:
         video = deletion.video
         for field in (video.file, video.thumbnail):
-            if field:
+            if field.name:  # an empty file field has no name (and no file)
                 field.storage.delete(field.name)
         VideoDeletion.objects.filter(id=deletion.id).update(files_removed_at=now)
         purged += 1

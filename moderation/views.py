@@ -1,5 +1,5 @@
-from drf_spectacular.utils import OpenApiParameter, extend_schema
 from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAdminUser
@@ -60,7 +60,7 @@ class BlockListView(APIView):
                    description="The ids you block, newest first (ids only: no username).")
     def get(self, request: Request) -> Response:
         paginator = BlockPagination()
-        page = paginator.paginate_queryset(Block.objects.filter(blocker=request.user), request, view=self)
+        page = paginator.paginate_queryset(Block.objects.filter(blocker_id=request.user.id), request, view=self)
         return paginator.get_paginated_response(BlockSerializer(page, many=True).data)
 
 

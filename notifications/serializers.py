@@ -8,7 +8,9 @@ class NotificationSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     type = serializers.ChoiceField(choices=NotificationType.choices)
     actor_id = serializers.UUIDField(allow_null=True, help_text="Who did it (the latest of a group); null for the system.")
-    data = serializers.SerializerMethodField(help_text="What it is about; `count` is how many events this row groups.")
+    data = serializers.SerializerMethodField(  # type: ignore[assignment]  # the contract's field; DRF's metaclass pops declared fields, Serializer.data stays
+        help_text="What it is about; `count` is how many events this row groups."
+    )
     is_read = serializers.BooleanField()
     created_at = serializers.DateTimeField()
 

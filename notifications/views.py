@@ -31,7 +31,7 @@ class NotificationListView(APIView):
         query.is_valid(raise_exception=True)
         # Read before the rows: a stream opened from here replays anything the rows may have missed.
         head = known_seq(user_stream(request.user.id))
-        notifications = Notification.objects.filter(recipient=request.user)
+        notifications = Notification.objects.filter(recipient_id=request.user.id)
         if query.validated_data.get("unread") is True:
             notifications = notifications.filter(is_read=False)
         paginator = NewestFirstPagination()
@@ -59,7 +59,7 @@ class BatchMarkReadView(APIView):
                            before=data.validated_data.get("before"))
         missing: list[str] = []
         if ids:
-            mine = Notification.objects.filter(recipient=request.user, id__in=ids).values_list("id", flat=True)
+            mine = Notification.objects.filter(recipient_id=request.user.id, id__in=ids).values_list("id", flat=True)
             missing = not_found(ids, mine)
         return Response({"marked_count": marked, "success": True, "not_found": missing, "unread_count": unread_count(request.user.id)})
 
