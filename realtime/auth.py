@@ -6,6 +6,7 @@ A Bearer token is checked by the token authentication DRF is configured with
 (REST_FRAMEWORK's DEFAULT_AUTHENTICATION_CLASSES), so the streams accept exactly the
 tokens the API accepts and realtime imports no app to know how."""
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 from django.contrib.auth.models import AnonymousUser
@@ -24,7 +25,7 @@ def _active_user(user_id: str | None) -> Any:
     return get_user_model().objects.filter(id=user_id, is_active=True).first() or AnonymousUser()
 
 
-async def ticket_user(scope: dict[str, Any]) -> Any | None:
+async def ticket_user(scope: Mapping[str, Any]) -> Any | None:
     """The active user of the ticket the request came with (redeemed at the edge by
     realtime.tickets.TicketRedemptionMiddleware), anonymous if the ticket was unknown,
     expired or used; None if it came with no ticket."""
