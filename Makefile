@@ -52,7 +52,8 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-test: services
+# Lint first: a finding of ruff or mypy fails `make test` before any test runs.
+test: lint services
 	bash scripts/install_test_deps.sh
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) -m pytest $(PYTEST_ARGS)
