@@ -159,7 +159,8 @@ def clients_main(config_json: str) -> None:
 def run_load(name: str, config: dict[str, Any]) -> dict[str, Any]:
     config = {"seconds": SECONDS, "connections": CONNECTIONS, **config}
     out = subprocess.run(
-        [sys.executable, "-m", "bench.counters", "--clients", json.dumps(config)],
+        # On stdin: the viewers' tokens are more than one argument may hold (128 KiB).
+        [sys.executable, "-m", "bench.counters", "--clients", "-"], input=json.dumps(config),
         cwd=ROOT, capture_output=True, text=True, timeout=SECONDS + 120, check=True,
     ).stdout
     report = json.loads(out.strip().splitlines()[-1])
@@ -332,4 +333,4 @@ def main() -> dict[str, Any]:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--clients":
-        clients_main(sys.argv[2])
+        clients_main(sys.stdin.read() if sys.argv[2] == "-" else sys.argv[2])
