@@ -1,5 +1,9 @@
+from typing import Any
+
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from knox.admin import AuthTokenAdmin as KnoxAuthTokenAdmin
 from knox.models import AuthToken
 
@@ -15,11 +19,11 @@ class UserAdmin(DjangoUserAdmin):
     show_full_result_count = False
 
     # Deleting a user deletes their tokens by cascade: revoke them first, cache included.
-    def delete_model(self, request, obj):  # type: ignore[no-untyped-def]
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
         tokens_revoke(AuthToken.objects.filter(user=obj))
         super().delete_model(request, obj)
 
-    def delete_queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         tokens_revoke(AuthToken.objects.filter(user__in=queryset))
         super().delete_queryset(request, queryset)
 
@@ -31,8 +35,8 @@ admin.site.unregister(AuthToken)
 class AuthTokenAdmin(KnoxAuthTokenAdmin):
     """Deleting tokens here revokes them like a logout: the cached ones are refused too."""
 
-    def delete_model(self, request, obj):  # type: ignore[no-untyped-def]
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
         tokens_revoke(AuthToken.objects.filter(digest=obj.digest))
 
-    def delete_queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         tokens_revoke(queryset)

@@ -114,7 +114,10 @@ def _megabytes(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
 
 
-def _remix(params, container, stream, total, rate, width, height, output_path, on_progress, max_frames) -> None:  # type: ignore[no-untyped-def]
+def _remix(
+    params: dict[str, Any], container: Any, stream: Any, total: int, rate: Fraction, width: int, height: int,
+    output_path: str, on_progress: Progress, max_frames: int,
+) -> None:
     mode = params.get("mode", "reverse")
     if mode == "speed":
         encoder = Encoder(output_path, width=width, height=height, rate=rate)

@@ -2,7 +2,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from aijobs.models import JobKind, JobStatus
+from aijobs.models import AIJob, JobKind, JobStatus
 from core.batch import BatchIdsField, NotFoundListField
 
 
@@ -24,7 +24,7 @@ class AIJobCreateSerializer(serializers.Serializer):
     video_id = serializers.UUIDField()
     params = serializers.DictField(required=False, default=dict, help_text="glitch: {intensity}; remix: {mode, factor, times}.")
 
-    def validate(self, attrs):  # type: ignore[no-untyped-def]
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         params = PARAMS_FOR_KIND[attrs["kind"]](data=attrs.get("params") or {})
         if not params.is_valid():
             raise serializers.ValidationError({"params": params.errors})
@@ -51,13 +51,13 @@ class AIJobSerializer(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
 
-    def get_result_url(self, job) -> str | None:  # type: ignore[no-untyped-def]
+    def get_result_url(self, job: AIJob) -> str | None:
         return job.result_url
 
-    def get_error(self, job) -> str | None:  # type: ignore[no-untyped-def]
+    def get_error(self, job: AIJob) -> str | None:
         return job.error or None
 
-    def get_queue_position(self, job) -> int | None:  # type: ignore[no-untyped-def]
+    def get_queue_position(self, job: AIJob) -> int | None:
         """1 for the next job to start; null unless queued."""
         return getattr(job, "queue_position", None) if job.status == JobStatus.QUEUED else None
 

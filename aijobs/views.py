@@ -1,6 +1,8 @@
 """Thin views over aijobs.services and aijobs.selectors."""
 
 
+import uuid
+
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -85,7 +87,7 @@ class AIJobListCreateView(APIView):
 
 class AIJobDetailView(APIView):
     @extend_schema(responses={200: AIJobSerializer}, tags=["ai-jobs"])
-    def get(self, request: Request, job_id) -> Response:  # type: ignore[no-untyped-def]
+    def get(self, request: Request, job_id: uuid.UUID) -> Response:
         return Response(AIJobSerializer(selectors.job_get(user=request.user, job_id=job_id)).data)
 
 
@@ -95,7 +97,7 @@ class AIJobCancelView(APIView):
         description="Cancel (idempotent). The job ends `failed` with error \"Cancelled\", refunded if it was charged; "
         "a running job stops at its next progress check. A repeat answers the job as it is.",
     )
-    def post(self, request: Request, job_id) -> Response:  # type: ignore[no-untyped-def]
+    def post(self, request: Request, job_id: uuid.UUID) -> Response:
         job = services.job_cancel(selectors.job_get(user=request.user, job_id=job_id))
         return Response(AIJobSerializer(selectors.job_get(user=request.user, job_id=job.id)).data)
 

@@ -1,5 +1,8 @@
 """Shapes only: no rules live here beyond input validation."""
 
+from datetime import datetime
+from typing import Any
+
 from rest_framework import serializers
 
 from contents.models import ContentStatus, ProcessingStatus
@@ -49,8 +52,9 @@ class OffsetDateTimeField(serializers.DateTimeField):
     """ISO 8601 with the UTC offset written out (`+00:00`), as events have always carried
     their timestamps (DRF's own writes `Z`, which the REST answers keep)."""
 
-    def to_representation(self, value):  # type: ignore[no-untyped-def]
-        return self.enforce_timezone(value).isoformat() if value else None
+    def to_representation(self, value: datetime) -> str:
+        # DRF writes None itself and calls this only with a value.
+        return self.enforce_timezone(value).isoformat()
 
 
 class ContentEventSerializer(serializers.Serializer):
@@ -69,7 +73,7 @@ class ContentEventSerializer(serializers.Serializer):
     timestamp = OffsetDateTimeField(source="updated_at")
     ai_gen_metadata = AIGenMetadataSerializer(allow_null=True, required=False, help_text="Only once `completed`.")
 
-    def to_representation(self, instance):  # type: ignore[no-untyped-def]
+    def to_representation(self, instance: Any) -> dict[str, Any]:
         data = super().to_representation(instance)
         if instance.processing_status != ProcessingStatus.COMPLETED:
             del data["ai_gen_metadata"]
@@ -91,13 +95,13 @@ class ContentFilterSerializer(serializers.Serializer):
 
 
 class HttpUrlField(serializers.URLField):
-    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("required", False)
         kwargs.setdefault("allow_blank", True)
         kwargs.setdefault("max_length", 2048)
         super().__init__(**kwargs)
 
-    def to_internal_value(self, data):  # type: ignore[no-untyped-def]
+    def to_internal_value(self, data: Any) -> str:
         value = super().to_internal_value(data)
         if value and not value.lower().startswith(("http://", "https://")):
             raise serializers.ValidationError("Only http and https URLs are accepted.")
@@ -113,7 +117,7 @@ class ContentCreateSerializer(serializers.Serializer):
     description = serializers.CharField(max_length=20000, required=False, allow_blank=True)
     category = serializers.CharField(max_length=100, required=False, allow_blank=True)
 
-    def validate(self, attrs):  # type: ignore[no-untyped-def]
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not any(attrs.get(f) for f in ("url", "img_url", "video_url", "title", "description")):
             raise serializers.ValidationError(
                 "Send at least one of url, img_url, video_url, or a title or description to summarize."

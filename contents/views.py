@@ -1,6 +1,7 @@
 """Thin views: parse, authorise, call a service or selector, answer."""
 
 import hashlib
+import uuid
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
@@ -68,7 +69,7 @@ class ChannelMembersView(APIView):
         description="The channel's owner lets other users read its contents, status and events. Idempotent. Every "
         "well-formed id is added alike, whether or not an account has it, so the answer never tells which ids exist.",
     )
-    def post(self, request: Request, channel_id) -> Response:  # type: ignore[no-untyped-def]
+    def post(self, request: Request, channel_id: uuid.UUID) -> Response:
         channel = selectors.channel_get_owned(user=request.user, channel_id=channel_id)
         data = ChannelMembersRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -84,7 +85,7 @@ class ChannelMemberView(APIView):
         tags=["channels"],
         description="The owner removes a member; their open SSE and WebSocket streams of the channel are closed.",
     )
-    def delete(self, request: Request, channel_id, user_id) -> Response:  # type: ignore[no-untyped-def]
+    def delete(self, request: Request, channel_id: uuid.UUID, user_id: uuid.UUID) -> Response:
         channel = selectors.channel_get_owned(user=request.user, channel_id=channel_id)
         services.channel_remove_member(channel=channel, user_id=user_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -109,7 +110,7 @@ class LegacyChannelContentsView(APIView):
             "`GET /api/contents/channel/{channel_id}`. " + LAST_EVENT_ID_DESCRIPTION
         ),
     )
-    def get(self, request: Request, channel_id) -> Response:  # type: ignore[no-untyped-def]
+    def get(self, request: Request, channel_id: uuid.UUID) -> Response:
         selectors.channel_check_readable(user=request.user, channel_id=channel_id)
         last_event_id = caching.channel_head(channel_id)
         body = caching.remember(
@@ -142,7 +143,7 @@ class ChannelContentsView(APIView):
         tags=["contents"],
         description="A channel's contents, newest first, cursor-paginated. " + LAST_EVENT_ID_DESCRIPTION,
     )
-    def get(self, request: Request, channel_id) -> Response:  # type: ignore[no-untyped-def]
+    def get(self, request: Request, channel_id: uuid.UUID) -> Response:
         status_filter = _content_filter(request)
         selectors.channel_check_readable(user=request.user, channel_id=channel_id)
         last_event_id = caching.channel_head(channel_id)
@@ -183,7 +184,7 @@ class ContentCreateView(APIView):
 
 class ContentDetailView(APIView):
     @extend_schema(responses={200: ContentSerializer}, tags=["contents"])
-    def get(self, request: Request, content_id) -> Response:  # type: ignore[no-untyped-def]
+    def get(self, request: Request, content_id: uuid.UUID) -> Response:
         return Response(ContentSerializer(selectors.content_get(user=request.user, content_id=content_id)).data)
 
 
@@ -195,7 +196,7 @@ class ContentRegenerateView(APIView):
         description="Run the AI pipeline again: retries a content in `error`, regenerates one that is `complete`. "
         "409 while it is still processing. Allowed to the content's provider and the channel's owner.",
     )
-    def post(self, request: Request, content_id) -> Response:  # type: ignore[no-untyped-def]
+    def post(self, request: Request, content_id: uuid.UUID) -> Response:
         content = selectors.content_get_for_regenerate(user=request.user, content_id=content_id)
         restarted = services.content_restart(content)
         return Response(ContentSerializer(restarted).data, status=status.HTTP_202_ACCEPTED)
@@ -211,7 +212,7 @@ class ChannelStatusView(APIView):
             "with no body when nothing changed) and sends `X-Poll-Interval`. " + LAST_EVENT_ID_DESCRIPTION
         ),
     )
-    def get(self, request: Request, channel_id) -> Response:  # type: ignore[no-untyped-def]
+    def get(self, request: Request, channel_id: uuid.UUID) -> Response:
         query = ChannelStatusQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         since = query.validated_data.get("since")

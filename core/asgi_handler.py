@@ -69,7 +69,7 @@ class OneHopASGIHandler(ASGIHandler):
         else:
             response = self.get_response(created[0])
             # What Django's run_get_response sets; its stubs do not declare this private attribute.
-            response._handler_class = self.__class__  # type: ignore[attr-defined]
+            response._handler_class = self.__class__  # type: ignore[attr-defined]  # Django's own marker; its stubs omit it
             if isinstance(response, FileResponse):
                 response.block_size = self.chunk_size
         if not response.streaming:

@@ -47,7 +47,7 @@ def move_again_if_lost[M: Model](move: Callable[[M], M | None], row: M, *, to: s
 
     Never the object `move` was given: a transition sets the new values on it before
     its transaction commits, so after a failed commit it no longer matches the row."""
-    version, run = row.version, getattr(row, fence)  # type: ignore[attr-defined]
+    version, run = row.version, getattr(row, fence)  # type: ignore[attr-defined]  # lifecycle models all carry version
     try:
         return move(row)
     except CONNECTION_LOST as exc:

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse
 from drf_standardized_errors.formatter import ExceptionFormatter
 from drf_standardized_errors.handler import ExceptionHandler
 from drf_standardized_errors.types import ErrorResponse
@@ -175,19 +175,19 @@ def service_unavailable_response() -> JsonResponse:
     return response
 
 
-def handler404(request, exception=None):  # type: ignore[no-untyped-def]
+def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     return problem_response(404, "Not found.", code="not_found")
 
 
-def handler500(request):  # type: ignore[no-untyped-def]
+def handler500(request: HttpRequest) -> JsonResponse:
     return problem_response(500, "Server Error (500)", code="error")
 
 
-def handler403(request, exception=None):  # type: ignore[no-untyped-def]
+def handler403(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     return problem_response(403, "You do not have permission to perform this action.", code="permission_denied")
 
 
-def handler400(request, exception=None):  # type: ignore[no-untyped-def]
+def handler400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     if isinstance(exception, RequestDataTooBig):
         # Django answers its SuspiciousOperations here, this one included.
         return problem_response(413, str(PayloadTooLarge.default_detail), code=PayloadTooLarge.default_code)

@@ -8,6 +8,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
 from moderation import services
@@ -39,7 +41,9 @@ class BlockForm(forms.Form):
         return cleaned
 
 
-def _intermediate(modeladmin, request, queryset, form, title, action):  # type: ignore[no-untyped-def]
+def _intermediate(
+    modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any], form: forms.Form, title: str, action: str
+) -> TemplateResponse:
     return TemplateResponse(request, "admin/moderation/confirm_action.html", {
         **modeladmin.admin_site.each_context(request),
         "title": title,
@@ -54,7 +58,7 @@ def _intermediate(modeladmin, request, queryset, form, title, action):  # type: 
 
 
 @admin.action(description="Delete selected videos (with reason)")
-def delete_videos_with_reason(modeladmin, request, queryset):  # type: ignore[no-untyped-def]
+def delete_videos_with_reason(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any]) -> TemplateResponse | None:
     form = DeleteReasonForm(request.POST if "apply" in request.POST else None)
     if form.is_valid():
         deleted = services.videos_delete(video_ids=list(queryset.values_list("id", flat=True)), reason=form.cleaned_data["reason"], by=request.user)
@@ -64,7 +68,7 @@ def delete_videos_with_reason(modeladmin, request, queryset):  # type: ignore[no
 
 
 @admin.action(description="Block selected users")
-def block_users(modeladmin, request, queryset):  # type: ignore[no-untyped-def]
+def block_users(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any]) -> TemplateResponse | None:
     form = BlockForm(request.POST if "apply" in request.POST else None)
     if form.is_valid():
         users = list(queryset)

@@ -1,7 +1,7 @@
 """Blocks, suspensions and moderation deletes."""
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -57,7 +57,7 @@ def videos_delete(*, video_ids: list[uuid.UUID], reason: str, by: Any) -> list[u
     return ids
 
 
-def purge_deleted_video_files(now=None) -> int:  # type: ignore[no-untyped-def]
+def purge_deleted_video_files(now: datetime | None = None) -> int:
     """Remove from storage the files of videos deleted longer ago than the grace period."""
     now = now or timezone.now()
     due = VideoDeletion.objects.select_related("video").filter(

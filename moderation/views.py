@@ -1,3 +1,5 @@
+import uuid
+
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -66,7 +68,7 @@ class BlockListView(APIView):
 
 class BlockDetailView(APIView):
     @extend_schema(request=None, responses={204: None}, tags=["moderation"])
-    def delete(self, request: Request, user_id) -> Response:  # type: ignore[no-untyped-def]
+    def delete(self, request: Request, user_id: uuid.UUID) -> Response:
         if not services.unblock_user(blocker=request.user, user_id=user_id):
             raise Http404("You do not block that user.")
         return Response(status=status.HTTP_204_NO_CONTENT)

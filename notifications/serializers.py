@@ -1,7 +1,9 @@
+from typing import Any
+
 from rest_framework import serializers
 
 from core.batch import BatchIdsField, NotFoundListField
-from notifications.models import NotificationType
+from notifications.models import Notification, NotificationType
 
 
 class NotificationSerializer(serializers.Serializer):
@@ -14,7 +16,7 @@ class NotificationSerializer(serializers.Serializer):
     is_read = serializers.BooleanField()
     created_at = serializers.DateTimeField()
 
-    def get_data(self, notification) -> dict:  # type: ignore[no-untyped-def]
+    def get_data(self, notification: Notification) -> dict[str, Any]:
         return {**notification.data, "count": notification.count}
 
 
@@ -36,7 +38,7 @@ class MarkReadRequestSerializer(serializers.Serializer):
     all = serializers.BooleanField(required=False, help_text="true: mark all your notifications read.")
     before = serializers.DateTimeField(required=False, help_text="Mark read everything created at or before this time.")
 
-    def validate(self, attrs):  # type: ignore[no-untyped-def]
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         given = [k for k in ("notification_ids", "before") if k in attrs] + (["all"] if attrs.get("all") else [])
         if len(given) != 1:
             raise serializers.ValidationError("Send exactly one of notification_ids, all: true, or before.")

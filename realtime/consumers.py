@@ -7,6 +7,7 @@ forward; subclasses say which stream a subscription reads."""
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -188,7 +189,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             await self.hub.read(self.subscription, None)
         self.stream, self.cursor = None, None
 
-    async def _deliver_locked(self, pending) -> None:  # type: ignore[no-untyped-def]
+    async def _deliver_locked(self, pending: Awaitable[Any]) -> None:
         """Send what `pending` yields for the cursor. The caller holds delivery_lock:
         subscribing and the inbox share one cursor, one at a time, so events go out in order."""
         try:

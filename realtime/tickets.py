@@ -10,6 +10,7 @@ nothing once it has been used."""
 
 import functools
 import secrets
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,7 +42,7 @@ def _redis() -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
-def ticket_issue(*, user_id) -> tuple[str, datetime]:  # type: ignore[no-untyped-def]
+def ticket_issue(*, user_id: uuid.UUID | int) -> tuple[str, datetime]:
     ticket = secrets.token_urlsafe(32)
     ttl = settings.REALTIME_TICKET_TTL
     _redis().set(PREFIX + ticket, str(user_id), ex=ttl)

@@ -3,6 +3,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,7 +20,9 @@ class TicketSerializer(serializers.Serializer):
 class TicketView(APIView):
     @extend_schema(request=None, responses={201: TicketSerializer}, tags=["realtime"])
     def post(self, request: Request) -> Response:
-        ticket, expires_at = ticket_issue(user_id=request.user.id)
+        if request.user.pk is None:  # the default permission (IsAuthenticated) already refused
+            raise NotAuthenticated()
+        ticket, expires_at = ticket_issue(user_id=request.user.pk)
         return Response(TicketSerializer({"ticket": ticket, "expires_at": expires_at}).data, status=status.HTTP_201_CREATED)
 
 

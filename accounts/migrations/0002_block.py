@@ -1,19 +1,22 @@
 """Block moves here from moderation: the table (moderation_block), its rows, indexes
 and constraints stay as they are; only Django's state and the content type move."""
 
+from typing import Any
+
 import django.db.models.deletion
+
 from django.conf import settings
 from django.db import migrations, models
 
 
-def move_content_type(apps, schema_editor) -> None:  # type: ignore[no-untyped-def]
+def move_content_type(apps: Any, schema_editor: Any) -> None:
     # Permissions and admin log entries follow the model (a fresh database has none yet).
     ContentType = apps.get_model("contenttypes", "ContentType")
     if not ContentType.objects.filter(app_label="accounts", model="block").exists():
         ContentType.objects.filter(app_label="moderation", model="block").update(app_label="accounts")
 
 
-def move_content_type_back(apps, schema_editor) -> None:  # type: ignore[no-untyped-def]
+def move_content_type_back(apps: Any, schema_editor: Any) -> None:
     ContentType = apps.get_model("contenttypes", "ContentType")
     if not ContentType.objects.filter(app_label="moderation", model="block").exists():
         ContentType.objects.filter(app_label="accounts", model="block").update(app_label="moderation")
