@@ -53,6 +53,7 @@ class LiveServer:
 
     port: int
     log_path: Path
+    process: subprocess.Popen[bytes]
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -69,7 +70,13 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        raise NotImplementedError
+        """SIGTERM; SIGKILL if it has not exited within 10 s."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
     def wait_until_healthy(self, *, within: float, what: str) -> None:
         deadline = time.monotonic() + within
@@ -108,14 +115,6 @@ class Daphne(LiveServer):
                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
             )
         self.wait_until_healthy(within=30, what="daphne")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
     def close(self) -> None:
         self.stop()

@@ -126,3 +126,14 @@ class WSCollector:
 
     def close(self) -> None:
         self._socket.close()
+
+
+def ticket(api: Any) -> str:
+    """A fresh single-use stream ticket for the API client's user."""
+    return str(api.post("/v1/realtime/tickets").json()["ticket"])
+
+
+def status_of(url: str, **kwargs: Any) -> int:
+    """The status of a GET, without waiting for the body (a stream never ends)."""
+    with httpx.stream("GET", url, timeout=10, **kwargs) as response:
+        return response.status_code

@@ -105,14 +105,6 @@ class Granian(LiveServer):
             )
         self.wait_until_healthy(within=60, what="granian")
 
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
 
 @pytest.fixture
 def granian(transactional_db):

@@ -14,6 +14,7 @@ from contents.services import channel_create
 from realtime.event_ids import MAX_EVENT_ID, InvalidEventId, parse_event_id
 from tests.helpers import api_client_for, make_user
 from tests.live import Daphne
+from tests.stream_clients import status_of, ticket
 
 # Digits to str.isdigit(), and what became of them before: '²' and 5,000 digits raised
 # in int() (500), 25 digits passed and failed in PostgreSQL (a stream that died at once),
@@ -43,16 +44,6 @@ def live(transactional_db):
     server = Daphne(REALTIME_WS_MAX_MESSAGES_PER_SECOND="1000")
     yield server, api, str(channel.id)
     server.stop()
-
-
-def ticket(api: APIClient) -> str:
-    return api.post("/v1/realtime/tickets").json()["ticket"]
-
-
-def status_of(url: str, **kwargs) -> int:
-    """The status of a GET, without waiting for the body (a stream never ends)."""
-    with httpx.stream("GET", url, timeout=10, **kwargs) as response:
-        return response.status_code
 
 
 def test_bad_event_ids_on_sse_are_400_problems(live):

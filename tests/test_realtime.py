@@ -16,6 +16,7 @@ from realtime.models import Event
 from realtime.streams import channel_stream, publish
 from tests.helpers import api_client_for, make_user, run_burst_worker
 from tests.live import Daphne
+from tests.stream_clients import ticket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,8 +43,6 @@ def channel_id(api):
     return api.post("/api/channels", {"name": "live"}, format="json").json()["id"]
 
 
-def ticket(client) -> str:
-    return client.post("/v1/realtime/tickets").json()["ticket"]
 
 
 class SSEReader:

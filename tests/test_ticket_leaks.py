@@ -3,7 +3,6 @@ one that is refused for another reason, and no ticket is written to an access lo
 
 import httpx
 import pytest
-from rest_framework.test import APIClient
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 from websockets.typing import Origin
@@ -12,7 +11,7 @@ from config.daphne_server import redact_tickets
 from contents.services import channel_create
 from tests.helpers import api_client_for, make_user
 from tests.live import Daphne, Stack
-from tests.stream_clients import wait_for
+from tests.stream_clients import status_of, ticket, wait_for
 
 
 @pytest.fixture
@@ -24,16 +23,6 @@ def live(transactional_db):
     server = Daphne()
     yield server, api, str(channel.id)
     server.stop()
-
-
-def ticket(api: APIClient) -> str:
-    return api.post("/v1/realtime/tickets").json()["ticket"]
-
-
-def status_of(url: str, **kwargs) -> int:
-    """The status of a GET, without waiting for the body (a stream never ends)."""
-    with httpx.stream("GET", url, timeout=10, **kwargs) as response:
-        return response.status_code
 
 
 def test_a_ticket_is_spent_by_a_request_that_is_refused(live):
