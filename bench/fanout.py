@@ -115,12 +115,12 @@ def main() -> dict[str, Any]:
             "burst_current": phase["current"], "rss_mib": phase["rss_mib"],
         })
     base = rows[0]
-    print(f"fanout: one channel, subscribers half SSE half WebSocket over 2 daphnes (production mode); up to {SINGLES} single "
+    print(f"fanout: one channel, subscribers half SSE half WebSocket over 2 {harness.WEB_SERVER} processes (production mode); up to {SINGLES} single "
           f"events per step (time until the last subscriber has each), then a burst (events committed back to back); "
           f"baseline {base['subscribers']} subscribers")
     harness.print_table(
         ["subscribers", "live", "connect s", "to last p50 ms", "max ms", "ratio", "delivery p50 ms", "p99 ms",
-         "burst", "events/s", "deliveries/s", "ratio", "daphnes RSS MiB"],
+         "burst", "events/s", "deliveries/s", "ratio", "servers RSS MiB"],
         [[r["subscribers"], r["live"], r["connect_s"], r["to_last_p50_ms"], r["to_last_max_ms"],
           harness.ratio(r["to_last_p50_ms"], base["to_last_p50_ms"]), r["delivery_p50_ms"], r["delivery_p99_ms"],
           r["burst"], r["events_per_s"], r["deliveries_per_s"], harness.ratio(r["deliveries_per_s"], base["deliveries_per_s"]),

@@ -64,7 +64,7 @@ def main() -> dict[str, Any]:
                    "max_ms": max(v, default=float("nan")) * 1000} for name, v in latencies.items()}
     base = rows["poll 3 s (conditional status)"]
     print(f"freshness: commit -> client knows, {EVENTS} events at random moments; {POLLERS} pollers, "
-          f"{SUBSCRIBERS // 2} SSE + {SUBSCRIBERS - SUBSCRIBERS // 2} WebSocket subscribers ({live['live']} live), one daphne")
+          f"{SUBSCRIBERS // 2} SSE + {SUBSCRIBERS - SUBSCRIBERS // 2} WebSocket subscribers ({live['live']} live), one {harness.WEB_SERVER} process")
     harness.print_table(["client", "deliveries", "p50 ms", "p99 ms", "max ms", "p50 sooner than poll", "p99 sooner"],
                         [[name, r["n"], r["p50_ms"], r["p99_ms"], r["max_ms"], harness.ratio(base["p50_ms"], r["p50_ms"]),
                           harness.ratio(base["p99_ms"], r["p99_ms"])] for name, r in rows.items()])

@@ -164,7 +164,7 @@ def main() -> dict[str, Any]:
         rate_rows = rates(database_url, channel, token)
     base = rows[0]
     print(f"poll_cost: {CLIENTS} clients of one channel (25 contents) for {SECONDS:.0f} s each way, an event every "
-          f"~{EVENT_EVERY:.0f} s, one daphne (production mode); per client-minute; ratio = before / this")
+          f"~{EVENT_EVERY:.0f} s, one {harness.WEB_SERVER} process (production mode); per client-minute; ratio = before / this")
     harness.print_table(
         ["way", "requests", "KiB", "ratio", "server CPU ms", "ratio", "DB CPU ms", "SQL xacts", "ratio", "rows read", "events seen"],
         [[r["label"], r["requests_per_client_min"] if r["requests_per_client_min"] else "1 a session", r["kib_per_client_min"],

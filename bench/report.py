@@ -11,7 +11,7 @@ ORDER = ["poll_cost", "freshness", "fanout", "batch", "counters", "scaling", "ca
          "reconnect_storm", "soak"]
 TITLES = {
     "poll_cost": "1. Poll cost per client-minute", "freshness": "2. Freshness (commit to client)",
-    "fanout": "3. Fan-out over two daphnes", "batch": "4. Batch vs singles", "counters": "5. Counters",
+    "fanout": "3. Fan-out over two server processes", "batch": "4. Batch vs singles", "counters": "5. Counters",
     "scaling": "6. Scaling with channel size", "capacity": "7. Capacity of one process",
     "realtime_latency": "Realtime latency (SSE / WebSocket vs the channel layer)", "reconnect_storm": "Reconnect storm",
     "soak": "Soak", "servers": "Server modes (daphne, uvicorn, granian)",
@@ -53,7 +53,7 @@ def reading(name: str, figures: dict[str, Any] | None, output: str) -> str:
                      f" subscribers: last one after {r['to_last_p50_ms']:.0f} ms (p50 of single events), "
                      f"delivery p99 {r['delivery_p99_ms']:.0f} ms, {r['deliveries_per_s']:,.0f} deliveries/s sustained"
                      for r in f["rows"]]
-            return "; ".join(parts) + ". Each daphne receives an event once from Redis and fans it out to its own connections."
+            return "; ".join(parts) + ". Each server process receives an event once from Redis and fans it out to its own connections."
         if name == "batch":
             parts = [f"{r['kind']} x{r['ids']}: {r['speedup']:.0f}x faster, {r['batch_queries_warm']} queries warm "
                      f"({r['batch_queries_cold']} cold) vs {r['singles_queries_warm']} ({r['singles_queries_cold']})" for r in f["rows"]]
@@ -121,7 +121,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.legend(fontsize=8)
-    ax.set_title("Fan-out time vs subscribers (2 daphnes)")
+    ax.set_title("Fan-out time vs subscribers (2 server processes)")
     ax.set_xlabel("subscribers")
     ax.set_ylabel("ms")
     poll = (s.get("poll_cost") or {}).get("figures")

@@ -130,7 +130,7 @@ def main() -> dict[str, Any]:
                 # Now, not by autovacuum during a later benchmark's pg_stat_database window.
                 cursor.execute("VACUUM ANALYZE contents_content")
 
-    print(f"scaling: latency by channel size (contents inserted with COPY in {insert_seconds:.1f} s), one daphne "
+    print(f"scaling: latency by channel size (contents inserted with COPY in {insert_seconds:.1f} s), one {harness.WEB_SERVER} process "
           f"(production mode), warm x{WARM} / cold x{COLD} (cache entries deleted before each); ratio = p99 / p99 at {SIZES[0]}")
     base = {r["endpoint"]: r for r in rows if r["size"] == SIZES[0]}
     harness.print_table(
