@@ -2,8 +2,10 @@
 
 The key's row is reserved first (unique per user), the create runs, and its answer
 is stored on the row; a retry replays it, a concurrent retry gets 409, and a key
-reused with a different body is a 422. Used by every create endpoint (contents,
-videos, AI jobs).
+reused with a different body is a 422. An uploaded file counts by its content (its
+sha256, core.uploads), not its name: other bytes under the same name are a different
+body, the same bytes under another name the same one. Used by every create endpoint
+(contents, videos, AI jobs).
 """
 
 import hashlib
@@ -11,6 +13,7 @@ import json
 from collections.abc import Callable
 from datetime import timedelta
 
+from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter
@@ -20,6 +23,7 @@ from rest_framework.response import Response
 
 from core.errors import Conflict, UnprocessableEntity
 from core.models import IdempotencyRecord
+from core.uploads import content_digest
 
 HEADER = "Idempotency-Key"
 RESERVATION_TIMEOUT = timedelta(minutes=5)
@@ -33,8 +37,15 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
 )
 
 
+def _field_value(value: object) -> str:
+    # A file by its content: its name is the client's and is never stored (a file's
+    # str() is its name, so until this a different video under the same name replayed
+    # the first). Any other value as before, so that the other fingerprints stay.
+    return f"sha256:{content_digest(value)}" if isinstance(value, UploadedFile) else str(value)
+
+
 def _fingerprint(request: Request) -> str:
-    body = json.dumps(request.data, sort_keys=True, default=str) if hasattr(request.data, "keys") else repr(request.data)
+    body = json.dumps(request.data, sort_keys=True, default=_field_value) if hasattr(request.data, "keys") else repr(request.data)
     return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
 
 
