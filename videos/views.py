@@ -8,7 +8,7 @@ from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny, IsAuthenticatedOrReadOnly
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,6 +22,7 @@ from core.errors import NotFound, PayloadTooLarge, ProblemDetailsSerializer
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from core.pagination import NewestFirstPagination
 from core.polling import poll_headers_every
+from core.uploads import DigestingMultiPartParser
 from videos import selectors, services
 from videos.models import Comment, Video
 from videos.serializers import (
@@ -44,7 +45,8 @@ UPLOAD_FORM_ALLOWANCE = 64 * 1024
 
 @body_limit(lambda: settings.VIDEO_MAX_UPLOAD_BYTES + UPLOAD_FORM_ALLOWANCE)
 class VideoCreateView(APIView):
-    parser_classes = [MultiPartParser, FormParser]
+    # The file's sha256 is taken as it is parsed: the Idempotency-Key's fingerprint holds it.
+    parser_classes = [DigestingMultiPartParser, FormParser]
 
     @extend_schema(
         request={"multipart/form-data": VideoUploadSerializer},
