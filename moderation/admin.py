@@ -3,7 +3,12 @@ videos' admin pages. moderation sits on top, so it adds those actions to the adm
 accounts and videos register (which know nothing of moderation), by registering
 subclasses of them in their place."""
 
-from django.contrib import admin
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.options import Action, ActionLocation
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 
 from accounts.admin import UserAdmin
 from accounts.models import Block, User
@@ -44,9 +49,34 @@ class SuspensionAdmin(admin.ModelAdmin):
 class ModeratedUserAdmin(UserAdmin):
     actions = [block_users]
 
+    def has_block_permission(self, request: HttpRequest) -> bool:
+        """Blocking on behalf of a user; suspension, the stronger grant, includes it."""
+        return request.user.has_perm("moderation.block_user") or self.has_suspend_permission(request)
+
+    def has_suspend_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("moderation.suspend_user")
+
 
 class ModeratedVideoAdmin(VideoAdmin):
+    """A video leaves only through the audited delete: hidden everywhere at once, with a
+    reason and a VideoDeletion record, its files purged after the grace period. Django's
+    own deletes (the "Delete selected" action, the object's delete page) would remove the
+    row with no reason and no record, and leave its files behind, so they are gone; the
+    audited action asks for the same videos.delete_video permission."""
+
     actions = [delete_videos_with_reason]
+
+    def get_actions(self, request: HttpRequest, action_location: ActionLocation = ActionLocation.CHANGE_LIST) -> dict[str, Action | None]:
+        actions = super().get_actions(request, action_location)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "show_delete": False})
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        self.message_user(request, 'Videos are deleted with a reason: select them and choose "Delete selected videos (with reason)".', messages.WARNING)
+        return HttpResponseRedirect(reverse("admin:videos_video_changelist"))
 
 
 admin.site.unregister(User)

@@ -2,12 +2,13 @@
 moderation services: batch delete of videos with a reason, block of users on
 behalf of a user or site-wide (suspension)."""
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -22,12 +23,16 @@ class DeleteReasonForm(forms.Form):
 class BlockForm(forms.Form):
     SITE_WIDE = "site"
     ON_BEHALF = "user"
-    scope = forms.ChoiceField(
-        choices=[(ON_BEHALF, "On behalf of a user (they stop seeing these users)"), (SITE_WIDE, "Site-wide: suspend these users")],
-        widget=forms.RadioSelect,
-    )
+    SCOPES = {ON_BEHALF: "On behalf of a user (they stop seeing these users)", SITE_WIDE: "Site-wide: suspend these users"}
+    scope = forms.ChoiceField(widget=forms.RadioSelect)
     on_behalf_of = forms.CharField(required=False, help_text="Username of the user who blocks them.")
     reason = forms.CharField(required=False, max_length=2000)
+
+    def __init__(self, *args: Any, scopes: list[str], **kwargs: Any) -> None:
+        """Only the scopes the acting user may use are offered, and only those validate:
+        a site-wide scope posted by someone who may only block on behalf is refused."""
+        super().__init__(*args, **kwargs)
+        cast(forms.ChoiceField, self.fields["scope"]).choices = [(scope, self.SCOPES[scope]) for scope in scopes]
 
     def clean(self) -> dict[str, Any]:
         super().clean()
@@ -57,7 +62,9 @@ def _intermediate(
     })
 
 
-@admin.action(description="Delete selected videos (with reason)")
+# Each action names the has_<permission>_permission methods of its admin (moderation.admin)
+# that must allow it: Django offers it only then, and refuses it when posted anyway.
+@admin.action(description="Delete selected videos (with reason)", permissions=["delete"])
 def delete_videos_with_reason(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any]) -> TemplateResponse | None:
     form = DeleteReasonForm(request.POST if "apply" in request.POST else None)
     if form.is_valid():
@@ -67,13 +74,18 @@ def delete_videos_with_reason(modeladmin: Any, request: HttpRequest, queryset: Q
     return _intermediate(modeladmin, request, queryset, form, "Why are these videos deleted?", "delete_videos_with_reason")
 
 
-@admin.action(description="Block selected users")
+@admin.action(description="Block selected users", permissions=["block"])
 def block_users(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any]) -> TemplateResponse | None:
-    form = BlockForm(request.POST if "apply" in request.POST else None)
+    scopes = [BlockForm.ON_BEHALF] + ([BlockForm.SITE_WIDE] if modeladmin.has_suspend_permission(request) else [])
+    form = BlockForm(request.POST if "apply" in request.POST else None, scopes=scopes)
     if form.is_valid():
         users = list(queryset)
         if form.cleaned_data["scope"] == BlockForm.SITE_WIDE:
-            count = services.suspend_users(users=users, by=request.user, reason=form.cleaned_data.get("reason", ""))
+            try:
+                count = services.suspend_users(users=users, by=request.user, reason=form.cleaned_data.get("reason", ""))
+            except PermissionDenied as refused:
+                modeladmin.message_user(request, str(refused), messages.ERROR)
+                return None
             modeladmin.message_user(request, f"Suspended {count} users: they cannot log in and their tokens are revoked.", messages.SUCCESS)
         else:
             blocker = form.cleaned_data["blocker"]

@@ -20,3 +20,13 @@ class Suspension(models.Model):
     reason = models.TextField(blank=True)
     suspended_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        # The admin's "Block selected users" asks for one of these (moderation.admin):
+        # blocking on behalf of a user hides accounts from that user only; suspending
+        # locks an account out of the site, so it is the stronger grant (and implies the
+        # first). Nobody below superuser suspends a superuser (services.suspend_users).
+        permissions = [
+            ("block_user", "Can block users on behalf of a user"),
+            ("suspend_user", "Can suspend users site-wide"),
+        ]

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 from knox.models import AuthToken
@@ -34,9 +35,16 @@ def unblock_user(*, blocker: Any, user_id: uuid.UUID) -> bool:
 
 def suspend_users(*, users: list[Any], by: Any, reason: str = "") -> int:
     """Site-wide: they cannot log in, their tokens are revoked, their open streams are
-    closed on commit (and an unused ticket is refused: it names an inactive user)."""
+    closed on commit (and an unused ticket is refused: it names an inactive user).
+
+    Only a superuser suspends a superuser: otherwise a moderator could lock out the
+    accounts that grant their permissions. Such a batch is refused whole (PermissionDenied),
+    nobody in it suspended; whether a target is a superuser is read from the database,
+    not from the objects passed in."""
     with transaction.atomic():
         ids = [u.id for u in users if u.id != by.id]
+        if not by.is_superuser and get_user_model().objects.filter(id__in=ids, is_superuser=True).exists():
+            raise PermissionDenied("Only a superuser may suspend a superuser; nobody was suspended.")
         get_user_model().objects.filter(id__in=ids).update(is_active=False)
         tokens_revoke(AuthToken.objects.filter(user_id__in=ids))
         Suspension.objects.bulk_create([Suspension(user_id=i, reason=reason, suspended_by=by) for i in ids], ignore_conflicts=True)
