@@ -10,8 +10,9 @@ guessed at from many addresses, nor many accounts from one.
 
 The counts live in the cache (Redis), in fixed windows of LOGIN_FAILURE_WINDOW_SECONDS:
 a guesser gets at most twice a limit around a window's edge, and the wait to announce
-is the rest of the window. The address is core.client.client_address (the socket's
-peer, or what our own trusted proxies forwarded), never a header a client chose.
+is the rest of the window. The address is core.client.client_identity (the socket's
+peer, or what our own trusted proxies forwarded, never a header a client chose; an
+IPv6 address counts as its /CLIENT_IPV6_PREFIX network).
 """
 
 import hashlib
@@ -27,7 +28,7 @@ from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from rest_framework.exceptions import Throttled
 
-from core.client import client_address
+from core.client import client_identity
 
 
 class LoginThrottled(Throttled):
@@ -55,8 +56,8 @@ def _counters(request: Any, username: str | None) -> list[tuple[str, int]]:
     if username:
         counters.append((f"login-failures:account:{_digest(username)}:{window}", settings.LOGIN_FAILURES_PER_ACCOUNT))
     if request is not None:
-        address = client_address(request)
-        counters.append((f"login-failures:address:{_digest(address)}:{window}", settings.LOGIN_FAILURES_PER_ADDRESS))
+        client = client_identity(request)
+        counters.append((f"login-failures:address:{_digest(client)}:{window}", settings.LOGIN_FAILURES_PER_ADDRESS))
     return counters
 
 

@@ -59,12 +59,19 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 
 # The client's address is the socket's peer unless the app sits behind this many
 # reverse proxies of its own, each appending the address it saw to X-Forwarded-For
-# (core.client.client_address; DRF's throttles agree through NUM_PROXIES). A larger
+# (core.client.client_address; DRF's throttles use the same, core.throttling). A larger
 # number than the real one lets a client choose its address.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 if TRUSTED_PROXY_COUNT:
     # The proxy in front terminates TLS and says which scheme the client used.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# What counts as one client (core.client.client_identity) for the throttles, login
+# failures, anonymous views and open requests: an IPv4 address, or an IPv6 address's
+# network of this prefix length. One IPv6 customer holds a /64 (or a /56, /48) and can
+# rotate through its addresses at will; 128 would count every address apart.
+CLIENT_IPV6_PREFIX = env_int("CLIENT_IPV6_PREFIX", 64)
+if not 1 <= CLIENT_IPV6_PREFIX <= 128:
+    raise ImproperlyConfigured(f"CLIENT_IPV6_PREFIX must be a prefix length from 1 to 128, not {CLIENT_IPV6_PREFIX}.")
 
 # Transport security, on in production (what `check --deploy` asks for); development
 # serves plain http on localhost.

@@ -1,4 +1,5 @@
-"""Who is on the other end of a request, as far as the network can tell."""
+"""Who is on the other end of a request, as far as the network can tell: its address,
+and the client identity that limits are counted by."""
 
 import ipaddress
 from typing import Any
@@ -30,3 +31,28 @@ def client_address(request: Any) -> str:
         return str(ipaddress.ip_address(candidate))
     except ValueError:
         return peer
+
+
+def client_identity(request: Any) -> str:
+    """Who the client is, for everything that counts or limits per client (the
+    throttles, login failures, anonymous viewers, open requests): its address
+    (client_address), except that an IPv6 address stands for its whole
+    /CLIENT_IPV6_PREFIX network. One IPv6 customer is routinely given a /64, 2^64
+    addresses to rotate through: counted per address, they would be 2^64 clients. An
+    IPv4-mapped IPv6 address (::ffff:a.b.c.d, what a dual-stack socket reports for an
+    IPv4 client) is that IPv4 address, counted alone as every IPv4 address is."""
+    return identity_of(client_address(request))
+
+
+def identity_of(address: str) -> str:
+    """client_identity for an address already known; anything that is not an IP
+    address (a Unix socket's empty peer) is its own identity."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, settings.CLIENT_IPV6_PREFIX), strict=False))
+    return str(ip)

@@ -22,6 +22,7 @@ from redis.commands.core import Script
 from rest_framework import throttling
 
 from core.cache import UNREACHABLE
+from core.client import client_identity
 
 if TYPE_CHECKING:
     # Not at run time: DRF imports this module while rest_framework.views is loading
@@ -55,11 +56,17 @@ def _script(client: Redis) -> Script:
 
 
 class SlidingWindowCounterMixin(throttling.SimpleRateThrottle):
-    """Replaces SimpleRateThrottle's timestamp list; keys and rates are DRF's."""
+    """Replaces SimpleRateThrottle's timestamp list; keys and rates are DRF's, but for
+    the client an anonymous request is counted as (get_ident)."""
 
     # Set by SimpleRateThrottle.__init__ from the rate; its stubs leave them undeclared.
     num_requests: int
     duration: int
+
+    def get_ident(self, request: "Request") -> str:
+        # DRF's reads X-Forwarded-For by NUM_PROXIES on its own terms and counts every
+        # IPv6 address apart; core.client's identity is what every other limit counts by.
+        return client_identity(request)
 
     def allow_request(self, request: "Request", view: "APIView") -> bool:
         if self.rate is None:

@@ -82,6 +82,28 @@ def test_behind_a_trusted_proxy_each_forwarded_client_is_counted_apart(settings)
     assert statuses[-1] == 429
 
 
+
+def test_one_ipv6_network_is_one_address_for_the_failure_count(settings):
+    """63 wrong passwords from 63 addresses of one /64, 9 an account (under the
+    account's limit): the network is throttled at LOGIN_FAILURES_PER_ADDRESS. Another
+    /64 is another client."""
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.LOGIN_FAILURES_PER_ACCOUNT = 10
+    settings.LOGIN_FAILURES_PER_ADDRESS = 50
+    for n in range(7):
+        make_user(f"v6-{n}")
+    statuses = [
+        token_login(f"v6-{n % 7}", f"guess-{n}", address="10.0.0.2", forwarded_for=f"2001:db8:64:1:{n:x}::{n + 1:x}").status_code
+        for n in range(63)
+    ]
+    # The 50th failure is answered 429 (as the account limit is: the count is read after it).
+    assert statuses == [401] * 49 + [429] * 14
+    # Any account's right password from the same network waits too; from the next /64 it gets in.
+    make_user("v6-other")
+    assert token_login("v6-other", "pw-v6-other", address="10.0.0.2", forwarded_for="2001:db8:64:1::beef").status_code == 429
+    assert token_login("v6-other", "pw-v6-other", address="10.0.0.2", forwarded_for="2001:db8:64:2::1").status_code == 201
+
+
 def test_successful_logins_are_not_counted():
     """An office behind one address logs in all day; the old throttle counted every
     login per address and locked them all out at 30 a minute."""

@@ -115,6 +115,32 @@ def test_the_same_viewer_ten_times_in_the_window_counts_once():
     assert metadata_views(video) == 4  # the window outlives the flush
 
 
+
+@pytest.mark.django_db
+def test_anonymous_views_from_one_ipv6_network_count_as_one_viewers(settings):
+    """Behind our proxy, 20 addresses of one IPv6 /64 are one client, and a loop that
+    varies its User-Agent too buys at most the client's ANONYMOUS_VIEWER_SLOTS views."""
+    settings.TRUSTED_PROXY_COUNT = 1
+    video = new_video()
+
+    def view(forwarded_for: str, agent: str) -> None:
+        response = APIClient(REMOTE_ADDR="10.0.0.2", HTTP_USER_AGENT=agent, HTTP_X_FORWARDED_FOR=forwarded_for).post(
+            f"/v1/videos/{video.id}/view"
+        )
+        assert response.status_code == 204
+
+    for n in range(20):
+        view(f"2001:db8:5:6:{n:x}::{n + 1:x}", "Firefox")
+    assert metadata_views(video) == 1
+    for n in range(20):
+        view(f"2001:db8:5:6::{n + 100:x}", f"Agent {n}")
+    assert metadata_views(video) <= 4
+    # Another /64 is another viewer.
+    before = metadata_views(video)
+    view("2001:db8:5:7::1", "Firefox")
+    assert metadata_views(video) == before + 1
+
+
 @pytest.mark.django_db
 def test_a_viewer_counts_again_once_the_window_has_passed(settings):
     settings.VIEW_DEDUP_SECONDS = 1

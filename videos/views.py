@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from accounts.authentication import BearerTokenAuthentication, ReadOnlySessionAuthentication
 from core.batch import not_found
 from core.body_limit import body_limit
-from core.client import client_address
+from core.client import client_identity
 from core.errors import NotFound, PayloadTooLarge, ProblemDetailsSerializer
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from core.pagination import NewestFirstPagination
@@ -123,8 +123,9 @@ ANONYMOUS_VIEWER_SLOTS = 4
 
 def anonymous_viewer(request: Request) -> str:
     """Who an anonymous viewer is, for counting a view once per window: the client's
-    address (core.client: the socket's, or what our own trusted proxies forwarded,
-    never a header the client chose) and one of ANONYMOUS_VIEWER_SLOTS slots picked by
+    identity (core.client: the socket's address, or what our own trusted proxies
+    forwarded, never a header the client chose; an IPv6 address stands for its /64,
+    CLIENT_IPV6_PREFIX) and one of ANONYMOUS_VIEWER_SLOTS slots picked by
     its User-Agent, keyed-hashed so that Redis keeps no address. Not a cookie: a loop
     that drops it would be a new viewer every time. Not the User-Agent itself either:
     it is the client's to write, and a loop that changed it on every call counted every
@@ -132,7 +133,7 @@ def anonymous_viewer(request: Request) -> str:
     (an office, a household), and a loop from one address buys at most that many views."""
     agent = request.META.get("HTTP_USER_AGENT", "")
     slot = hashlib.sha256(agent.encode(errors="replace")).digest()[0] % ANONYMOUS_VIEWER_SLOTS
-    client = f"{client_address(request)}\n{slot}"
+    client = f"{client_identity(request)}\n{slot}"
     return hmac.new(settings.SECRET_KEY.encode(), client.encode(), hashlib.sha256).hexdigest()[:32]
 
 
