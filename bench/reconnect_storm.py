@@ -35,6 +35,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from config.web_server import granian_command
+
 if TYPE_CHECKING:
     from contents.models import Content
 
@@ -324,9 +326,9 @@ class Daphne:
     def command(self) -> list[str]:
         app = "config.asgi:application"
         if self.server == "granian":
-            return [str(Path(sys.executable).parent / "granian"), "--interface", "asginl", "--host", "127.0.0.1",
-                    "--port", str(self.port), "--workers", "1", "--loop", "uvloop", "--no-access-log",
-                    "--backlog", "4096", "--backpressure", "20000", app]
+            # As scripts/run_stack.sh starts it (config.web_server: its per-connection bounds).
+            return granian_command(host="127.0.0.1", port=self.port, workers=1, extra=[
+                "--no-access-log", "--backlog", "4096", "--backpressure", "20000"])
         return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), app]
 
     def pids(self) -> list[int]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.reconnect_storm import Committer, bench_database, bench_setup, free_port, quiet_http_logs
+from config.web_server import granian_command
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = os.cpu_count() or 2
@@ -48,8 +49,7 @@ def server_commands(port: int) -> dict[str, tuple[list[str], dict[str, str]]]:
             [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--workers", str(WORKERS),
              "--loop", "uvloop", "--http", "httptools", "--no-access-log", app], prod),
         f"granian x{WORKERS}": (
-            [str(BIN / "granian"), "--interface", "asginl", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(WORKERS), "--loop", "uvloop", "--no-access-log", app], prod),
+            granian_command(host="127.0.0.1", port=port, workers=WORKERS, extra=["--no-access-log"]), prod),
     }
 
 

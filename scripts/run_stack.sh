@@ -42,9 +42,11 @@ case "$RUN_MODE" in
     # bound is the number of sockets a worker may hold (WEB_MAX_STREAMS_PER_WORKER, its
     # descriptors permitting: ulimit -n), far above what a worker opens per second.
     # A worker that dies is started again by granian; SIGTERM ends streams within 10 s.
-    web=(.venv/bin/granian --interface asginl --host "$HOST" --port "$PORT" --workers "$WEB_WORKERS"
-         --loop uvloop --no-access-log --backlog 4096 --backpressure "${WEB_MAX_STREAMS_PER_WORKER:-20000}"
-         --respawn-failed-workers --workers-kill-timeout 10 config.asgi:application)
+    # config/web_server.py adds what bounds one connection (HTTP/1.1 only, the size and
+    # the deadline of a request's head).
+    web=($PY -m config.web_server --host "$HOST" --port "$PORT" --workers "$WEB_WORKERS"
+         --no-access-log --backlog 4096 --backpressure "${WEB_MAX_STREAMS_PER_WORKER:-20000}"
+         --respawn-failed-workers --workers-kill-timeout 10)
     web_name=granian
     ;;
   dev)
