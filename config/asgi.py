@@ -28,14 +28,19 @@ websocket_routes = URLRouter([
 ])
 
 from core.body_limit import BodyLimitMiddleware  # noqa: E402
+from core.connection_limit import OpenRequestsPerClient  # noqa: E402
+from realtime.inbound import MessageSizeLimit  # noqa: E402
 from realtime.origin import ExactOriginValidator  # noqa: E402
 from realtime.tickets import TicketRedemptionMiddleware  # noqa: E402
 
-# Outermost: a ticket in a URL is spent before anything may refuse the request.
-application = TicketRedemptionMiddleware(ProtocolTypeRouter({
-    # Bodies over their limit are refused while they are read, before Django buffers them.
+# Outermost: a ticket in a URL is spent before anything may refuse the request. Then
+# what one client may hold open (core.connection_limit), before anything is read.
+application = TicketRedemptionMiddleware(OpenRequestsPerClient(ProtocolTypeRouter({
+    # Bodies over their limit, or late, are refused while they are read, before Django
+    # buffers them.
     "http": BodyLimitMiddleware(django_asgi_app),
     # Browsers send Origin; only pages of this origin or a trusted one (scheme, host and
-    # port exactly: realtime.origin) may open a socket.
-    "websocket": ExactOriginValidator(AuthMiddlewareStack(websocket_routes)),
-}))
+    # port exactly: realtime.origin) may open a socket. A message over its size limit
+    # closes it before it is parsed (realtime.inbound).
+    "websocket": ExactOriginValidator(MessageSizeLimit(AuthMiddlewareStack(websocket_routes))),
+})))

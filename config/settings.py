@@ -12,6 +12,7 @@ from typing import Any
 import dj_database_url
 from corsheaders.defaults import default_headers
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -82,6 +83,28 @@ SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEVE
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEVELOPMENT else 365 * 24 * 3600)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+
+# Content-Security-Policy (django.middleware.csp): the pages run only this origin's script
+# files and style sheets (no inline script, style or handler: an injected one does not
+# run), load nothing from elsewhere, and no other site may frame them. The admin's
+# inline bits carry the request's nonce. Stored media set a sandboxing policy of their
+# own (core.media). With media on S3 or a CDN, CSP_MEDIA_ORIGINS names its origins
+# (comma-separated) for the pages' images and videos.
+CSP_MEDIA_ORIGINS = env_list("CSP_MEDIA_ORIGINS")
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    # data: for the pages' empty favicon (`data:,`) and the admin's and API docs' icons.
+    "img-src": [CSP.SELF, "data:", *CSP_MEDIA_ORIGINS],
+    "media-src": [CSP.SELF, *CSP_MEDIA_ORIGINS],
+    # fetch, EventSource and WebSocket: 'self' covers ws:/wss: to this host (CSP level 3).
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
 
 # CORS (django-cors-headers): browsers on these origins, and only these, may call the
 # API and read its answers, credentials included (cookies, Authorization). None in
@@ -155,6 +178,9 @@ MIDDLEWARE = [
     # CommonMiddleware): those answers carry CORS headers too.
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # SECURE_CSP on every response (static files' included, an SVG among them); a
+    # response that sets its own (stored media's sandbox, core.media) keeps it.
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # The pages' language: the switch's cookie, else the browser's Accept-Language.
@@ -180,6 +206,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # {% csp_nonce_attr %}: the admin's few inline styles and scripts carry it.
+                "django.template.context_processors.csp",
             ],
         },
     },
@@ -405,12 +433,28 @@ SSE_RETRY_MILLISECONDS = env_int("SSE_RETRY_MILLISECONDS", 3000)
 REALTIME_MAX_STREAMS_PER_USER = env_int("REALTIME_MAX_STREAMS_PER_USER", 20)
 # Messages a WebSocket client may send a second (a burst of as many); more closes it with 1008.
 REALTIME_WS_MAX_MESSAGES_PER_SECOND = env_float("REALTIME_WS_MAX_MESSAGES_PER_SECOND", 10.0)
+# The largest WebSocket message a client may send (realtime.inbound.MessageSizeLimit):
+# a subscribe or a ping is under 200 bytes. A larger one closes the socket with 4009
+# before it is decoded or parsed. Never above REQUEST_MAX_BODY_BYTES.
+REALTIME_WS_MAX_MESSAGE_BYTES = env_int("REALTIME_WS_MAX_MESSAGE_BYTES", 16 * 1024)
 
 # Request bodies (core.body_limit: refused with a 413 while they are read). Every
 # endpoint takes at most REQUEST_MAX_BODY_BYTES; the video upload takes its file's
 # limit plus room for the form. Django's own check of non-file data agrees with it.
 REQUEST_MAX_BODY_BYTES = env_int("REQUEST_MAX_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BODY_BYTES
+# A body must arrive in time (core.body_limit): REQUEST_BODY_TIMEOUT_SECONDS, plus one
+# second for every REQUEST_BODY_MIN_BYTES_PER_SECOND it is long (its Content-Length, or
+# its limit when it declares none), counted from the request's start; later, 408. A
+# client trickling a byte at a time holds a request for seconds, not forever.
+REQUEST_BODY_TIMEOUT_SECONDS = env_float("REQUEST_BODY_TIMEOUT_SECONDS", 10.0)
+REQUEST_BODY_MIN_BYTES_PER_SECOND = env_int("REQUEST_BODY_MIN_BYTES_PER_SECOND", 64 * 1024)
+# Requests and WebSockets one client (an address, an IPv6 /CLIENT_IPV6_PREFIX) may have
+# open at once in one web worker process (core.connection_limit); more is a 429 (a
+# WebSocket handshake is refused with 403). It bounds what slow or held requests from
+# one address can take before anyone has authenticated; a user's own streams are
+# bounded by REALTIME_MAX_STREAMS_PER_USER. 0: no bound (many users behind one NAT).
+WEB_MAX_OPEN_PER_CLIENT = env_int("WEB_MAX_OPEN_PER_CLIENT", 64)
 
 # Videos and AI jobs.
 VIDEO_MAX_UPLOAD_BYTES = env_int("VIDEO_MAX_UPLOAD_BYTES", 200 * 1024 * 1024)

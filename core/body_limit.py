@@ -11,8 +11,15 @@ twice and only then refused. Here a body is refused before Django sees it:
 
 Every endpoint accepts REQUEST_MAX_BODY_BYTES; a view that needs more (an upload)
 says so with `@body_limit(...)`, read per request so that settings apply at once.
+
+A body must also arrive in time: by REQUEST_BODY_TIMEOUT_SECONDS after the request
+began, plus a second for every REQUEST_BODY_MIN_BYTES_PER_SECOND of its length (the
+declared one, else the limit). Otherwise the request is answered 408 and closed: a
+client that sends a byte now and then held a request, and the memory and the place in
+the server's backpressure that go with it, for as long as it liked.
 """
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -31,6 +38,10 @@ LIMIT_ATTRIBUTE = "max_body_bytes"
 
 
 class BodyTooLarge(Exception):
+    pass
+
+
+class BodyTooSlow(Exception):
     pass
 
 
@@ -67,13 +78,28 @@ def _declared_length(scope: dict[str, Any]) -> int | None:
     return None
 
 
+def body_deadline(declared: int | None, limit: int) -> float:
+    """Seconds from the request's start by which its whole body must have arrived."""
+    expected = declared if declared is not None else limit
+    return settings.REQUEST_BODY_TIMEOUT_SECONDS + expected / max(1, settings.REQUEST_BODY_MIN_BYTES_PER_SECOND)
+
+
 async def _refuse(send: Callable[[dict[str, Any]], Awaitable[None]], limit: int) -> None:
     detail = f"The request body is larger than this endpoint accepts ({limit} bytes)."
-    body = problem(413, type_="client_error", errors=[{"code": "too_large", "detail": detail, "attr": None}], detail=detail)
+    await _answer(send, 413, "too_large", detail)
+
+
+async def _refuse_slow(send: Callable[[dict[str, Any]], Awaitable[None]], seconds: float) -> None:
+    detail = f"The request body did not arrive within {seconds:.0f} seconds."
+    await _answer(send, 408, "timeout", detail)
+
+
+async def _answer(send: Callable[[dict[str, Any]], Awaitable[None]], status: int, code: str, detail: str) -> None:
+    body = problem(status, type_="client_error", errors=[{"code": code, "detail": detail, "attr": None}], detail=detail)
     payload = json.dumps(body, separators=(",", ":")).encode()
     await send({
         "type": "http.response.start",
-        "status": 413,
+        "status": status,
         "headers": [
             (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
             (b"content-length", str(len(payload)).encode()),
@@ -109,14 +135,28 @@ class BodyLimitMiddleware:
 
         received = 0
         started = False
+        complete = False
+        seconds = body_deadline(declared, limit)
+        deadline = asyncio.get_running_loop().time() + seconds
 
         async def counting_receive() -> dict[str, Any]:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:
+                # The body is in: what is left to hear is the client going away, which
+                # takes as long as the response does (a stream's whole life).
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTooSlow from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise BodyTooLarge
+                complete = not message.get("more_body", False)
+            else:
+                complete = True
             return message
 
         async def tracking_send(message: dict[str, Any]) -> None:
@@ -130,3 +170,6 @@ class BodyLimitMiddleware:
             # Django reads the whole body before it answers, so nothing was sent yet.
             if not started:
                 await _refuse(send, limit)
+        except BodyTooSlow:
+            if not started:
+                await _refuse_slow(send, seconds)

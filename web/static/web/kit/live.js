@@ -260,7 +260,13 @@ export function openEventSource(url, on, withCredentials = false) {
   return { close: () => { done = true; source.close(); } };
 }
 
-/** WebSocket close codes the server uses (README, "What survives what"). */
+/**
+ * WebSocket close codes the server uses (README, "What survives what"). 4401 and 4403
+ * stop the feed; 4000 reopens at once. Every other code reconnects with backoff, among
+ * them those that say the client asked too much: 4008 (messages too fast), 4009 (a
+ * message over the size limit) and 4429 (too many streams), which this kit never causes
+ * by itself, so a retry later is the answer rather than a loop.
+ */
 const WS_LIFETIME = 4000;
 const WS_UNAUTHENTICATED = 4401;
 const WS_FORBIDDEN = 4403;
