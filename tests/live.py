@@ -127,6 +127,43 @@ class Daphne(LiveServer):
         self.start()
 
 
+class Granian(LiveServer):
+    """The production server of `make run`, as scripts/run_stack.sh starts it (through
+    config.web_server, with its per-connection bounds), one worker, on the test
+    database; `extra_env` changes settings for it alone."""
+
+    def __init__(self, **extra_env: str) -> None:
+        from config.web_server import granian_command
+
+        self.port = free_port()
+        self.log_path = Path(tempfile.mkstemp(prefix="granian-", suffix=".log")[1])
+        env = subprocess_env(DEBUG="0", **extra_env)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                granian_command(host="127.0.0.1", port=self.port, workers=1, extra=["--no-access-log"], environ=env),
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        self.wait_until_healthy(within=60, what="granian")
+
+    def worker_pid(self) -> int:
+        """The worker process that serves the requests (granian's own child)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        assert len(children) == 1, children
+        return int(children[0])
+
+    def close(self) -> None:
+        self.stop()
+        self.log_path.unlink(missing_ok=True)
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident memory now, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
 class PrivateRedis:
     """A redis-server of the test's own on a free port, which it may stop and start
     again (never the machine's Redis). Without persistence, as a restart that loses

@@ -5,16 +5,13 @@ moment its count passes the limit; the upload endpoint alone takes more."""
 import asyncio
 import json
 import socket
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from config.asgi import application
-from tests.live import ROOT, LiveServer, free_port, subprocess_env
+from tests.live import Granian
 
 CHUNK = 64 * 1024
 
@@ -91,27 +88,11 @@ def test_the_upload_endpoint_takes_bodies_up_to_its_file_limit_and_no_more(setti
     assert status == 413 and asked == (4 * 1024 * 1024 + 64 * 1024) // CHUNK + 1
 
 
-class Granian(LiveServer):
-    """The production server of `make run` (one worker), on the test database."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.log_path = Path(tempfile.mkstemp(prefix="granian-", suffix=".log")[1])
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [str(ROOT / ".venv/bin/granian"), "--interface", "asginl", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--workers", "1", "--no-access-log", "config.asgi:application"],
-                cwd=ROOT, env=subprocess_env(DEBUG="0"), stdout=log, stderr=subprocess.STDOUT,
-            )
-        self.wait_until_healthy(within=60, what="granian")
-
-
 @pytest.fixture
 def granian(transactional_db):
     server = Granian()
     yield server
-    server.stop()
-    server.log_path.unlink(missing_ok=True)
+    server.close()
 
 
 def test_granian_answers_a_210_mb_upload_413_without_waiting_for_its_body(granian):
