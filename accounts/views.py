@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from accounts.authentication import BearerTokenAuthentication
 from accounts.forms import LoginForm
-from accounts.login_throttle import LoginThrottled, login_retry_after
+from accounts.login_throttle import login_refusal
 from accounts.serializers import MeSerializer, TokenRequestSerializer, TokenSerializer
 from accounts.services import token_issue, tokens_revoke
 from core.errors import ProblemDetailsSerializer
@@ -23,8 +23,8 @@ from core.errors import ProblemDetailsSerializer
 
 class TokenView(APIView):
     """Exchange a username and password for a bearer token; DELETE revokes the token used.
-    Failed logins are throttled per account and per client address
-    (accounts.login_throttle); successful ones count nothing."""
+    Failed logins are throttled per account and per client, successful ones per client
+    (accounts.login_throttle)."""
 
     def get_permissions(self) -> list[BasePermission]:
         return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
@@ -43,9 +43,10 @@ class TokenView(APIView):
         data.is_valid(raise_exception=True)
         user = authenticate(request, **data.validated_data)
         if user is None:
-            wait = login_retry_after(request, data.validated_data["username"])
-            if wait:
-                raise LoginThrottled(wait)
+            # Refused unchecked (the failures' or the logins' rate): 429 with Retry-After.
+            refusal = login_refusal(request, data.validated_data["username"])
+            if refusal is not None:
+                raise refusal
             raise AuthenticationFailed("Wrong username or password.")
         instance, token = token_issue(user=user)
         return Response(TokenSerializer({"token": token, "expiry": instance.expiry}).data, status=status.HTTP_201_CREATED)
