@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import importlib
 import os
 import pwd
@@ -149,6 +150,8 @@ class PrivateServer:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        # The directory asked for, when the server's files had to live elsewhere.
+        self.moved_from: Path | None = None
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -206,17 +209,23 @@ class PrivatePostgres(PrivateServer):
         superuser = self.superuser
         bindir = self.bindir()
         owner = self.owner()
+        as_owner: _AsUser = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []} if owner else {}
+        if owner is not None and not self.reachable_by(self.directory, as_owner):
+            # A checkout under /root or any `mktemp -d` (mode 700): the data goes to the
+            # owner's home instead, under a name of this checkout, there again next time.
+            closed = self.directory
+            self.directory = self.home_for(owner, closed)
+            self.moved_from = closed
+            if not self.reachable_by(self.directory, as_owner):
+                raise Refused(
+                    f"PostgreSQL refuses to run as root, so it runs as the '{owner.pw_name}' user here, and that "
+                    f"user can reach neither {closed} (a directory above it is closed to other users, as /root "
+                    f"is) nor {self.directory}. Run `chmod o+x` on the directories above the project, or set "
+                    f"DATABASE_URL to a running server."
+                )
         self.directory.mkdir(parents=True, exist_ok=True)
         if owner is not None:
             os.chown(self.directory, owner.pw_uid, owner.pw_gid)
-        as_owner: _AsUser = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []} if owner else {}
-        if owner is not None and subprocess.run(["test", "-w", str(self.directory)], check=False, **as_owner).returncode:
-            raise Refused(
-                f"PostgreSQL refuses to run as root, so it runs as the '{owner.pw_name}' user here, and that user "
-                f"cannot reach {self.directory}: a directory above it is closed to other users (as /root is, "
-                f"mode 700). Keep the project where other users may enter (chmod o+x on the directories above "
-                f"it), or set DATABASE_URL to a running server."
-            )
         if not (self.directory / "PG_VERSION").exists():
             # --no-sync: an empty development cluster, not worth seconds of fsync.
             made = subprocess.run(
@@ -256,6 +265,24 @@ class PrivatePostgres(PrivateServer):
     def stop(self) -> None:
         if self.process is not None:
             end(self.process, signal.SIGINT, 30)  # SIGINT: PostgreSQL's fast shutdown
+
+    @staticmethod
+    def reachable_by(directory: Path, as_owner: _AsUser) -> bool:
+        """Whether the server's user may enter every directory down to `directory`'s
+        nearest existing one and write there (root makes the rest for it)."""
+        existing = directory
+        while not existing.exists():
+            existing = existing.parent
+        return subprocess.run(["test", "-w", str(existing), "-a", "-x", str(existing)], check=False,
+                              **as_owner).returncode == 0
+
+    @staticmethod
+    def home_for(owner: pwd.struct_passwd, closed: Path) -> Path:
+        """Where a checkout the owner cannot enter keeps its cluster: in the owner's home
+        (Debian's /var/lib/postgresql), named after the checkout's path, so that two
+        checkouts never share one and the same checkout finds its data again."""
+        digest = hashlib.sha256(str(closed).encode()).hexdigest()[:12]
+        return Path(owner.pw_dir) / "aistatus" / f"{closed.name}-{digest}"
 
     @staticmethod
     def bindir() -> Path:
@@ -423,6 +450,10 @@ def main(argv: list[str]) -> int:
             env[name] = with_address(url, "127.0.0.1", server.port)
             say(f"{what} not reachable at {host}:{port}: started a private one on 127.0.0.1:{server.port}, "
                 f"data in {relative(server.directory)} (stopped with the stack); {name}={shown(env[name])}")
+            if server.moved_from is not None:
+                say(f"{relative(server.moved_from)} is closed to the 'postgres' user that PostgreSQL runs as "
+                    f"(a directory above the project is closed to other users), so its data lives in "
+                    f"{relative(server.directory)} instead, kept for the next run from this checkout")
         if not started:
             # Nothing of ours to stop afterwards: COMMAND takes this process's place.
             for sig in STOP_SIGNALS:
