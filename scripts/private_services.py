@@ -223,9 +223,12 @@ class PrivatePostgres(PrivateServer):
                     f"is) nor {self.directory}. Run `chmod o+x` on the directories above the project, or set "
                     f"DATABASE_URL to a running server."
                 )
+        made = [d for d in (self.directory, *self.directory.parents) if not d.exists()]
         self.directory.mkdir(parents=True, exist_ok=True)
         if owner is not None:
-            os.chown(self.directory, owner.pw_uid, owner.pw_gid)
+            # Every directory made here is the server's user's (root made them).
+            for directory in {self.directory, *made}:
+                os.chown(directory, owner.pw_uid, owner.pw_gid)
         if not (self.directory / "PG_VERSION").exists():
             # --no-sync: an empty development cluster, not worth seconds of fsync.
             made = subprocess.run(
