@@ -1,8 +1,11 @@
 """Bad input is a 4xx, never a 500 or Django's debug page: event ids that Python's
 `isdigit()` takes but `int()` or the database do not, JSON nested without end, a JSON
-body over the size limit."""
+body over the size limit, forged pagination cursors, token bytes that are not UTF-8,
+a NUL in a page form's field, a form body in a charset that is not a text encoding."""
 
+import base64
 import json
+import logging
 
 import httpx
 import pytest
@@ -11,6 +14,7 @@ from websockets.sync.client import connect
 
 from accounts.views import MeView
 from contents.services import channel_create
+from django.core.files.uploadedfile import SimpleUploadedFile
 from realtime.event_ids import MAX_EVENT_ID, InvalidEventId, parse_event_id
 from tests.helpers import api_client_for, make_user
 from tests.live import Daphne
@@ -136,3 +140,73 @@ def test_an_unhandled_error_is_a_500_problem_not_the_debug_page(monkeypatch):
     assert "secret internals" not in response.content.decode() and "Traceback" not in response.content.decode()
     missing = APIClient().get("/no-such-page")
     assert missing.status_code == 404 and missing["Content-Type"] == "application/problem+json"
+
+
+
+# --- forged pagination cursors ---------------------------------------------------------------
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+# A position that is no timestamp (the 500 of before), an empty or naive one, a date
+# that does not exist, a NUL; offsets and directions that are not numbers; no base64.
+# (Characters outside base64's alphabet are skipped by its decoder: "!!!" is the first page.)
+BAD_CURSORS = [
+    _b64(b"p=x"), _b64(b"p="), _b64(b"p=2024-01-01"), _b64(b"p=2024-13-45 00:00:00+00:00"), _b64(b"p=\x00"),
+    _b64(b"o=-1"), _b64(b"r=x"), _b64(b"o=" + b"9" * 5000), _b64(b"p=x&o=1&r=1"), _b64(b"\xff\xfe"), "abc",
+]
+
+
+def cursor_lists(schema: dict) -> list[str]:
+    """Every GET operation of the schema that takes a `cursor`: a list added later is covered."""
+    return [
+        path for path, operations in schema["paths"].items()
+        if any(parameter["name"] == "cursor" for parameter in operations.get("get", {}).get("parameters", []))
+    ]
+
+
+@pytest.mark.django_db
+def test_a_forged_cursor_is_a_400_problem_on_every_cursor_list(caplog):
+    from tests.media import make_video
+    from videos.services import video_upload
+
+    owner = make_user("lister")
+    api = api_client_for(owner)
+    ids = {
+        "channel_id": str(channel_create(owner=owner, name="listed").id),
+        "video_id": str(video_upload(owner=owner, file=SimpleUploadedFile("v.mp4", make_video(seconds=1)), title="Clip").id),
+    }
+    lists = cursor_lists(APIClient().get("/api/schema/?format=json").json())
+    assert len(lists) >= 6, lists  # the feed, comments, contents, AI jobs, notifications, blocks
+    anonymous = APIClient()
+    answers = []
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        for path in lists:
+            url = path.format(**ids)
+            for cursor in BAD_CURSORS:
+                response = api.get(url, {"cursor": cursor})
+                body = response.json()
+                attr = body["errors"][0]["attr"] if "errors" in body else None
+                answers.append((path, cursor[:12], response.status_code, response["Content-Type"], attr))
+                # Anonymous callers reach the public lists' pagination (the feed, comments); the others answer 401.
+                assert anonymous.get(url, {"cursor": cursor}).status_code in {400, 401}
+    assert all(status == 400 and kind == "application/problem+json" and attr == "cursor"
+               for _, _, status, kind, attr in answers), [a for a in answers if a[2:] != (400, "application/problem+json", "cursor")]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], "a traceback was logged"
+
+
+@pytest.mark.django_db
+def test_a_cursor_from_a_next_link_still_pages():
+    from tests.media import make_video
+    from videos.services import video_upload
+
+    owner = make_user()
+    for title in ("one", "two"):
+        video_upload(owner=owner, file=SimpleUploadedFile("v.mp4", make_video(seconds=1)), title=title)
+    first = APIClient().get("/v1/videos/feed", {"page_size": 1}).json()
+    second = APIClient().get(first["next"])
+    assert second.status_code == 200
+    assert [v["title"] for v in first["results"] + second.json()["results"]] == ["two", "one"]
