@@ -9,16 +9,18 @@ import logging
 
 import httpx
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 from websockets.sync.client import connect
 
 from accounts.views import MeView
 from contents.services import channel_create
-from django.core.files.uploadedfile import SimpleUploadedFile
 from realtime.event_ids import MAX_EVENT_ID, InvalidEventId, parse_event_id
 from tests.helpers import api_client_for, make_user
 from tests.live import Daphne
+from tests.media import make_video
 from tests.stream_clients import status_of, ticket
+from videos.services import video_upload
 
 # Digits to str.isdigit(), and what became of them before: '²' and 5,000 digits raised
 # in int() (500), 25 digits passed and failed in PostgreSQL (a stream that died at once),
@@ -169,9 +171,6 @@ def cursor_lists(schema: dict) -> list[str]:
 
 @pytest.mark.django_db
 def test_a_forged_cursor_is_a_400_problem_on_every_cursor_list(caplog):
-    from tests.media import make_video
-    from videos.services import video_upload
-
     owner = make_user("lister")
     api = api_client_for(owner)
     ids = {
@@ -200,9 +199,6 @@ def test_a_forged_cursor_is_a_400_problem_on_every_cursor_list(caplog):
 
 @pytest.mark.django_db
 def test_a_cursor_from_a_next_link_still_pages():
-    from tests.media import make_video
-    from videos.services import video_upload
-
     owner = make_user()
     for title in ("one", "two"):
         video_upload(owner=owner, file=SimpleUploadedFile("v.mp4", make_video(seconds=1)), title=title)
