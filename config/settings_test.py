@@ -33,7 +33,7 @@ if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 from config.settings import *  # noqa: F403 - the test settings are the base ones and these changes
-from config.settings import CHANNEL_LAYERS
+from config.settings import CHANNEL_LAYERS, DATABASES
 
 # What conftest checks before it empties a Redis database and a media folder.
 TESTING = True
@@ -48,3 +48,8 @@ CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "aistatus-test"
 SECURE_SSL_REDIRECT = False
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
 SECURE_HSTS_SECONDS = 0
+
+# Each process of the suite (this one, and every server and worker it starts) names its
+# database connections after itself, so that a test acts on its own connections only,
+# whatever an earlier test's processes still hold while they shut down.
+DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = f"aistatus-test-{os.getpid()}"
