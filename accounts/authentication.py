@@ -39,7 +39,15 @@ class BearerTokenAuthentication(TokenAuthentication):
     save() writes only the loaded fields)."""
 
     def authenticate_credentials(self, token: bytes) -> tuple[Any, AuthToken]:
-        text = token.decode("utf-8")
+        # A token is printable ASCII (knox's hex, after its optional prefix). Bytes that
+        # are not UTF-8 (a 500 before), or a NUL, which PostgreSQL takes in no query, are
+        # a wrong token like any other.
+        try:
+            text = token.decode("utf-8")
+        except UnicodeDecodeError:
+            raise AuthenticationFailed(INVALID_TOKEN) from None
+        if "\x00" in text:
+            raise AuthenticationFailed(INVALID_TOKEN)
         try:
             digest = hash_token(text)
         except (TypeError, binascii.Error):
