@@ -264,6 +264,7 @@ def test_a_websocket_sending_too_fast_is_told_and_closed_with_4008(limited_serve
     the sixth message of a burst closes the socket with 4008 (policy violation)."""
     alice = Streamer(limited_server)
     with alice.ws() as ws:
+        started = time.monotonic()
         for _ in range(50):
             try:
                 ws.send(json.dumps({"type": "ping"}))
@@ -272,8 +273,13 @@ def test_a_websocket_sending_too_fast_is_told_and_closed_with_4008(limited_serve
         answers: list[dict] = []
         with pytest.raises(ConnectionClosed) as closed:
             read_until_closed(ws, answers)
+        elapsed = time.monotonic() - started
     pongs = [a for a in answers if a["type"] == "pong"]
-    assert 5 <= len(pongs) <= 7, answers
+    # The burst of 5, and what the bucket refilled (5 a second) while the server read the
+    # pings: on a busy machine that takes longer, so the bound is the time it took (the
+    # server's reading falls within the client's sending and hearing the close).
+    assert 5 <= len(pongs) <= 5 + int(5 * elapsed) + 1, (elapsed, answers)
+    assert len(pongs) < 50
     assert answers[-1]["type"] == "error" and answers[-1]["code"] == "too_many_messages"
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4008
 
