@@ -491,6 +491,9 @@ METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # prometheus_client's multiprocess mode sums every process's counts from files in
 # PROMETHEUS_MULTIPROC_DIR (scripts/run_stack.sh sets it; the tests' settings give a
 # test session a directory of its own).
+# How often each process copies its database pool's state into the metrics
+# (core.metrics_sources): a gauge is as old as this at most.
+METRICS_SAMPLE_SECONDS = env_float("METRICS_SAMPLE_SECONDS", 5.0)
 
 LOGGING = {
     "version": 1,

@@ -33,7 +33,7 @@ from django.db import transaction
 from django.db.models import F, Model, Q
 from django.utils import timezone
 
-from core import heartbeat
+from core import heartbeat, metrics
 from core.db import move_again_if_lost
 from core.queue import job_is_waiting, missing_jobs
 
@@ -119,6 +119,11 @@ class Kind:
 
     def run_of(self, row: Any) -> str:
         return getattr(row, self.fence_field)
+
+    @property
+    def job_label(self) -> str:
+        """The kind in the metrics' `job` label ("AI job" is ai_job)."""
+        return self.name.lower().replace(" ", "_")
 
 
 def new_run_id(kind: Kind, pk: Any) -> str:
@@ -237,6 +242,7 @@ def requeue_lost(kind: Kind, now: datetime | None = None) -> int:
     requeued = sum(_hand_to_new_run(kind, row, now=now, count_attempt=False) for row in candidates if kind.run_of(row) in missing)
     if requeued:
         logger.warning("Sweep: %d %s runs whose job the queue did not have were enqueued again", requeued, kind.name)
+        metrics.swept(kind.job_label, "requeued", requeued)
     return requeued
 
 
@@ -261,6 +267,8 @@ def sweep_stalled(kind: Kind, now: datetime | None = None, *, steps: Sequence[St
             failed += 1
     if retried or failed:
         logger.info("Sweep: %d stalled %s runs retried, %d failed", retried, kind.name, failed)
+        metrics.swept(kind.job_label, "retried", retried)
+        metrics.swept(kind.job_label, "failed", failed)
     return {"retried": retried, "failed": failed}
 
 

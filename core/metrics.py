@@ -23,7 +23,7 @@ import hmac
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import cast
 
@@ -94,6 +94,126 @@ STAGE_SECONDS = Histogram(
 STAGE_FAILURES = Counter(
     "aistatus_job_stage_failures", "Stages of a job that ended in an error, by job and stage.", ["job", "stage"]
 )
+STREAM_ENDINGS = Counter(
+    "aistatus_stream_endings",
+    "Stream connections that ended, by transport and reason (STREAM_END_REASONS): the real-time success rate is "
+    "1 - the share ended by error.",
+    ["transport", "reason"],
+)
+DELIVERY_DROPS = Counter(
+    "aistatus_delivery_drops",
+    "Events that missed their fast path, by reason: wakeup_not_sent (the channel layer refused the wake-up after "
+    "commit), wakeup_missed (a hub found the event in the table, its wake-up never came), table_unreadable (a "
+    "stream could not read the table to fill a gap; it tries again at its next heartbeat).",
+    ["reason"],
+)
+EVENT_WAKEUP_LAG = Histogram(
+    "aistatus_event_wakeup_lag_seconds",
+    "From an event's commit to its wake-up reaching the stream hub of a process that serves its stream: the "
+    "outbox's lag (the table is the outbox, the channel layer its relay).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+SWEEP_RUNS = Counter(
+    "aistatus_sweep_runs",
+    "Runs the lifecycle sweep handed on, by job and action: requeued (its enqueue was lost), retried (its worker "
+    "stopped responding; costs an attempt), failed (no attempt left).",
+    ["job", "action"],
+)
+
+# The database pool of each process (psycopg's, DB_POOL_MAX_SIZE), sampled every
+# METRICS_SAMPLE_SECONDS by the process itself (core.metrics_sources): a gauge per live
+# process (its `pid` label), as the pool is per process; the counters are summed.
+DB_POOL_CONNECTIONS = Gauge(
+    "aistatus_db_pool_connections",
+    "Connections of this process's pool, by state (in_use, idle), per process (pid).",
+    ["state"],
+    multiprocess_mode="liveall",
+)
+DB_POOL_MAX = Gauge(
+    "aistatus_db_pool_max_connections", "The pool's bound (DB_POOL_MAX_SIZE), per process (pid).", multiprocess_mode="liveall"
+)
+DB_POOL_WAITING = Gauge(
+    "aistatus_db_pool_waiting", "Callers waiting for a connection of the pool now, per process (pid).", multiprocess_mode="liveall"
+)
+DB_POOL_WAITS = Counter("aistatus_db_pool_waits", "Connection requests that found no free connection and waited.")
+DB_POOL_WAIT_SECONDS = Counter(
+    "aistatus_db_pool_wait_seconds",
+    "Time callers spent waiting for a connection (counted as each wait ends): its rate is the average number of "
+    "callers waiting.",
+)
+DB_POOL_TIMEOUTS = Counter(
+    "aistatus_db_pool_timeouts",
+    "Connection requests refused: DB_POOL_TIMEOUT passed without a free connection (each one a 503).",
+)
+
+# --- The label values known at start --------------------------------------------------
+#
+# A labelled series exists once it is first counted; until then a rate of it is "no
+# data", not 0. Every combination known here is created at 0 in each process that
+# serves /metrics (initialise_known_series), before its first scrape. Apps tell what
+# they count (their event types, their jobs' stages) in AppConfig.ready(), as core
+# knows no app.
+
+TRANSPORTS = ("sse", "ws")
+STREAM_END_REASONS: dict[str, tuple[str, ...]] = {
+    # lifetime: REALTIME_MAX_CONNECTION_SECONDS passed (the client reconnects);
+    # revoked: its user lost access; credential_revoked / credential_expired: the token
+    # or session it opened with was revoked or has expired; resync: too far behind
+    # (SSE ends, the client refetches); error: an unexpected error ended it;
+    # too_many_messages: a WebSocket client over REALTIME_WS_MAX_MESSAGES_PER_SECOND;
+    # client_gone: the client closed it; shutdown: the server process was stopping.
+    "sse": ("lifetime", "revoked", "credential_revoked", "credential_expired", "resync", "error", "client_gone", "shutdown"),
+    # WebSocket only: forbidden: a subscribe refused with a close; message_too_large: a
+    # message over REALTIME_WS_MAX_MESSAGE_BYTES.
+    "ws": (
+        "lifetime", "revoked", "forbidden", "credential_revoked", "credential_expired", "error", "too_many_messages",
+        "message_too_large", "client_gone", "shutdown",
+    ),
+}
+DELIVERY_DROP_REASONS = ("wakeup_not_sent", "wakeup_missed", "table_unreadable")
+SWEEP_ACTIONS = ("requeued", "retried", "failed")
+STAGE_OUTCOMES = ("ok", "failed", "stopped")
+STREAM_KINDS = ("channel", "user")
+
+_event_types: set[tuple[str, str]] = set()
+_job_stages: set[tuple[str, str]] = set()
+_jobs: set[str] = set()
+
+
+def register_event_type(stream_kind: str, type_: str) -> None:
+    """An event type published on streams of `stream_kind` (channel, user)."""
+    _event_types.add((stream_kind, type_))
+
+
+def register_job_stages(job: str, stages: Iterable[str]) -> None:
+    """A job (its label: content, ai_job) and the stages stage_timer times for it; its
+    sweep counts are known too."""
+    _jobs.add(job)
+    _job_stages.update((job, str(stage)) for stage in stages)
+
+
+def initialise_known_series() -> None:
+    """Create every known label combination at 0 in this process (idempotent)."""
+    for transport in TRANSPORTS:
+        EVENTS_DELIVERED.labels(transport)
+        STREAM_REPLAYS.labels(transport)
+        STREAM_RESYNCS.labels(transport)
+        OPEN_STREAMS.labels(transport)
+        for reason in STREAM_END_REASONS[transport]:
+            STREAM_ENDINGS.labels(transport, reason)
+    for reason in DELIVERY_DROP_REASONS:
+        DELIVERY_DROPS.labels(reason)
+    for stream_kind, type_ in _event_types:
+        EVENTS_PUBLISHED.labels(stream_kind, type_)
+    for job, stage in _job_stages:
+        STAGE_FAILURES.labels(job, stage)
+        for outcome in STAGE_OUTCOMES:
+            STAGE_SECONDS.labels(job, stage, outcome)
+    for job in _jobs:
+        for action in SWEEP_ACTIONS:
+            SWEEP_RUNS.labels(job, action)
+    for state in ("in_use", "idle"):
+        DB_POOL_CONNECTIONS.labels(state)
 
 # --- What the counting places call ----------------------------------------------------
 
@@ -139,6 +259,27 @@ def resynced(transport: str) -> None:
     STREAM_RESYNCS.labels(transport).inc()
 
 
+def stream_ended(transport: str, reason: str) -> None:
+    """One stream connection of `transport` ended for `reason` (STREAM_END_REASONS)."""
+    STREAM_ENDINGS.labels(transport, reason if reason in STREAM_END_REASONS[transport] else "error").inc()
+
+
+def delivery_dropped(reason: str, count: int = 1) -> None:
+    if count:
+        DELIVERY_DROPS.labels(reason).inc(count)
+
+
+def wakeup_received(committed_at: object) -> None:
+    """A hub received an event's wake-up, sent when it committed (time.time())."""
+    if isinstance(committed_at, int | float):
+        EVENT_WAKEUP_LAG.observe(max(0.0, time.time() - committed_at))
+
+
+def swept(job: str, action: str, count: int) -> None:
+    if count:
+        SWEEP_RUNS.labels(job, action).inc(count)
+
+
 @contextmanager
 def stage_timer(job: str, stage: str, *, stopped: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """Time one stage of a job. Any exception but `stopped` is a failure (counted, and
@@ -170,10 +311,16 @@ class RequestMetricsMiddleware:
     async_capable = True
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]) -> None:
+        from core import metrics_sources  # it reads the metrics defined here
+
         self.get_response = get_response
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
+        # Built once per serving process, its apps ready: every known series exists
+        # before the first scrape, and the process's pool is sampled from now on.
+        initialise_known_series()
+        metrics_sources.start_sampling()
 
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         if self.is_async:
@@ -248,15 +395,22 @@ def _locked(path: str) -> Iterator[None]:
 
 
 def exposition() -> bytes:
-    """Every process's metrics in Prometheus' text format."""
+    """Every process's metrics in Prometheus' text format, and what is read at scrape
+    time (core.metrics_sources: dependencies, Redis memory, queues)."""
+    from core.metrics_sources import ScrapeTimeCollector
+
+    initialise_known_series()
+    read_now = CollectorRegistry()
+    read_now.register(ScrapeTimeCollector())
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not path:
-        return generate_latest(REGISTRY)
+        return generate_latest(REGISTRY) + generate_latest(read_now)
     with _locked(path):
         fold_dead_processes(path)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=path)
-        return generate_latest(registry)
+        counted = generate_latest(registry)
+    return counted + generate_latest(read_now)
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:

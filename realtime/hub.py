@@ -35,6 +35,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 
+from core import metrics
 from core.cache import UNREACHABLE as REDIS_UNREACHABLE
 from realtime.delivery import Delivery, Resync, StreamCursor, events_after
 from realtime.streams import access_group, group_name
@@ -150,6 +151,8 @@ class StreamHub:
         self.membership = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
         self.leases = StreamLeases()
+        # The highest event id whose wake-up (or table read) reached this hub, by stream.
+        self.woken: dict[str, int] = {}
 
     @property
     def started_channel(self) -> str:
@@ -216,6 +219,7 @@ class StreamHub:
         async with self.membership:
             for stream in [s for s, subs in self.by_stream.items() if not subs]:
                 del self.by_stream[stream]
+                self.woken.pop(stream, None)
                 await self.layer.group_discard(group_name(stream), self.started_channel)
             for user_id in [u for u, subs in self.by_user.items() if not subs]:
                 del self.by_user[user_id]
@@ -248,6 +252,8 @@ class StreamHub:
             stream = message.get("stream") or ""
             subscribers = self.by_stream.get(stream)
             if subscribers:
+                metrics.wakeup_received(message.get("committed_at"))
+                self.woken[stream] = max(self.woken.get(stream, 0), message["id"])
                 delivery = Delivery(message["id"], message["event_type"], message["data"])
                 for subscription in list(subscribers):
                     subscription.inbox.put_nowait((EVENT, delivery, stream))
@@ -289,10 +295,15 @@ class StreamHub:
                 item: InboxItem = (CATCH_UP, None, stream)
             except DatabaseError:
                 logger.warning("Stream hub: %s could not be read; trying again at the next heartbeat", stream, exc_info=True)
+                metrics.delivery_dropped("table_unreadable")
                 continue
             else:
                 if not deliveries:
                     continue
+                # Rows past every wake-up received: theirs never came (or not yet).
+                woken = self.woken.get(stream, 0)
+                metrics.delivery_dropped("wakeup_missed", sum(1 for delivery in deliveries if delivery.id > woken))
+                self.woken[stream] = max(woken, deliveries[-1].id)
                 item = (ROWS, deliveries, stream)
             for subscription in list(subscribers):
                 subscription.inbox.put_nowait(item)

@@ -10,6 +10,8 @@ AppConfig.ready()."""
 from collections.abc import Callable
 from typing import Any
 
+from core import metrics
+
 PROBLEM = {"$ref": "#/components/schemas/ProblemDetails"}
 
 
@@ -63,8 +65,10 @@ def register_stream_paths(paths: Callable[[], dict[str, Any]]) -> None:
 
 
 def register_user_stream_event(event_type: str) -> None:
-    """An event type published on `user:<id>` streams (documented on WS /v1/ws)."""
+    """An event type published on `user:<id>` streams (documented on WS /v1/ws, and
+    counted from 0 in the metrics)."""
     _user_stream_events.add(event_type)
+    metrics.register_event_type("user", event_type)
 
 
 def add_stream_endpoints(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:

@@ -6,6 +6,7 @@ group. A rolled-back change leaves neither row nor message behind.
 """
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -63,8 +64,13 @@ def publish(stream: str, type: str, payload: dict[str, Any]) -> Event:
     return event
 
 
-def message_for(event: Event) -> dict[str, Any]:
-    return {"type": "stream.event", "stream": event.stream, "id": event.seq, "event_type": event.type, "data": event.payload}
+def message_for(event: Event, *, committed_at: float | None = None) -> dict[str, Any]:
+    """The wake-up of `event`; `committed_at` (time.time() at commit) lets each hub that
+    receives it measure the outbox's lag (core.metrics)."""
+    message = {"type": "stream.event", "stream": event.stream, "id": event.seq, "event_type": event.type, "data": event.payload}
+    if committed_at is not None:
+        message["committed_at"] = committed_at
+    return message
 
 
 def _group_send(stream: str, message: dict[str, Any]) -> None:
@@ -81,11 +87,14 @@ def _group_send_to(group: str, message: dict[str, Any]) -> None:
         async_to_sync(layer.group_send)(group, message)
     except Exception:
         logger.exception("Could not send %s to %s", message["type"], group)
+        if message["type"] == "stream.event":
+            # Its streams see it only when their hub next reads the table.
+            metrics.delivery_dropped("wakeup_not_sent")
 
 
 def send_to_group(event: Event) -> None:
     metrics.event_published(event.stream, event.type)
-    _group_send(event.stream, message_for(event))
+    _group_send(event.stream, message_for(event, committed_at=time.time()))
 
 
 def revoke_subscriber(stream: str, user_id: Any) -> None:
