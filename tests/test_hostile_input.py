@@ -11,11 +11,16 @@ import uuid
 
 import httpx
 import pytest
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
 from rest_framework.test import APIClient
 from websockets.sync.client import connect
 
 from accounts.views import MeView
+from contents.models import Channel
 from contents.services import channel_create
 from realtime.event_ids import MAX_EVENT_ID, InvalidEventId, parse_event_id
 from tests.helpers import api_client_for, make_user
@@ -240,3 +245,61 @@ def test_a_bearer_token_of_bytes_that_are_no_token_is_a_401_on_every_operation(c
         [a for a in answers if a[2:] != (401, "application/problem+json")]
     )
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], "a traceback was logged"
+
+
+
+# --- a NUL in a page form's field ---------------------------------------------------------------
+
+
+def _no_traceback(caplog, *, but_for: tuple[type[Exception], ...] = ()) -> None:
+    """Nothing logged as an error, nor with a traceback (but for refusals Django always
+    logs with theirs, a 403 of the admin's)."""
+    logged = [r for r in caplog.records if r.levelno >= logging.ERROR or (r.exc_info and not isinstance(r.exc_info[1], but_for))]
+    assert not logged, [r.getMessage() for r in logged]
+
+
+@pytest.mark.django_db
+def test_a_nul_in_the_channel_form_is_a_400_page_as_the_api_answers(caplog):
+    """The page form stored the name as given: PostgreSQL refused it, a 500."""
+    client = Client()
+    client.force_login(make_user("former"))
+    response = client.post("/app/channels/new", {"name": "tide\x00pools"})
+    assert response.status_code == 400
+    assert "Null characters are not allowed" in response.content.decode()
+    assert "\x00" not in response.content.decode()
+    assert not Channel.objects.exists()
+    assert api_client_for(make_user()).post("/api/channels", {"name": "tide\x00pools"}, format="json").status_code == 400
+    _no_traceback(caplog)
+
+
+@pytest.mark.django_db
+def test_a_nul_in_any_field_of_any_page_form_is_never_a_500(caplog):
+    """Every form of the pages (the site's, Django's account pages, the admin's login),
+    a NUL in every field; the admin's object pages with a NUL in the id, its searches."""
+    boss = make_user("boss", is_staff=True, is_superuser=True)
+    signed_in = Client()
+    signed_in.force_login(boss)
+    nul = "x\x00y"
+    forms = {
+        "/accounts/login/": ["username", "password", "next"],
+        "/admin/login/": ["username", "password", "next"],
+        "/accounts/password_reset/": ["email"],
+        "/accounts/password_change/": ["old_password", "new_password1", "new_password2"],
+        "/app/channels/new": ["name"],
+        "/i18n/setlang/": ["language", "next"],
+    }
+    answers = []
+    for path, fields in forms.items():
+        response = signed_in.post(path, dict.fromkeys(fields, nul))
+        answers.append((path, response.status_code))
+        answers.append((path, Client().post(path, dict.fromkeys(fields, nul)).status_code))
+    for model in admin.site._registry:
+        changelist = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        answers.append((changelist, signed_in.get(changelist, {"q": nul}).status_code))
+        for page in ("change", "delete", "history"):
+            url = f"{changelist}x%00y/{page}/"
+            answers.append((url, signed_in.get(url).status_code))
+    assert all(status < 500 for _, status in answers), [a for a in answers if a[1] >= 500]
+    assert not Channel.objects.exists()
+    _no_traceback(caplog, but_for=(PermissionDenied,))
+

@@ -2,7 +2,7 @@
 the client kit (static/web/kit/), so the pages use exactly what a frontend team would."""
 
 import uuid
-from typing import Any, cast
+from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -12,12 +12,10 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
 from contents import selectors, services
-from contents.models import Channel
+from web.forms import CHANNEL_NAME_MAX, ChannelForm
 from web.strings import page_strings
 
 TRANSPORTS = ("sse", "websocket")
-# Channel.name is a CharField: its max_length is set.
-CHANNEL_NAME_MAX = cast(int, Channel._meta.get_field("name").max_length)
 
 
 def _page(request: HttpRequest, template: str, config: dict[str, Any], **context: Any) -> HttpResponse:
@@ -43,16 +41,22 @@ def channels(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def channel_new(request: HttpRequest) -> HttpResponse:
-    name = request.POST.get("name", "").strip()
-    if not name or len(name) > CHANNEL_NAME_MAX:
-        error = _("A channel needs a name of at most %(max)s characters.") % {"max": CHANNEL_NAME_MAX}
+    form = ChannelForm(request.POST)
+    if not form.is_valid():
+        error = (
+            form.errors["name"][0]  # Django's own words for a NUL
+            if form.has_error("name", code="null_characters_not_allowed")
+            else _("A channel needs a name of at most %(max)s characters.") % {"max": CHANNEL_NAME_MAX}
+        )
+        # What was typed goes back into the field, but for what no page can hold.
+        name = request.POST.get("name", "").strip().replace("\x00", "")
         response = _page(
             request, "web/channels.html", {}, nav="channels", channels=selectors.channel_list(user=request.user),
             error=error, name=name,
         )
         response.status_code = 400
         return response
-    channel = services.channel_create(owner=request.user, name=name)
+    channel = services.channel_create(owner=request.user, name=form.cleaned_data["name"])
     return redirect("web-channel", channel_id=channel.id)
 
 
