@@ -181,6 +181,9 @@ MIDDLEWARE = [
     # SECURE_CSP on every response (static files' included, an SVG among them); a
     # response that sets its own (stored media's sandbox, core.media) keeps it.
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # A body declared in a charset that is no text encoding (bz2, rot13), or a form
+    # Django cannot read as declared: a 400 problem before anything reads it (CSRF's check).
+    "core.content_type.ContentTypeMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # The pages' language: the switch's cookie, else the browser's Accept-Language.

@@ -303,3 +303,49 @@ def test_a_nul_in_any_field_of_any_page_form_is_never_a_500(caplog):
     assert not Channel.objects.exists()
     _no_traceback(caplog, but_for=(PermissionDenied,))
 
+
+# --- a form body in a charset that is no text encoding ------------------------------------------
+
+NON_TEXT_CHARSETS = ["bz2", "rot13", "zlib", "base64", "hex", "uu", "quopri"]
+MULTIPART = b'--B\r\nContent-Disposition: form-data; name="username"\r\n\r\nx\r\n--B\r\nContent-Disposition: form-data; name="password"\r\n\r\ny\r\n--B--\r\n'
+
+
+@pytest.mark.django_db
+def test_a_body_in_a_charset_that_is_no_text_encoding_is_a_400_problem_everywhere(caplog):
+    """Django took bz2 or rot13 for the form's encoding: a 500 on every page that reads
+    a form. Pages, the admin and the API answer the same 400 problem."""
+    client = Client()
+    client.force_login(make_user("writer"))
+    answers = []
+    for path in ("/accounts/login/", "/admin/login/", "/accounts/password_change/", "/app/channels/new", "/v1/auth/token", "/api/channels"):
+        for charset in NON_TEXT_CHARSETS:
+            for kind, body in (("multipart/form-data; boundary=B", MULTIPART), ("application/x-www-form-urlencoded", b"username=x&password=y"),
+                               ("application/json", b'{"name": "x"}')):
+                response = client.generic("POST", path, body, content_type=f"{kind}; charset={charset}")
+                answers.append((path, charset, kind[:20], response.status_code, response["Content-Type"]))
+    assert all(status == 400 and content_type == "application/problem+json" for *_, status, content_type in answers), (
+        [a for a in answers if a[3:] != (400, "application/problem+json")]
+    )
+    _no_traceback(caplog)
+
+
+@pytest.mark.django_db
+def test_forms_django_cannot_read_as_declared_are_400_problems_without_a_traceback(caplog):
+    """Django refused these itself (400), but logged each with a traceback as it would a bug."""
+    client = Client()
+    for content_type, body in [
+        ("application/x-www-form-urlencoded; charset=latin-1", b"username=x"),
+        ("multipart/form-data", MULTIPART),
+        ("multipart/form-data; boundary=", MULTIPART),
+    ]:
+        response = client.generic("POST", "/accounts/login/", body, content_type=content_type)
+        assert (response.status_code, response["Content-Type"]) == (400, "application/problem+json"), content_type
+    _no_traceback(caplog)
+    # Text charsets are read as ever.
+    make_user("reader")
+    for content_type in ("application/x-www-form-urlencoded; charset=utf-8", "application/x-www-form-urlencoded"):
+        response = client.generic("POST", "/accounts/login/", b"username=reader&password=pw-reader", content_type=content_type)
+        assert response.status_code == 302
+    response = client.generic("POST", "/accounts/login/", MULTIPART.replace(b"\r\nx\r\n", b"\r\nreader\r\n").replace(b"\r\ny\r\n", b"\r\npw-reader\r\n"),
+                              content_type="multipart/form-data; boundary=B; charset=utf-8")
+    assert response.status_code == 302
