@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # System packages the tests need beyond the virtualenv: Debian's chromium for the
 # browser tests (Playwright drives it; a Playwright browser download is not used), and
-# redis-server for the tests that restart a private Redis of their own, and a Korean
-# font (fonts-nanum) for the pages' screenshots in Korean.
+# redis-server for the tests that restart a private Redis of their own, Debian's
+# prometheus for the alert rules' tests, and a Korean font (fonts-nanum) for the pages'
+# screenshots in Korean.
 set -euo pipefail
 if ! command -v redis-server >/dev/null; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -21,6 +22,19 @@ if [ ! -x /usr/bin/chromium ]; then
   echo "Installing Debian's chromium for the browser tests..."
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+# Debian's prometheus: promtool checks and unit-tests the alert rules (deploy/prometheus/),
+# and a real Prometheus scrapes a live stack in tests/test_alerts_live.py. The tests
+# start their own on a free port; the package's service (port 9090, which Debian starts
+# where systemd runs) is not used: `systemctl disable --now prometheus` stops it.
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "The alert tests need Debian's prometheus (promtool): run 'sudo apt-get install --no-install-recommends prometheus'." >&2
+    exit 1
+  fi
+  echo "Installing Debian's prometheus for the alert tests..."
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 # A Korean font, so that the pages' screenshots in Korean (docs/screenshots/) show text, not boxes.
 if ! fc-list :lang=ko 2>/dev/null | grep -q .; then
