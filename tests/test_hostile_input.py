@@ -24,7 +24,7 @@ from contents.models import Channel
 from contents.services import channel_create
 from realtime.event_ids import MAX_EVENT_ID, InvalidEventId, parse_event_id
 from tests.helpers import api_client_for, make_user
-from tests.live import Daphne
+from tests.live import Daphne, Granian
 from tests.media import make_video
 from tests.stream_clients import status_of, ticket
 from videos.services import video_upload
@@ -349,3 +349,55 @@ def test_forms_django_cannot_read_as_declared_are_400_problems_without_a_traceba
     response = client.generic("POST", "/accounts/login/", MULTIPART.replace(b"\r\nx\r\n", b"\r\nreader\r\n").replace(b"\r\ny\r\n", b"\r\npw-reader\r\n"),
                               content_type="multipart/form-data; boundary=B; charset=utf-8")
     assert response.status_code == 302
+
+
+
+# --- the four, from outside, against the production server ---------------------------------------
+
+
+@pytest.fixture
+def granian(transactional_db):
+    server = Granian()
+    yield server
+    server.close()
+
+
+def _csrf_token(page: httpx.Response) -> str:
+    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert found, page.text[:500]
+    return found.group(1)
+
+
+def test_from_outside_the_four_malformed_inputs_are_4xx_problems_and_log_no_traceback(granian):
+    """As the issue sent them to `make run`'s granian: a forged cursor (anonymously, on
+    the feed), token bytes that are not UTF-8 (REST, anonymous REST and a stream), a NUL
+    in the channel form, a multipart login form in bz2 and rot13."""
+    owner = make_user("outsider")
+    channel_id = str(channel_create(owner=owner, name="outside").id)
+    with httpx.Client(base_url=granian.url(""), timeout=10) as web:
+        feed = web.get("/v1/videos/feed", params={"cursor": _b64(b"p=x")})
+        assert (feed.status_code, feed.headers["content-type"]) == (400, "application/problem+json")
+
+        for path in ("/v1/auth/me", "/v1/videos/feed", f"/api/contents/channel/{channel_id}"):
+            response = web.get(path, headers={"Authorization": b"Bearer \xff\xfe\xfd"})
+            assert (response.status_code, response.headers["content-type"]) == (401, "application/problem+json"), path
+        stream = web.get(f"/api/contents/{channel_id}/events", headers={"Authorization": b"Bearer \xff\xfe\xfd"})
+        assert stream.status_code in {401, 403}
+
+        # As a browser would send it: with the CSRF cookie, and the token in the form.
+        token = _csrf_token(web.get("/accounts/login/"))
+        form = MULTIPART.replace(b"--B--", b'--B\r\nContent-Disposition: form-data; name="csrfmiddlewaretoken"\r\n\r\n'
+                                 + token.encode() + b"\r\n--B--")
+        for charset in ("bz2", "rot13"):
+            login = web.post("/accounts/login/", content=form,
+                             headers={"Content-Type": f"multipart/form-data; boundary=B; charset={charset}"})
+            assert (login.status_code, login.headers["content-type"]) == (400, "application/problem+json"), charset
+
+        signed_in = web.post("/accounts/login/", data={"username": "outsider", "password": "pw-outsider",
+                                                       "csrfmiddlewaretoken": token})
+        assert signed_in.status_code == 302
+        token = _csrf_token(web.get("/app/"))
+        created = web.post("/app/channels/new", data={"name": "tide\x00pools", "csrfmiddlewaretoken": token})
+        assert created.status_code == 400 and "Null characters are not allowed" in created.text
+    assert Channel.objects.filter(owner=owner).count() == 1
+    assert "Traceback" not in granian.output()
