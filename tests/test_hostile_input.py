@@ -379,9 +379,9 @@ def test_from_outside_the_four_malformed_inputs_are_4xx_problems_and_log_no_trac
         assert (feed.status_code, feed.headers["content-type"]) == (400, "application/problem+json")
 
         for path in ("/v1/auth/me", "/v1/videos/feed", f"/api/contents/channel/{channel_id}"):
-            response = web.get(path, headers={"Authorization": b"Bearer \xff\xfe\xfd"})
+            response = web.get(path, headers={b"Authorization": b"Bearer \xff\xfe\xfd"})
             assert (response.status_code, response.headers["content-type"]) == (401, "application/problem+json"), path
-        stream = web.get(f"/api/contents/{channel_id}/events", headers={"Authorization": b"Bearer \xff\xfe\xfd"})
+        stream = web.get(f"/api/contents/{channel_id}/events", headers={b"Authorization": b"Bearer \xff\xfe\xfd"})
         assert stream.status_code in {401, 403}
 
         # As a browser would send it: with the CSRF cookie, and the token in the form.
