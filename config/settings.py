@@ -78,7 +78,7 @@ if not 1 <= CLIENT_IPV6_PREFIX <= 128:
 # serves plain http on localhost.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEVELOPMENT)
 # A load balancer's health check may speak plain http.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^livez$", r"^readyz$"]
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEVELOPMENT)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEVELOPMENT else 365 * 24 * 3600)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
@@ -86,15 +86,16 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
 
 # Content-Security-Policy (django.middleware.csp): the pages run only this origin's script
 # files and style sheets (no inline script, style or handler: an injected one does not
-# run), load nothing from elsewhere, and no other site may frame them. The admin's
-# inline bits carry the request's nonce. Stored media set a sandboxing policy of their
-# own (core.media). With media on S3 or a CDN, CSP_MEDIA_ORIGINS names its origins
-# (comma-separated) for the pages' images and videos.
+# run), load nothing from elsewhere, and no other site may frame them. The app's pages,
+# the login and Django's admin need nothing more (tests/test_browser_pages.py: no
+# violation); the API docs allow their one inline style (config/urls.py). Stored media
+# set a sandboxing policy of their own (core.media). With media on S3 or a CDN,
+# CSP_MEDIA_ORIGINS names its origins (comma-separated) for the pages' images and videos.
 CSP_MEDIA_ORIGINS = env_list("CSP_MEDIA_ORIGINS")
-SECURE_CSP = {
+SECURE_CSP: dict[str, list[str]] = {
     "default-src": [CSP.SELF],
-    "script-src": [CSP.SELF, CSP.NONCE],
-    "style-src": [CSP.SELF, CSP.NONCE],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
     # data: for the pages' empty favicon (`data:,`) and the admin's and API docs' icons.
     "img-src": [CSP.SELF, "data:", *CSP_MEDIA_ORIGINS],
     "media-src": [CSP.SELF, *CSP_MEDIA_ORIGINS],
@@ -191,6 +192,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Which credential a request uses, so that a password change spares it (accounts.credentials).
+    "accounts.credentials.CredentialInUseMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "core.middleware.ServiceUnavailableMiddleware",
@@ -209,8 +212,6 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                # {% csp_nonce_attr %}: the admin's few inline styles and scripts carry it.
-                "django.template.context_processors.csp",
             ],
         },
     },
@@ -353,8 +354,9 @@ SPECTACULAR_SETTINGS = {
 
 REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Bearer",
-    # 0 means tokens live until revoked.
-    "TOKEN_TTL": timedelta(hours=env_int("TOKEN_TTL_HOURS", 0)) or None,
+    # A token dies this long after it was issued (30 days), whatever its use; a client
+    # then asks for a new one with the password. 0 means tokens live until revoked.
+    "TOKEN_TTL": timedelta(hours=env_int("TOKEN_TTL_HOURS", 30 * 24)) or None,
     "AUTO_REFRESH": False,
 }
 
@@ -491,6 +493,11 @@ IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
 # GET /metrics (core/metrics.py) answers only a scraper that sends this as a bearer
 # token; unset, the endpoint does not exist (404), so nothing leaks by default.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# Readiness (core.health): while this file exists the process drains: /readyz answers
+# 503 and open streams are ended so that their clients reconnect elsewhere.
+# scripts/run_stack.sh creates it when told to stop (SIGTERM) and stops the server
+# WEB_DRAIN_SECONDS later; empty: never draining.
+WEB_DRAIN_FILE = os.environ.get("WEB_DRAIN_FILE", "")
 # prometheus_client's multiprocess mode sums every process's counts from files in
 # PROMETHEUS_MULTIPROC_DIR (scripts/run_stack.sh sets it; the tests' settings give a
 # test session a directory of its own).

@@ -14,7 +14,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from core.media import serve_media
 from core.metrics import metrics_view
-from core.views import healthz
+from core.views import healthz, livez, readyz
 
 
 def superuser_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -50,6 +50,8 @@ urlpatterns = [
     path("", include("moderation.urls")),
     path("", include("web.urls")),
     path("healthz", healthz, name="healthz"),
+    path("livez", livez, name="livez"),
+    path("readyz", readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", api_docs, name="docs"),

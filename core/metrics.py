@@ -19,7 +19,6 @@ host's: every process of the stack shares the directory on one machine.
 
 import fcntl
 import glob
-import hmac
 import os
 import re
 import time
@@ -43,6 +42,7 @@ from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from core.errors import problem_response
+from core.health import holds_metrics_token
 
 # --- The metrics -------------------------------------------------------------------
 
@@ -419,8 +419,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     token = settings.METRICS_TOKEN
     if not token:
         return problem_response(404, "Not found.", code="not_found")
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+    if not holds_metrics_token(request.headers.get("Authorization", "")):
         response = problem_response(401, "Send the metrics token as 'Authorization: Bearer <token>'.", code="not_authenticated")
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response

@@ -19,13 +19,33 @@ WEB_WORKERS="${WEB_WORKERS:-$(nproc)}"
 # Every held stream is a descriptor: take the hard limit (often 1,024 soft).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+# Told to stop (SIGTERM: a deploy, an orchestrator, a load balancer's drain), the stack
+# first drains: the drain file makes /readyz answer 503 (core/health.py), so that a load
+# balancer polling it sends new requests elsewhere, while everything here still answers
+# what it has; WEB_DRAIN_SECONDS later the processes are stopped. Ctrl-C (SIGINT) stops
+# at once: a person at a terminal has no load balancer to wait for.
+export WEB_DRAIN_FILE="${WEB_DRAIN_FILE:-$PWD/.run/draining-$PORT}"
+WEB_DRAIN_SECONDS="${WEB_DRAIN_SECONDS:-5}"
+mkdir -p "$(dirname "$WEB_DRAIN_FILE")"
+rm -f "$WEB_DRAIN_FILE"
+
 pids=()
 cleanup() {
   trap - INT TERM EXIT
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  rm -f "$WEB_DRAIN_FILE"
 }
-trap cleanup INT TERM EXIT
+drain_then_stop() {
+  trap - TERM
+  touch "$WEB_DRAIN_FILE"
+  echo "run_stack: draining (/readyz answers 503) for ${WEB_DRAIN_SECONDS} s, then stopping" >&2
+  sleep "$WEB_DRAIN_SECONDS" & wait $! || true
+  cleanup
+  exit 0
+}
+trap cleanup INT EXIT
+trap drain_then_stop TERM
 
 # Link fetches never reach loopback here either: the stack listens on it, and so do
 # PostgreSQL and Redis. FETCH_ALLOW_LOOPBACK=1 in the environment is the explicit,

@@ -215,7 +215,8 @@ class Stack(LiveServer):
     def __init__(self, *, redis_url: str, **extra_env: str) -> None:
         self.port = free_port()
         self.log_path = Path(tempfile.mkstemp(prefix="stack-", suffix=".log")[1])
-        env = subprocess_env(PORT=str(self.port), REDIS_URL=redis_url, **extra_env)
+        # Stopped at once unless a test asks for the drain (scripts/run_stack.sh).
+        env = subprocess_env(PORT=str(self.port), REDIS_URL=redis_url, **{"WEB_DRAIN_SECONDS": "0", **extra_env})
         env.pop("REALTIME_HEARTBEAT_SECONDS", None)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
