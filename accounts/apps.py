@@ -5,4 +5,5 @@ class AccountsConfig(AppConfig):
     name = "accounts"
 
     def ready(self) -> None:
-        from accounts import login_throttle, schema  # noqa: F401  (the failed-login counter, the OpenAPI auth extension)
+        # The failed-login counter, the OpenAPI auth extension, a session's credential id at login.
+        from accounts import credentials, login_throttle, schema  # noqa: F401

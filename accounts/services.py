@@ -1,6 +1,13 @@
 """Bearer tokens: issuing and revoking them. Tokens are also cached by digest for a short
-time (accounts.authentication), so every revocation goes through here."""
+time (accounts.authentication), so every revocation goes through here; a revocation
+also closes the streams the tokens opened and refuses the tickets they issued
+(realtime.credentials).
 
+A password change or reset revokes every credential of the user but the one making
+it (credentials_revoke_for_password_change, called by User.save)."""
+
+import logging
+from collections import defaultdict
 from typing import Any
 
 from django.core.cache import cache
@@ -8,6 +15,10 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from knox.models import AuthToken
+
+from realtime.credentials import TOKEN, password_stamp, token_credential_id
+
+logger = logging.getLogger(__name__)
 
 # How long a token that authenticated stays trusted from Redis without the database.
 # Revocations through tokens_revoke() end it at once; this bounds what cannot call it
@@ -29,14 +40,56 @@ def token_issue(*, user: Any) -> tuple[AuthToken, str]:
     return AuthToken.objects.create(user=user)
 
 
-def tokens_revoke(tokens: QuerySet[AuthToken]) -> int:
-    """Delete the tokens; once that commits, every process's cache refuses them too."""
+def tokens_revoke(tokens: QuerySet[AuthToken], *, close_streams: bool = True) -> int:
+    """Delete the tokens; once that commits, every process's cache refuses them too,
+    and (unless the caller closes them itself) the streams they opened are closed.
+    Their unspent tickets are refused from the commit on: a ticket opens a stream only
+    while the token that issued it has its row (realtime.auth.credential_holder)."""
     with transaction.atomic():
-        digests = list(tokens.values_list("digest", flat=True))
+        rows = list(tokens.values_list("digest", "user_id"))
+        digests = [digest for digest, _ in rows]
         deleted, _ = AuthToken.objects.filter(digest__in=digests).delete()
         if digests:
+            # The tombstones first: a stream opening meanwhile that missed the close
+            # below checks its token once attached, and must find it revoked.
             transaction.on_commit(
                 lambda: cache.set_many({token_cache_key(d): REVOKED for d in digests}, TOKEN_CACHE_SECONDS),
                 robust=True,
             )
+        if close_streams:
+            # Here, not at the top: DRF imports this module (through accounts.authentication)
+            # while loading its settings, and realtime.streams (and core.cache) import DRF.
+            from realtime.streams import revoke_credentials
+
+            by_user: dict[Any, list[str]] = defaultdict(list)
+            for digest, user_id in rows:
+                by_user[user_id].append(token_credential_id(digest))
+            for user_id, credentials in by_user.items():
+                revoke_credentials(user_id, only=credentials)
     return deleted
+
+
+def credentials_revoke_for_password_change(user: Any, *, keep: str | None) -> None:
+    """`user`'s password has just changed (or been reset, or made unusable): every
+    credential of theirs dies but `keep` (realtime.credentials' id of the one that
+    changed it, if it is the user's own). Their tokens are revoked, their open streams
+    closed and their unspent tickets refused; other sessions end by Django's session
+    auth hash, which the password is part of. The session that made the change keeps
+    its streams and, for a ticket's lifetime, its unspent tickets."""
+    from core.cache import UNREACHABLE  # see tokens_revoke
+    from realtime.streams import revoke_credentials
+    from realtime.tickets import keep_credential
+
+    with transaction.atomic():
+        tokens = AuthToken.objects.filter(user=user)
+        if keep is not None and keep.startswith(TOKEN):
+            tokens = tokens.exclude(digest=keep.removeprefix(TOKEN))
+        tokens_revoke(tokens, close_streams=False)
+        revoke_credentials(user.pk, keep=keep)
+    if keep is not None and not keep.startswith(TOKEN):
+        try:
+            keep_credential(keep, password_stamp(user))
+        except UNREACHABLE as error:
+            # Only its tickets issued before the change are refused; it issues new ones.
+            logger.warning("Could not keep the tickets of the session that changed %s's password: %s", user.pk, error)
+

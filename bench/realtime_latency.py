@@ -22,6 +22,7 @@ from websockets.typing import Origin
 
 from contents.models import Channel
 from contents.services import channel_create
+from realtime.credentials import token_credential
 from realtime.models import Event, Stream
 from realtime.streams import channel_stream, publish
 from realtime.tickets import ticket_issue
@@ -61,8 +62,11 @@ def layer_baseline(count: int) -> list[float]:
 
 def main() -> None:
     from django.contrib.auth import get_user_model
+    from knox.models import AuthToken
 
     user, _ = get_user_model().objects.get_or_create(username="bench-realtime")
+    # A ticket names the credential that issued it, and opens a stream while that holds.
+    credential = token_credential(AuthToken.objects.create(user=user)[0])
     channel = channel_create(owner=user, name="bench")
     stream = channel_stream(channel.id)
     port = free_port()
@@ -81,7 +85,7 @@ def main() -> None:
                 time.sleep(0.1)
 
         def read_sse() -> None:
-            ticket, _ = ticket_issue(user_id=user.id)
+            ticket, _ = ticket_issue(user_id=user.id, credential=credential)
             url = f"http://127.0.0.1:{port}/api/contents/{channel.id}/events"
             with httpx.stream("GET", url, params={"ticket": ticket}, timeout=60) as response:
                 for line in response.iter_lines():
@@ -94,7 +98,7 @@ def main() -> None:
                             return
 
         def read_ws() -> None:
-            ticket, _ = ticket_issue(user_id=user.id)
+            ticket, _ = ticket_issue(user_id=user.id, credential=credential)
             url = f"ws://127.0.0.1:{port}/api/contents/{channel.id}/ws?ticket={ticket}"
             with connect(url, origin=Origin(f"http://127.0.0.1:{port}")) as ws:
                 ws.send(json.dumps({"type": "subscribe", "channel_id": str(channel.id)}))

@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponseBase
 
 from core.errors import problem_response
 from realtime.access import may_read_stream
-from realtime.auth import stream_user
+from realtime.auth import stream_caller
 from realtime.event_ids import InvalidEventId, parse_event_id
 from realtime.sse import sse_response
 from realtime.streams import channel_stream
@@ -30,8 +30,8 @@ async def channel_events(request: HttpRequest, channel_id: uuid.UUID) -> HttpRes
     last_event_id, error = _last_event_id(request)
     if error:
         return problem_response(400, error, code="invalid", attr="Last-Event-ID")
-    user = await stream_user(request)
-    if not user.is_authenticated:
+    user, credential = await stream_caller(request)
+    if credential is None:
         response = problem_response(401, "Log in, or pass a ticket from POST /v1/realtime/tickets.", code="not_authenticated")
         response["WWW-Authenticate"] = "Bearer"
         return response
@@ -39,5 +39,5 @@ async def channel_events(request: HttpRequest, channel_id: uuid.UUID) -> HttpRes
         return problem_response(404, "No such channel.", code="not_found")
     return await sse_response(
         channel_stream(channel_id), user_id=str(user.id), last_event_id=last_event_id,
-        named=request.GET.get("named") == "true",
+        named=request.GET.get("named") == "true", credential=credential,
     )

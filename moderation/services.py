@@ -46,7 +46,9 @@ def suspend_users(*, users: list[Any], by: Any, reason: str = "") -> int:
         if not by.is_superuser and get_user_model().objects.filter(id__in=ids, is_superuser=True).exists():
             raise PermissionDenied("Only a superuser may suspend a superuser; nobody was suspended.")
         get_user_model().objects.filter(id__in=ids).update(is_active=False)
-        tokens_revoke(AuthToken.objects.filter(user_id__in=ids))
+        # Their streams close below, every one of them, as forbidden (4403) rather than
+        # as opened with a revoked token (4401).
+        tokens_revoke(AuthToken.objects.filter(user_id__in=ids), close_streams=False)
         Suspension.objects.bulk_create([Suspension(user_id=i, reason=reason, suspended_by=by) for i in ids], ignore_conflicts=True)
         for user_id in ids:
             revoke_user_everywhere(user_id)

@@ -4,37 +4,88 @@ client claims.
 
 A Bearer token is checked by the token authentication DRF is configured with
 (REST_FRAMEWORK's DEFAULT_AUTHENTICATION_CLASSES), so the streams accept exactly the
-tokens the API accepts and realtime imports no app to know how."""
+tokens the API accepts and realtime imports no app to know how.
+
+Each also names the credential it authenticated with (realtime.credentials): a stream
+records it, so that revoking the credential closes the stream, and checks it again
+once attached to the hub, so that a revocation that came while it was opening is not
+missed (credential_holder)."""
 
 from collections.abc import Mapping
-from typing import Any, cast
+from dataclasses import replace
+from hmac import compare_digest
+from typing import Any, NamedTuple, cast
 
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
+from django.utils import timezone
 
+from core.cache import UNREACHABLE
+from realtime.credentials import Credential, password_stamp, session_credential, token_credential
 from realtime.delivery import db_read
-from realtime.tickets import SCOPE_KEY
+from realtime.tickets import SCOPE_KEY, Ticket, kept_password
 
 
-@db_read
-def _active_user(user_id: str | None) -> Any:
+class StreamCaller(NamedTuple):
+    """Who opens a stream, and with which credential (None when anonymous)."""
+
+    user: Any
+    credential: Credential | None
+
+
+ANONYMOUS = StreamCaller(AnonymousUser(), None)
+
+
+def credential_holder_sync(user_id: Any, credential: Credential) -> StreamCaller | None:
+    """The active user `credential` still authenticates, in one query; None if it was
+    revoked, has expired, or (a session's) the password it was authenticated with has
+    changed since. A token's credential comes back with its expiry."""
     from django.contrib.auth import get_user_model
+    from knox.models import AuthToken
 
-    if user_id is None:
-        return AnonymousUser()
-    return get_user_model().objects.filter(id=user_id, is_active=True).first() or AnonymousUser()
+    if credential.is_token:
+        auth_token = (
+            AuthToken.objects.select_related("user")
+            .filter(digest=credential.token_digest, user_id=user_id, user__is_active=True)
+            .first()
+        )
+        if auth_token is None or (auth_token.expiry is not None and auth_token.expiry <= timezone.now()):
+            return None
+        return StreamCaller(auth_token.user, replace(credential, expires_at=auth_token.expiry))
+    user = get_user_model().objects.filter(id=user_id, is_active=True).first()
+    if user is None or not credential.password:
+        return None
+    current = password_stamp(user)
+    if compare_digest(current, credential.password):
+        return StreamCaller(user, credential)
+    try:
+        kept = kept_password(credential.id)
+    except UNREACHABLE:
+        kept = None
+    if kept is not None and compare_digest(current, kept):
+        # The session that changed the password: its credential is the new password's now.
+        return StreamCaller(user, replace(credential, password=current))
+    return None
 
 
-async def ticket_user(scope: Mapping[str, Any]) -> Any | None:
+# Read after a stream is attached to the hub (so that a revocation from then on reaches
+# it), to refuse a credential revoked before: see realtime.hub.StreamHub.attach.
+credential_holder = db_read(credential_holder_sync)
+
+
+async def ticket_caller(scope: Mapping[str, Any]) -> StreamCaller | None:
     """The active user of the ticket the request came with (redeemed at the edge by
-    realtime.tickets.TicketRedemptionMiddleware), anonymous if the ticket was unknown,
-    expired or used; None if it came with no ticket."""
+    realtime.tickets.TicketRedemptionMiddleware), with the credential that issued it;
+    anonymous if the ticket was unknown, expired or used, or its credential no longer
+    holds; None if it came with no ticket."""
     if SCOPE_KEY not in scope:
         return None
     outcome = scope[SCOPE_KEY]
     if isinstance(outcome, Exception):
         raise outcome
-    return await _active_user(outcome)
+    if not isinstance(outcome, Ticket):
+        return ANONYMOUS
+    return await credential_holder(outcome.user_id, outcome.credential) or ANONYMOUS
 
 
 def _token_authenticators() -> list[Any]:
@@ -50,23 +101,32 @@ def _token_authenticators() -> list[Any]:
 
 
 @db_read
-def _user_for_bearer(token: str) -> Any:
+def _bearer_caller(token: str) -> StreamCaller:
     from rest_framework.exceptions import AuthenticationFailed
 
     for authenticator in _token_authenticators():
         try:
-            user, _ = authenticator.authenticate_credentials(token.encode())
+            user, auth_token = authenticator.authenticate_credentials(token.encode())
         except AuthenticationFailed:
             continue
-        return user
-    return AnonymousUser()
+        return StreamCaller(user, token_credential(auth_token))
+    return ANONYMOUS
 
 
-async def stream_user(request: HttpRequest) -> Any:
-    user = await ticket_user(getattr(request, "scope", {}))
-    if user is not None:
-        return user
+@db_read
+def session_caller(session: Any, user: Any) -> StreamCaller:
+    """The caller of a session that authenticated `user` (or did not: anonymous)."""
+    if not user.is_authenticated:
+        return ANONYMOUS
+    return StreamCaller(user, session_credential(session, user))
+
+
+async def stream_caller(request: HttpRequest) -> StreamCaller:
+    """Who opens an SSE stream: a ticket, else a Bearer token, else the session."""
+    caller = await ticket_caller(getattr(request, "scope", {}))
+    if caller is not None:
+        return caller
     authorization = request.headers.get("Authorization", "")
     if authorization.lower().startswith("bearer "):
-        return await _user_for_bearer(authorization[7:].strip())
-    return await request.auser()
+        return await _bearer_caller(authorization[7:].strip())
+    return await session_caller(request.session, await request.auser())

@@ -17,10 +17,10 @@ from django.utils import timezone
 
 from core import metrics, parsers
 from core.parsers import JSONTooDeep
-from realtime.auth import ticket_user
+from realtime.auth import StreamCaller, credential_holder, session_caller, ticket_caller
 from realtime.delivery import Resync, StreamCursor, latest_seq
 from realtime.event_ids import InvalidEventId, parse_event_id
-from realtime.hub import REVOKE, Subscription, TooManyStreams, deliveries_for, get_hub
+from realtime.hub import CREDENTIAL_REVOKED, REVOKE, Subscription, TooManyStreams, deliveries_for, get_hub
 from realtime.inbound import MessageRate
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,12 @@ CLOSE_TOO_MANY_STREAMS = 4429
 # Messages faster than REALTIME_WS_MAX_MESSAGES_PER_SECOND: RFC 6455's 1008 "policy
 # violation" in the application's range (daphne's autobahn sends only 1000 and 3000-4999).
 CLOSE_TOO_MANY_MESSAGES = 4008
+
+
+CREDENTIALS_REVOKED = (
+    "The credentials this stream was opened with were revoked (a password change, a token revoked) or have "
+    "expired; log in again."
+)
 
 
 class SubscriptionRefused(Exception):
@@ -59,34 +65,51 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         self.delivery_lock = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
         self.inbound = MessageRate(settings.REALTIME_WS_MAX_MESSAGES_PER_SECOND)
-        self.user = await self._authenticate()
+        caller = await self._authenticate()
+        self.user = caller.user
         await self.accept()
-        if not self.user.is_authenticated:
+        if caller.credential is None:
             await self.send_error("not_authenticated", "Log in, or connect with ?ticket= from POST /v1/realtime/tickets.")
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.hub = get_hub()
-        # Attached before anything is read: a revoke (a suspension) reaches it from now on.
+        # Attached before anything is read: a revoke (a suspension, its credential
+        # revoked) reaches it from now on.
         try:
-            self.subscription = await self.hub.attach(str(self.user.id))
+            self.subscription = await self.hub.attach(str(self.user.id), caller.credential.id)
         except TooManyStreams as refused:
             await self.send_error("too_many_streams", str(refused))
             await self.close(code=CLOSE_TOO_MANY_STREAMS)
             return
+        # ...and one sent while it was opening is seen here: its revocation has committed.
+        holder = await credential_holder(self.user.id, caller.credential)
+        if holder is None:
+            await self.hub.detach(self.subscription)
+            self.subscription = None
+            await self.send_error("credentials_revoked", CREDENTIALS_REVOKED)
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
         metrics.stream_opened("ws")
+        lifetime, code = float(settings.REALTIME_MAX_CONNECTION_SECONDS), CLOSE_LIFETIME
+        left = holder.credential.seconds_left() if holder.credential is not None else None
+        if left is not None and left < lifetime:
+            # A token's stream ends when the token does; its reconnect would be refused.
+            lifetime, code = max(left, 0.0), CLOSE_UNAUTHENTICATED
         self.tasks = [
-            asyncio.create_task(self._close_after(settings.REALTIME_MAX_CONNECTION_SECONDS)),
+            asyncio.create_task(self._close_after(lifetime, code)),
             asyncio.create_task(self._pump()),
         ]
 
-    async def _authenticate(self) -> Any:
-        user = await ticket_user(self.scope)
-        return user if user is not None else self.scope["user"]
+    async def _authenticate(self) -> StreamCaller:
+        caller = await ticket_caller(self.scope)
+        if caller is not None:
+            return caller
+        return await session_caller(self.scope["session"], self.scope["user"])
 
-    async def _close_after(self, seconds: float) -> None:
+    async def _close_after(self, seconds: float, code: int = CLOSE_LIFETIME) -> None:
         await asyncio.sleep(seconds)
         # Closing makes the client reconnect, which checks its authorisation again.
-        await self.close(code=CLOSE_LIFETIME)
+        await self.close(code=code)
 
     async def _pump(self) -> None:
         """Deliver what the hub puts in this connection's inbox. A task that died
@@ -98,8 +121,12 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                 item = await self.subscription.inbox.get()
                 if item[0] == REVOKE:
                     await self._leave()
-                    await self.send_error("forbidden", "You may no longer read this stream.")
-                    await self.close(code=CLOSE_FORBIDDEN)
+                    if item[1] == CREDENTIAL_REVOKED:
+                        await self.send_error("credentials_revoked", CREDENTIALS_REVOKED)
+                        await self.close(code=CLOSE_UNAUTHENTICATED)
+                    else:
+                        await self.send_error("forbidden", "You may no longer read this stream.")
+                        await self.close(code=CLOSE_FORBIDDEN)
                     return
                 async with self.delivery_lock:
                     if self.cursor is not None:

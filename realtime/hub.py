@@ -50,16 +50,24 @@ MEMBERSHIP_REFRESH_SECONDS = 60
 EVENT = "event"  # (EVENT, Delivery, stream): a wake-up
 ROWS = "rows"  # (ROWS, [Delivery], stream): the rows after the slowest local cursor
 CATCH_UP = "catch_up"  # (CATCH_UP, None, stream): read the table yourself (the shared read met a resync)
-REVOKE = "revoke"  # (REVOKE, None, stream or None for all): its user may no longer read
+REVOKE = "revoke"  # (REVOKE, reason, stream or None for all): its user may no longer read
 InboxItem = tuple[str, Any, str | None]
 
 
+# Why a REVOKE came (its payload): the user lost access to the stream (a suspension, a
+# channel membership), or the credential the connection opened with was revoked.
+ACCESS_REVOKED = "access"
+CREDENTIAL_REVOKED = "credential"
+
+
 class Subscription:
-    """A connection's place in the hub: its user, the stream it reads (None until it
+    """A connection's place in the hub: its user, the credential it opened with
+    (realtime.credentials; None for none known), the stream it reads (None until it
     subscribes) and its inbox. The connection sets `cursor` once it has one."""
 
-    def __init__(self, user_id: str) -> None:
+    def __init__(self, user_id: str, credential: str | None = None) -> None:
         self.user_id = user_id
+        self.credential = credential
         self.stream: str | None = None
         self.cursor: StreamCursor | None = None
         self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
@@ -161,12 +169,18 @@ class StreamHub:
             raise RuntimeError("The stream hub has not started.")
         return self.channel
 
-    async def attach(self, user_id: str) -> Subscription:
-        """A connection of `user_id`, reading no stream yet (but told of a revoke).
-        Raises TooManyStreams if the user already holds REALTIME_MAX_STREAMS_PER_USER
-        streams, in this process or (by their leases) in all of them."""
+    async def attach(self, user_id: str, credential: str | None = None) -> Subscription:
+        """A connection of `user_id` opened with `credential`, reading no stream yet
+        (but told of a revoke). Raises TooManyStreams if the user already holds
+        REALTIME_MAX_STREAMS_PER_USER streams, in this process or (by their leases) in
+        all of them.
+
+        A revoke sent before this returns may not reach the subscription (this process
+        may not have been in the user's group yet): the caller checks its credential
+        after attaching (realtime.auth.credential_holder), which sees any revocation
+        committed before the revoke was sent."""
         await self._start()
-        subscription = Subscription(str(user_id))
+        subscription = Subscription(str(user_id), credential)
         limit = settings.REALTIME_MAX_STREAMS_PER_USER
         async with self.membership:
             if len(self.by_user.get(subscription.user_id, ())) >= limit:
@@ -259,9 +273,10 @@ class StreamHub:
                     subscription.inbox.put_nowait((EVENT, delivery, stream))
         elif kind == "stream.revoke":
             stream = message.get("stream")
+            reason = message.get("reason") or ACCESS_REVOKED
             for subscription in list(self.by_user.get(str(message.get("user_id")), ())):
-                if stream is None or subscription.stream == stream:
-                    subscription.inbox.put_nowait((REVOKE, None, stream))
+                if (stream is None or subscription.stream == stream) and _credential_matches(subscription, message):
+                    subscription.inbox.put_nowait((REVOKE, reason, stream))
 
     async def _read_tables_forever(self) -> None:
         refreshed_at = time.monotonic()
@@ -316,6 +331,16 @@ class StreamHub:
                 await self.layer.group_add(group_name(stream), self.started_channel)
             for user_id in list(self.by_user):
                 await self.layer.group_add(access_group(user_id), self.started_channel)
+
+
+def _credential_matches(subscription: Subscription, message: dict[str, Any]) -> bool:
+    """Whether a revoke names the subscription's credential: `only` lists the revoked
+    credentials, `keep` the one spared (the session that changed the password); a
+    revoke with neither names every credential."""
+    only, keep = message.get("only"), message.get("keep")
+    if only is not None and subscription.credential not in only:
+        return False
+    return keep is None or subscription.credential != keep
 
 
 def _drain(inbox: asyncio.Queue[InboxItem]) -> list[InboxItem]:

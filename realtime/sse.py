@@ -18,6 +18,8 @@ from django.http import HttpResponseBase, StreamingHttpResponse
 
 from core import metrics
 from core.errors import problem_response
+from realtime.auth import credential_holder
+from realtime.credentials import Credential
 from realtime.delivery import Delivery, Resync, StreamCursor, latest_seq
 from realtime.hub import REVOKE, StreamHub, Subscription, TooManyStreams, deliveries_for, get_hub
 
@@ -26,6 +28,15 @@ from realtime.hub import REVOKE, StreamHub, Subscription, TooManyStreams, delive
 TOO_MANY_STREAMS_RETRY_AFTER = 10
 
 logger = logging.getLogger(__name__)
+
+
+def credentials_revoked_response() -> HttpResponseBase:
+    response = problem_response(
+        401, "The credentials this stream was opened with were revoked or have expired; log in again.",
+        code="not_authenticated",
+    )
+    response["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 def sse_frame(delivery: Delivery, *, named: bool) -> str:
@@ -41,14 +52,16 @@ def resync_frame(latest: int, *, named: bool) -> str:
 
 
 async def event_stream(
-    stream: str, *, user_id: str, last_event_id: int | None, named: bool, subscription: Subscription | None = None
+    stream: str, *, user_id: str, last_event_id: int | None, named: bool, subscription: Subscription | None = None,
+    lifetime: float | None = None,
 ) -> AsyncGenerator[str, None]:
     """The frames of one SSE connection. It ends (closing the response, so that
     EventSource reconnects with Last-Event-ID) on lifetime, revoke, resync or any
     unexpected error; it never stays open and mute. A database error while reading
     the table is not an end: the cursor stays where it was and the hub reads again at
     its next heartbeat (a reconnect would meet the same database, and EventSource
-    gives up on an error response)."""
+    gives up on an error response). `lifetime` shortens REALTIME_MAX_CONNECTION_SECONDS
+    (a token that expires sooner)."""
     hub = get_hub()
     if subscription is None:
         subscription = await hub.attach(user_id)
@@ -70,7 +83,8 @@ async def event_stream(
             yield resync_frame(resync.latest, named=named)
         subscription.cursor = cursor
         yield f": connected at {cursor.last_sent}\n\n"
-        deadline = time.monotonic() + settings.REALTIME_MAX_CONNECTION_SECONDS
+        seconds = float(settings.REALTIME_MAX_CONNECTION_SECONDS)
+        deadline = time.monotonic() + (seconds if lifetime is None else min(lifetime, seconds))
         # The heartbeat is due a period after the last write, whatever else arrived.
         last_write = time.monotonic()
         while time.monotonic() < deadline:
@@ -126,16 +140,30 @@ class _Frames:
             asyncio.run_coroutine_threadsafe(self.hub.detach(self.subscription), self.loop)
 
 
-async def sse_response(stream: str, *, user_id: str, last_event_id: int | None, named: bool) -> HttpResponseBase:
-    """The stream's response; a 429 problem if the user holds too many streams open."""
+async def sse_response(
+    stream: str, *, user_id: str, last_event_id: int | None, named: bool, credential: Credential | None = None
+) -> HttpResponseBase:
+    """The stream's response; a 429 problem if the user holds too many streams open, a
+    401 if `credential` (what the caller authenticated with) was revoked meanwhile."""
     hub = get_hub()
     try:
-        subscription = await hub.attach(user_id)
+        subscription = await hub.attach(user_id, credential.id if credential is not None else None)
     except TooManyStreams as refused:
         refusal = problem_response(429, str(refused), code="too_many_streams")
         refusal["Retry-After"] = str(TOO_MANY_STREAMS_RETRY_AFTER)
         return refusal
-    frames = event_stream(stream, user_id=user_id, last_event_id=last_event_id, named=named, subscription=subscription)
+    lifetime = None
+    if credential is not None:
+        # Attached: a revocation from now on reaches the stream; one that came while it
+        # was opening has committed, and is seen here.
+        holder = await credential_holder(user_id, credential)
+        if holder is None or holder.credential is None:
+            await hub.detach(subscription)
+            return credentials_revoked_response()
+        lifetime = holder.credential.seconds_left()
+    frames = event_stream(
+        stream, user_id=user_id, last_event_id=last_event_id, named=named, subscription=subscription, lifetime=lifetime
+    )
     response = StreamingHttpResponse(_Frames(frames, hub, subscription), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"

@@ -5,6 +5,7 @@ id, writes the event row, and only after commit wakes the stream's channel-layer
 group. A rolled-back change leaves neither row nor message behind.
 """
 
+import functools
 import logging
 import time
 from collections.abc import Iterable
@@ -110,6 +111,28 @@ def revoke_user_everywhere(user_id: Any) -> None:
     """After commit, close every open stream connection of `user_id`, whatever it reads."""
     message = {"type": "stream.revoke", "stream": None, "user_id": str(user_id)}
     transaction.on_commit(lambda: _group_send_to(access_group(user_id), message))
+
+
+# Credential ids per revoke message: a token's is about 140 bytes.
+CREDENTIALS_PER_REVOKE = 100
+
+
+def revoke_credentials(user_id: Any, *, only: list[str] | None = None, keep: str | None = None) -> None:
+    """After commit, close the open streams of `user_id` that were opened with one of
+    the credentials `only` names (realtime.credentials), or with any credential but
+    `keep` (a password change, which spares the session that made it). Each is told
+    its credential was revoked (WebSocket close code 4401; SSE ends, and its reconnect
+    is refused)."""
+    base: dict[str, Any] = {"type": "stream.revoke", "stream": None, "user_id": str(user_id), "reason": "credential"}
+    if only is None:
+        messages = [{**base, "keep": keep}]
+    else:
+        messages = [
+            {**base, "only": only[start:start + CREDENTIALS_PER_REVOKE]} for start in range(0, len(only), CREDENTIALS_PER_REVOKE)
+        ]
+    group = access_group(user_id)
+    for message in messages:
+        transaction.on_commit(functools.partial(_group_send_to, group, message))
 
 
 def current_seq(stream: str) -> int:

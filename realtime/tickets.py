@@ -9,9 +9,11 @@ for whoever authenticates (realtime.auth). A URL that was logged or leaked is wo
 nothing once it has been used."""
 
 import functools
+import json
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
@@ -22,10 +24,13 @@ from django.conf import settings
 from django.utils import timezone
 
 from core.cache import UNREACHABLE
+from realtime.credentials import Credential
 
 PREFIX = "realtime:ticket:"
-# Where the redemption's outcome travels in the ASGI scope: the user id, None (unknown,
-# expired or used) or the error that kept Redis from answering.
+# A session that changed its user's password keeps its tickets (keep_credential).
+KEPT_PREFIX = "realtime:kept:"
+# Where the redemption's outcome travels in the ASGI scope: the ticket (its user and
+# credential), None (unknown, expired or used) or the error that kept Redis from answering.
 SCOPE_KEY = "realtime.ticket"
 # Every ticket in a URL is spent; more than this many in one is not a client of ours.
 MAX_TICKETS_PER_REQUEST = 4
@@ -42,21 +47,52 @@ def _redis() -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
-def ticket_issue(*, user_id: uuid.UUID | int) -> tuple[str, datetime]:
+@dataclass(frozen=True)
+class Ticket:
+    """Whom a ticket was issued to, and with which credential (realtime.credentials):
+    redeeming it opens a stream only while that credential holds."""
+
+    user_id: str
+    credential: Credential
+
+
+def ticket_issue(*, user_id: uuid.UUID | int, credential: Credential) -> tuple[str, datetime]:
     ticket = secrets.token_urlsafe(32)
     ttl = settings.REALTIME_TICKET_TTL
-    _redis().set(PREFIX + ticket, str(user_id), ex=ttl)
+    record = {"user": str(user_id), "credential": credential.id, "password": credential.password}
+    _redis().set(PREFIX + ticket, json.dumps(record), ex=ttl)
     return ticket, timezone.now() + timedelta(seconds=ttl)
 
 
-def ticket_redeem(ticket: str) -> str | None:
-    """The user id the ticket was issued to, once; None if unknown, expired or used."""
+def ticket_redeem(ticket: str) -> Ticket | None:
+    """Whom the ticket was issued to, once; None if unknown, expired or used (or
+    written before tickets named their credential: one that cannot be revoked is
+    refused)."""
     if not ticket or len(ticket) > 100:
         return None
-    user_id = _redis().getdel(PREFIX + ticket)
-    if not user_id:
+    raw = _redis().getdel(PREFIX + ticket)
+    if not raw:
         return None
-    return user_id.decode() if isinstance(user_id, bytes) else user_id
+    try:
+        record = json.loads(raw)
+        return Ticket(str(record["user"]), Credential(str(record["credential"]), password=str(record["password"])))
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def keep_credential(credential_id: str, password: str) -> None:
+    """The session `credential_id` changed its user's password to the one stamped
+    `password`: the tickets it issued before stay good (for as long as a ticket lives),
+    though they carry the old stamp. Every other session's are refused."""
+    _redis().set(KEPT_PREFIX + credential_id, password, ex=settings.REALTIME_TICKET_TTL + 5)
+
+
+def kept_password(credential_id: str) -> str | None:
+    """The password stamp `credential_id` was kept with, if it was (keep_credential)."""
+    kept = _redis().get(KEPT_PREFIX + credential_id)
+    if kept is None:
+        return None
+    return kept.decode() if isinstance(kept, bytes) else str(kept)
 
 
 def tickets_in_query(query_string: bytes) -> list[str]:
@@ -87,11 +123,11 @@ class TicketRedemptionMiddleware:
         await self.app(scope, receive, send)
 
 
-async def _redeem_all(tickets: list[str]) -> str | Exception | None:
-    """The first ticket's user id; every one of them is spent."""
+async def _redeem_all(tickets: list[str]) -> Ticket | Exception | None:
+    """The first ticket; every one of them is spent."""
     try:
-        user_ids = await sync_to_async(lambda: [ticket_redeem(t) for t in tickets], thread_sensitive=False)()
+        redeemed = await sync_to_async(lambda: [ticket_redeem(t) for t in tickets], thread_sensitive=False)()
     except UNREACHABLE as error:
         # Raised where the request authenticates, which answers 503 (core.middleware).
         return error
-    return user_ids[0]
+    return redeemed[0]

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import problem_response
+from realtime.credentials import request_credential
 from realtime.tickets import ticket_issue
 
 
@@ -22,7 +23,8 @@ class TicketView(APIView):
     def post(self, request: Request) -> Response:
         if request.user.pk is None:  # the default permission (IsAuthenticated) already refused
             raise NotAuthenticated()
-        ticket, expires_at = ticket_issue(user_id=request.user.pk)
+        # The ticket opens a stream only while the credential that asked for it holds.
+        ticket, expires_at = ticket_issue(user_id=request.user.pk, credential=request_credential(request))
         return Response(TicketSerializer({"ticket": ticket, "expires_at": expires_at}).data, status=status.HTTP_201_CREATED)
 
 

@@ -80,14 +80,17 @@ class SSECollector:
 
 
 class WSCollector:
-    """One WebSocket connection, subscribed with `subscribe`; records every message."""
+    """One WebSocket connection, subscribed with `subscribe`; records every message.
+    `headers` go with the handshake (a session cookie)."""
 
-    def __init__(self, url: str, *, origin: str, subscribe: dict[str, Any]) -> None:
+    def __init__(
+        self, url: str, *, origin: str, subscribe: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         self.messages: list[dict[str, Any]] = []
         self.close_code: int | None = None
         self.ended: str | None = None
         self.subscribed = threading.Event()
-        self._socket = connect(url, origin=Origin(origin), open_timeout=10)
+        self._socket = connect(url, origin=Origin(origin), open_timeout=10, additional_headers=headers)
         # Refused at once (e.g. 4401): the reader records how it ended.
         with contextlib.suppress(ConnectionClosed):
             self._socket.send(json.dumps(subscribe))

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 from channels.testing import WebsocketCommunicator
+from django.contrib.sessions.backends.db import SessionStore
 from django.db import OperationalError
 
 from realtime import consumers as consumers_module
@@ -82,6 +83,7 @@ def test_a_websocket_whose_delivery_fails_unexpectedly_is_closed_with_1011(monke
     async def run() -> dict:
         communicator = WebsocketCommunicator(UserEventsConsumer.as_asgi(), "/v1/ws")
         communicator.scope["user"] = user  # type: ignore[typeddict-unknown-key]  # the stubs' test scope has ASGI's keys only; auth middleware adds "user"
+        communicator.scope["session"] = SessionStore()  # type: ignore[typeddict-unknown-key]  # as "user": the session the user logged in with
         connected, _ = await communicator.connect()
         assert connected
         await communicator.send_json_to({"type": "subscribe"})
