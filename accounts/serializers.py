@@ -14,3 +14,15 @@ class TokenSerializer(serializers.Serializer):
 class MeSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     username = serializers.CharField()
+
+
+class TokenEntrySerializer(serializers.Serializer):
+    id = serializers.UUIDField(help_text="Names the token for DELETE /v1/auth/tokens/{id}; it is not the token.")
+    created_at = serializers.DateTimeField(source="created")
+    expiry = serializers.DateTimeField(allow_null=True, help_text="Null: valid until revoked.")
+    current = serializers.BooleanField(help_text="Whether this is the token of this request.")
+
+
+class TokenPageSerializer(serializers.Serializer):
+    results = TokenEntrySerializer(many=True)
+    next = serializers.URLField(allow_null=True)

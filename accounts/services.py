@@ -7,12 +7,13 @@ A password change or reset revokes every credential of the user but the one maki
 it (credentials_revoke_for_password_change, called by User.save)."""
 
 import logging
+import uuid
 from collections import defaultdict
 from typing import Any
 
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from knox.models import AuthToken
 
@@ -93,3 +94,25 @@ def credentials_revoke_for_password_change(user: Any, *, keep: str | None) -> No
             # Only its tickets issued before the change are refused; it issues new ones.
             logger.warning("Could not keep the tickets of the session that changed %s's password: %s", user.pk, error)
 
+
+# --- A user's tokens, by an id that is not the secret ----------------------------------
+#
+# The id is the first 128 bits of the token's digest (the SHA-512 of the token, which
+# knox stores) written as a UUID: it names the token to its owner, and neither it nor
+# the digest can be turned back into the token.
+
+
+def token_public_id(digest: str) -> uuid.UUID:
+    return uuid.UUID(hex=digest[:32])
+
+
+def tokens_of(user: Any) -> QuerySet[AuthToken]:
+    """The user's tokens that have not expired."""
+    return AuthToken.objects.filter(user=user).filter(Q(expiry__isnull=True) | Q(expiry__gt=timezone.now()))
+
+
+def token_revoke_by_id(*, user: Any, token_id: uuid.UUID) -> bool:
+    """Revoke the user's token with this id; False if the user has none (another
+    user's token is one they do not have)."""
+    matching = AuthToken.objects.filter(user=user, digest__startswith=token_id.hex)
+    return tokens_revoke(matching) > 0

@@ -1,10 +1,11 @@
+import uuid
 from typing import cast
 
 from django.contrib.auth import authenticate
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
-from django.http import HttpResponse
-from drf_spectacular.utils import extend_schema
+from django.http import Http404, HttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from knox.models import AuthToken
 from rest_framework import status
 from rest_framework.exceptions import AuthenticationFailed
@@ -16,9 +17,16 @@ from rest_framework.views import APIView
 from accounts.authentication import BearerTokenAuthentication
 from accounts.forms import LoginForm
 from accounts.login_throttle import login_refusal
-from accounts.serializers import MeSerializer, TokenRequestSerializer, TokenSerializer
-from accounts.services import token_issue, tokens_revoke
+from accounts.serializers import (
+    MeSerializer,
+    TokenEntrySerializer,
+    TokenPageSerializer,
+    TokenRequestSerializer,
+    TokenSerializer,
+)
+from accounts.services import token_issue, token_public_id, token_revoke_by_id, tokens_of, tokens_revoke
 from core.errors import ProblemDetailsSerializer
+from core.pagination import NewestFirstPagination
 
 
 class TokenView(APIView):
@@ -51,11 +59,56 @@ class TokenView(APIView):
         instance, token = token_issue(user=user)
         return Response(TokenSerializer({"token": token, "expiry": instance.expiry}).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses={204: None}, tags=["auth"])
+    @extend_schema(
+        request=None, responses={204: None}, tags=["auth"],
+        description="Revoke the token this request uses: it is refused from now on, the streams it opened are "
+        "closed (WebSocket close code 4401) and the tickets it issued are refused.",
+    )
     def delete(self, request: Request) -> Response:
         # The AuthToken row BearerTokenAuthentication found, this view's only authentication.
         token = cast(AuthToken, request.auth)
         tokens_revoke(AuthToken.objects.filter(digest=token.digest))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenPagination(NewestFirstPagination):
+    ordering = ("-created", "-digest")
+
+
+class TokenListView(APIView):
+    """The caller's tokens, so that one left on a lost device can be revoked from
+    another. Bearer only, as TokenView: no session cookie makes it a CSRF target."""
+
+    authentication_classes = [BearerTokenAuthentication]
+
+    @extend_schema(
+        responses={200: TokenPageSerializer}, parameters=[OpenApiParameter("cursor", str)], tags=["auth"],
+        description="Your tokens that have not expired, newest first: an id for each (not the token itself), "
+        "when it was issued, when it expires, and whether it is the one this request uses.",
+    )
+    def get(self, request: Request) -> Response:
+        calling = cast(AuthToken, request.auth)
+        paginator = TokenPagination()
+        page = paginator.paginate_queryset(tokens_of(request.user), request, view=self) or []
+        entries = [
+            {"id": token_public_id(t.digest), "created": t.created, "expiry": t.expiry, "current": t.digest == calling.digest}
+            for t in page
+        ]
+        return paginator.get_paginated_response(TokenEntrySerializer(entries, many=True).data)
+
+
+class TokenDetailView(APIView):
+    authentication_classes = [BearerTokenAuthentication]
+
+    @extend_schema(
+        request=None, responses={204: None}, tags=["auth"],
+        description="Revoke one of your tokens (the one this request uses too, if named): it is refused from now "
+        "on, the streams it opened are closed and the tickets it issued are refused. Another user's token id "
+        "is answered as a missing one.",
+    )
+    def delete(self, request: Request, token_id: uuid.UUID) -> Response:
+        if not token_revoke_by_id(user=request.user, token_id=token_id):
+            raise Http404("You have no token with that id.")
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -48,6 +48,8 @@ class Side:
     video: Any
     job: Any
     notification: Any
+    # A second token of theirs, for the probe that revokes one by its id.
+    spare_token: str = ""
 
     @property
     def headers(self) -> dict[str, str]:
@@ -89,7 +91,7 @@ def _side(username: str, video_bytes: bytes) -> Side:
     job = job_create(owner=user, kind="glitch", video=video, params={})
     return Side(
         user=user, token=bearer_token(user), channel=channel, content=Content.objects.get(id=content.id),
-        failed_content=failed, video=video, job=job, notification=None,
+        failed_content=failed, video=video, job=job, notification=None, spare_token=bearer_token(user),
     )
 
 

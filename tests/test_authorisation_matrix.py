@@ -18,7 +18,9 @@ import httpx
 import pytest
 from django.core.management import call_command
 from django.test import Client
+from knox.crypto import hash_token
 
+from accounts.services import token_public_id
 from tests.authz import (
     Caller,
     Probe,
@@ -138,6 +140,10 @@ MATRIX = [
           theirs=their_member, own=lambda w: w.blocked.id),
     Probe(("POST", "/v1/blocks/batch", "body:user_ids"), batch("POST", "/v1/blocks/batch", "user_ids"),
           theirs=lambda w: w.other.user.id),
+    # Tokens, by the id GET /v1/auth/tokens lists: another user's token is not mine to revoke.
+    Probe(("DELETE", "/v1/auth/tokens/{token_id}", "path:token_id"), rest("DELETE", "/v1/auth/tokens/{id}"),
+          theirs=lambda w: token_public_id(hash_token(w.other.token)),
+          own=lambda w: token_public_id(hash_token(w.me.spare_token))),
 ]
 
 

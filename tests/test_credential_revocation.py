@@ -28,8 +28,11 @@ from django.db import transaction
 from django.test import Client
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
+from knox.crypto import hash_token
 from knox.models import AuthToken
+from rest_framework.test import APIClient
 
+from accounts.services import token_public_id
 from contents.services import channel_create
 from realtime.credentials import session_credential
 from realtime.hub import StreamHub, get_hub
@@ -358,4 +361,63 @@ def test_a_token_ends_its_stream_when_it_expires(server):
     assert ended(socket, within=10)
     assert socket.close_code == 4401 and time.monotonic() - opened < 6
     assert bearer.me() == 401
+
+
+# --- A user's tokens: listed, and one revoked from another --------------------------------
+
+
+def token_client(token: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+def test_a_user_lists_their_tokens_without_their_secrets_and_revokes_another_one():
+    user = make_user("lister")
+    _, current = AuthToken.objects.create(user=user)
+    _, lost = AuthToken.objects.create(user=user)
+    _, expired = AuthToken.objects.create(user=user, expiry=timedelta(seconds=-1))
+    AuthToken.objects.create(user=make_user("someone-else"))
+    api = token_client(current)
+
+    listed = api.get("/v1/auth/tokens")
+    assert listed.status_code == 200
+    body = listed.json()
+    entries = {entry["id"]: entry for entry in body["results"]}
+    current_id, lost_id = str(token_public_id(hash_token(current))), str(token_public_id(hash_token(lost)))
+    assert set(entries) == {current_id, lost_id}, "mine only, and not the expired one"
+    assert entries[current_id]["current"] is True and entries[lost_id]["current"] is False
+    assert set(entries[lost_id]) == {"id", "created_at", "expiry", "current"}
+    for secret in (current, lost, expired, hash_token(current), hash_token(lost)):
+        assert secret not in listed.content.decode()
+
+    assert api.delete(f"/v1/auth/tokens/{lost_id}").status_code == 204
+    assert token_client(lost).get("/v1/auth/me").status_code == 401
+    assert api.get("/v1/auth/me").status_code == 200
+    assert api.delete(f"/v1/auth/tokens/{lost_id}").status_code == 404
+    assert [entry["id"] for entry in api.get("/v1/auth/tokens").json()["results"]] == [current_id]
+
+
+def test_another_users_token_id_is_answered_as_a_missing_one():
+    mine, _ = AuthToken.objects.create(user=make_user("me"))
+    _, theirs = AuthToken.objects.create(user=make_user("them"))
+    _, my_token = AuthToken.objects.create(user=mine.user)
+    api = token_client(my_token)
+    their_answer = api.delete(f"/v1/auth/tokens/{token_public_id(hash_token(theirs))}")
+    missing_answer = api.delete("/v1/auth/tokens/00000000-0000-4000-8000-000000000000")
+    assert their_answer.status_code == missing_answer.status_code == 404
+    assert their_answer.json()["detail"] == missing_answer.json()["detail"]
+    assert token_client(theirs).get("/v1/auth/me").status_code == 200
+
+
+def test_the_token_list_takes_no_session_cookie():
+    """Bearer only, as DELETE /v1/auth/token: a session cookie makes no CSRF target of it."""
+    user = make_user("cookie")
+    AuthToken.objects.create(user=user)
+    browser = Client()
+    browser.force_login(user)
+    assert browser.get("/v1/auth/tokens").status_code == 401
+    token_id = token_public_id(AuthToken.objects.get(user=user).digest)
+    assert browser.delete(f"/v1/auth/tokens/{token_id}").status_code == 401
+    assert AuthToken.objects.filter(user=user).count() == 1
 
