@@ -26,6 +26,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.core.management import call_command
 from django.db import transaction
 from django.test import Client
+from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from knox.crypto import hash_token
@@ -421,3 +422,19 @@ def test_the_token_list_takes_no_session_cookie():
     assert browser.delete(f"/v1/auth/tokens/{token_id}").status_code == 401
     assert AuthToken.objects.filter(user=user).count() == 1
 
+
+# --- Tokens expire by default --------------------------------------------------------------
+
+
+def test_a_token_expires_after_thirty_days_by_default_and_never_with_a_ttl_of_zero(settings):
+    user = make_user("ttl")
+    issued = APIClient().post("/v1/auth/token", {"username": "ttl", "password": "pw-ttl"}, format="json")
+    assert issued.status_code == 201
+    expiry = AuthToken.objects.get(digest=hash_token(issued.json()["token"])).expiry
+    assert expiry is not None and abs(expiry - (timezone.now() + timedelta(days=30))) < timedelta(minutes=1)
+    assert issued.json()["expiry"] is not None
+
+    settings.REST_KNOX = {**settings.REST_KNOX, "TOKEN_TTL": None}  # what TOKEN_TTL_HOURS=0 gives
+    forever = APIClient().post("/v1/auth/token", {"username": "ttl", "password": "pw-ttl"}, format="json")
+    assert forever.json()["expiry"] is None
+    assert AuthToken.objects.filter(user=user, expiry__isnull=True).count() == 1
