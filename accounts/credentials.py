@@ -1,6 +1,7 @@
 """Which credential a request is using, for the one thing that must know it: a password
 change spares the credential that makes it (accounts.models.User.save). Streams and
 tickets name their credentials as realtime.credentials does; this names the request's.
+A session that logs out ends its streams and tickets (end_the_session).
 
 A session gets a credential id of its own at login (realtime.credentials.
 SESSION_CREDENTIAL_KEY). Django changes the session's key when the password changes
@@ -8,13 +9,14 @@ SESSION_CREDENTIAL_KEY). Django changes the session's key when the password chan
 the session's streams, opened under the old key, are kept. A session from before
 there were ids is named by its key as the request began, which this middleware notes."""
 
+import logging
 import secrets
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.signals import user_logged_in
+from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from knox.models import AuthToken
@@ -28,6 +30,8 @@ class _InUse:
     # The session's key as the request began, before a password change replaced it.
     session_key: str | None
 
+
+logger = logging.getLogger(__name__)
 
 _in_use: ContextVar[_InUse | None] = ContextVar("accounts_credential_in_use", default=None)
 
@@ -75,3 +79,22 @@ def name_the_session(sender: Any, request: HttpRequest | None, user: Any, **kwar
     session = getattr(request, "session", None)
     if session is not None and not session.get(SESSION_CREDENTIAL_KEY):
         session[SESSION_CREDENTIAL_KEY] = secrets.token_hex(16)
+
+
+@receiver(user_logged_out, dispatch_uid="accounts.credentials.end_the_session")
+def end_the_session(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    """A session that logs out ends what it opened: its open streams close and the
+    tickets it issued are refused (Django sends this before it empties the session)."""
+    session = getattr(request, "session", None)
+    if session is None or user is None:
+        return
+    from core.cache import UNREACHABLE  # see accounts.services.tokens_revoke
+    from realtime.streams import revoke_credentials
+    from realtime.tickets import end_credential
+
+    credential = session_credential_id(session)
+    try:
+        end_credential(credential)
+    except UNREACHABLE as error:
+        logger.warning("Could not note the logout of a session of %s: %s", user.pk, error)
+    revoke_credentials(user.pk, only=[credential])

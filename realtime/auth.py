@@ -23,7 +23,7 @@ from django.utils import timezone
 from core.cache import UNREACHABLE
 from realtime.credentials import Credential, password_stamp, session_credential, token_credential
 from realtime.delivery import db_read
-from realtime.tickets import SCOPE_KEY, Ticket, kept_password
+from realtime.tickets import ENDED, KEPT, SCOPE_KEY, Ticket, credential_note
 
 
 class StreamCaller(NamedTuple):
@@ -38,8 +38,9 @@ ANONYMOUS = StreamCaller(AnonymousUser(), None)
 
 def credential_holder_sync(user_id: Any, credential: Credential) -> StreamCaller | None:
     """The active user `credential` still authenticates, in one query; None if it was
-    revoked, has expired, or (a session's) the password it was authenticated with has
-    changed since. A token's credential comes back with its expiry."""
+    revoked, has expired, or (a session's) it logged out or the password it was
+    authenticated with has changed since. A token's credential comes back with its
+    expiry."""
     from django.contrib.auth import get_user_model
     from knox.models import AuthToken
 
@@ -55,14 +56,18 @@ def credential_holder_sync(user_id: Any, credential: Credential) -> StreamCaller
     user = get_user_model().objects.filter(id=user_id, is_active=True).first()
     if user is None or not credential.password:
         return None
+    try:
+        note = credential_note(credential.id)
+    except UNREACHABLE:
+        # A logout's own streams were closed by its message all the same; only its
+        # tickets, and a stream that missed that message, go unrefused meanwhile.
+        note = None
+    if note == ENDED:
+        return None
     current = password_stamp(user)
     if compare_digest(current, credential.password):
         return StreamCaller(user, credential)
-    try:
-        kept = kept_password(credential.id)
-    except UNREACHABLE:
-        kept = None
-    if kept is not None and compare_digest(current, kept):
+    if note is not None and note.startswith(KEPT) and compare_digest(current, note.removeprefix(KEPT)):
         # The session that changed the password: its credential is the new password's now.
         return StreamCaller(user, replace(credential, password=current))
     return None

@@ -14,7 +14,8 @@ Whether a credential still holds is read from the database, with Django's auth a
 knox only (realtime.auth.credential_holder): a token while its row exists and has
 not expired; a session while its user's password is the one it was authenticated
 with (its `password` stamp), or, for one ticket lifetime, the session that changed
-the password (realtime.tickets.keep_credential)."""
+the password (realtime.tickets.keep_credential), and until it logs out
+(realtime.tickets.end_credential)."""
 
 import hashlib
 from dataclasses import dataclass

@@ -27,8 +27,11 @@ from core.cache import UNREACHABLE
 from realtime.credentials import Credential
 
 PREFIX = "realtime:ticket:"
-# A session that changed its user's password keeps its tickets (keep_credential).
-KEPT_PREFIX = "realtime:kept:"
+# What became of a session's credential, for as long as a ticket it issued lives: kept
+# by a password change it made (keep_credential), or ended by a logout (end_credential).
+NOTE_PREFIX = "realtime:credential:"
+ENDED = "ended"
+KEPT = "kept:"
 # Where the redemption's outcome travels in the ASGI scope: the ticket (its user and
 # credential), None (unknown, expired or used) or the error that kept Redis from answering.
 SCOPE_KEY = "realtime.ticket"
@@ -84,15 +87,26 @@ def keep_credential(credential_id: str, password: str) -> None:
     """The session `credential_id` changed its user's password to the one stamped
     `password`: the tickets it issued before stay good (for as long as a ticket lives),
     though they carry the old stamp. Every other session's are refused."""
-    _redis().set(KEPT_PREFIX + credential_id, password, ex=settings.REALTIME_TICKET_TTL + 5)
+    _note_credential(credential_id, KEPT + password)
 
 
-def kept_password(credential_id: str) -> str | None:
-    """The password stamp `credential_id` was kept with, if it was (keep_credential)."""
-    kept = _redis().get(KEPT_PREFIX + credential_id)
-    if kept is None:
+def end_credential(credential_id: str) -> None:
+    """The session `credential_id` logged out: the tickets it issued are refused."""
+    _note_credential(credential_id, ENDED)
+
+
+def _note_credential(credential_id: str, note: str) -> None:
+    # Set before the streams are told (on commit): a stream that missed that finds this.
+    _redis().set(NOTE_PREFIX + credential_id, note, ex=settings.REALTIME_TICKET_TTL + 5)
+
+
+def credential_note(credential_id: str) -> str | None:
+    """What became of the session `credential_id` lately: ENDED, KEPT + a password
+    stamp, or None."""
+    note = _redis().get(NOTE_PREFIX + credential_id)
+    if note is None:
         return None
-    return kept.decode() if isinstance(kept, bytes) else str(kept)
+    return note.decode() if isinstance(note, bytes) else str(note)
 
 
 def tickets_in_query(query_string: bytes) -> list[str]:

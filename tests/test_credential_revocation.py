@@ -438,3 +438,25 @@ def test_a_token_expires_after_thirty_days_by_default_and_never_with_a_ttl_of_ze
     forever = APIClient().post("/v1/auth/token", {"username": "ttl", "password": "pw-ttl"}, format="json")
     assert forever.json()["expiry"] is None
     assert AuthToken.objects.filter(user=user, expiry__isnull=True).count() == 1
+
+
+# --- A logout ends what its session opened --------------------------------------------------
+
+
+def test_logging_out_closes_the_sessions_streams_and_refuses_its_tickets_and_no_other_sessions(server):
+    user = make_user("leaving")
+    channel = channel_create(owner=user, name="mine")
+    leaving, staying = Browser(server).log_in("leaving", "pw-leaving"), Browser(server).log_in("leaving", "pw-leaving")
+    leaving_socket, leaving_sse, staying_socket = leaving.user_socket(), leaving.channel_sse(channel), staying.user_socket()
+    leaving_ticket = leaving.ticket()
+
+    logout = leaving.http.post("/accounts/logout/", data={"csrfmiddlewaretoken": leaving.http.cookies["csrftoken"]})
+    assert logout.status_code == 302
+
+    assert ended(leaving_socket, leaving_sse), (leaving_socket.ended, leaving_sse.ended)
+    assert leaving_socket.close_code == 4401
+    assert status_of(events_url(server, channel), params={"ticket": leaving_ticket}) == 401
+    notify(user, channel, "still here")
+    assert wait_for(lambda: markers(staying_socket) == ["still here"], timeout=5), staying_socket.messages
+    assert staying_socket.ended is None and staying.me() == 200
+    staying_socket.close()
