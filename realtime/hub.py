@@ -315,14 +315,14 @@ class StreamHub:
                 item: InboxItem = (CATCH_UP, None, stream)
             except DatabaseError:
                 logger.warning("Stream hub: %s could not be read; trying again at the next heartbeat", stream, exc_info=True)
-                (lambda *a: None)("table_unreadable")
+                metrics.delivery_dropped("table_unreadable")
                 continue
             else:
                 if not deliveries:
                     continue
                 # Rows past every wake-up received: theirs never came (or not yet).
                 woken = self.woken.get(stream, 0)
-                (lambda *a: None)("wakeup_missed", sum(1 for delivery in deliveries if delivery.id > woken))
+                metrics.delivery_dropped("wakeup_missed", sum(1 for delivery in deliveries if delivery.id > woken))
                 self.woken[stream] = max(woken, deliveries[-1].id)
                 item = (ROWS, deliveries, stream)
             for subscription in list(subscribers):
