@@ -160,14 +160,15 @@ STREAM_END_REASONS: dict[str, tuple[str, ...]] = {
     # revoked: its user lost access; credential_revoked / credential_expired: the token
     # or session it opened with was revoked or has expired; resync: too far behind
     # (SSE ends, the client refetches); error: an unexpected error ended it;
-    # too_many_messages: a WebSocket client over REALTIME_WS_MAX_MESSAGES_PER_SECOND;
-    # client_gone: the client closed it; shutdown: the server process was stopping.
-    "sse": ("lifetime", "revoked", "credential_revoked", "credential_expired", "resync", "error", "client_gone", "shutdown"),
-    # WebSocket only: forbidden: a subscribe refused with a close; message_too_large: a
-    # message over REALTIME_WS_MAX_MESSAGE_BYTES.
+    # client_gone: the client closed it (or the connection was cut: a server process
+    # that stops closes its streams without a reason of their own).
+    "sse": ("lifetime", "revoked", "credential_revoked", "credential_expired", "resync", "error", "client_gone"),
+    # WebSocket only: forbidden: a subscribe refused with a close; too_many_messages:
+    # over REALTIME_WS_MAX_MESSAGES_PER_SECOND; message_too_large: a message over
+    # REALTIME_WS_MAX_MESSAGE_BYTES.
     "ws": (
         "lifetime", "revoked", "forbidden", "credential_revoked", "credential_expired", "error", "too_many_messages",
-        "message_too_large", "client_gone", "shutdown",
+        "message_too_large", "client_gone",
     ),
 }
 DELIVERY_DROP_REASONS = ("wakeup_not_sent", "wakeup_missed", "table_unreadable")
@@ -397,9 +398,10 @@ def _locked(path: str) -> Iterator[None]:
 def exposition() -> bytes:
     """Every process's metrics in Prometheus' text format, and what is read at scrape
     time (core.metrics_sources: dependencies, Redis memory, queues)."""
-    from core.metrics_sources import ScrapeTimeCollector
+    from core.metrics_sources import ScrapeTimeCollector, sample_now
 
     initialise_known_series()
+    sample_now()
     read_now = CollectorRegistry()
     read_now.register(ScrapeTimeCollector())
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

@@ -48,13 +48,19 @@ def database_pool() -> Any | None:
 
 class PoolSampler:
     """Copies a pool's stats into the metrics: its gauges as they are now, its counters
-    (psycopg counts since the pool was made) by what they grew since the last sample."""
+    (psycopg counts since the pool was made) by what they grew since the last sample.
+    One per process, called by its thread and by a scrape this process answers."""
 
     def __init__(self) -> None:
         self.pool: Any | None = None
         self.last: dict[str, int] = {}
+        self.lock = threading.Lock()
 
     def sample(self) -> None:
+        with self.lock:
+            self._sample()
+
+    def _sample(self) -> None:
         pool = database_pool()
         if pool is None:
             return
@@ -77,25 +83,36 @@ class PoolSampler:
             self.last[name] = stats.get(name, 0)
 
 
-# The processes whose sampler runs (a forked child is not one: threads do not survive a fork).
-_sampling_in: set[int] = set()
+# This process's sampler, and the process it was started in (a forked child starts its
+# own: threads do not survive a fork).
+_sampler = PoolSampler()
+_sampling_in: int | None = None
 _sampler_lock = threading.Lock()
 
 
 def start_sampling() -> None:
-    """Sample this process's pool from now on (once per process)."""
+    """Sample this process's pool from now on (once per process). Its bound is known
+    before the pool is made (on the first query)."""
+    global _sampling_in  # noqa: PLW0603 - one sampler per process, restarted in a forked child
     with _sampler_lock:
-        if os.getpid() in _sampling_in:
+        if _sampling_in == os.getpid():
             return
-        _sampling_in.add(os.getpid())
-    sampler = PoolSampler()
-    threading.Thread(target=_sample_forever, args=(sampler,), name="metrics-pool-sampler", daemon=True).start()
+        _sampling_in = os.getpid()
+    pool_options = settings.DATABASES["default"].get("OPTIONS", {}).get("pool") or {}
+    metrics.DB_POOL_MAX.set(pool_options.get("max_size", 0) if isinstance(pool_options, dict) else 0)
+    threading.Thread(target=_sample_forever, name="metrics-pool-sampler", daemon=True).start()
 
 
-def _sample_forever(sampler: PoolSampler) -> None:
+def sample_now() -> None:
+    """The pool as it is now, for a scrape this process answers (its own gauges fresh)."""
+    if _sampling_in == os.getpid():
+        _sampler.sample()
+
+
+def _sample_forever() -> None:
     while True:
         try:
-            sampler.sample()
+            _sampler.sample()
         except Exception:  # a sample is worth less than the thread that takes the next one
             logger.warning("Metrics: the database pool could not be sampled", exc_info=True)
         time.sleep(settings.METRICS_SAMPLE_SECONDS)

@@ -21,7 +21,7 @@ from realtime.auth import StreamCaller, credential_holder, session_caller, ticke
 from realtime.delivery import Resync, StreamCursor, latest_seq
 from realtime.event_ids import InvalidEventId, parse_event_id
 from realtime.hub import CREDENTIAL_REVOKED, REVOKE, Subscription, TooManyStreams, deliveries_for, get_hub
-from realtime.inbound import MessageRate
+from realtime.inbound import CLOSE_MESSAGE_TOO_BIG, MessageRate
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
     stream: str | None = None
     cursor: StreamCursor | None = None
     subscription: Subscription | None = None
+    # Why the server closes it (core.metrics.STREAM_END_REASONS); None: the client did.
+    ending: str | None = None
 
     async def resolve_stream(self, message: dict[str, Any]) -> str:
         """The stream a subscribe message reads; raise SubscriptionRefused if not allowed."""
@@ -109,6 +111,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
     async def _close_after(self, seconds: float, code: int = CLOSE_LIFETIME) -> None:
         await asyncio.sleep(seconds)
         # Closing makes the client reconnect, which checks its authorisation again.
+        self.ending = "lifetime" if code == CLOSE_LIFETIME else "credential_expired"
         await self.close(code=code)
 
     async def _pump(self) -> None:
@@ -122,9 +125,11 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                 if item[0] == REVOKE:
                     await self._leave()
                     if item[1] == CREDENTIAL_REVOKED:
+                        self.ending = "credential_revoked"
                         await self.send_error("credentials_revoked", CREDENTIALS_REVOKED)
                         await self.close(code=CLOSE_UNAUTHENTICATED)
                     else:
+                        self.ending = "revoked"
                         await self.send_error("forbidden", "You may no longer read this stream.")
                         await self.close(code=CLOSE_FORBIDDEN)
                     return
@@ -135,6 +140,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             raise
         except Exception:
             logger.exception("WebSocket %s: closing after an unexpected error", self.stream)
+            self.ending = "error"
             await self.close(code=CLOSE_INTERNAL_ERROR)
 
     async def disconnect(self, code: int) -> None:
@@ -142,6 +148,9 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             task.cancel()
         if self.subscription is not None:
             metrics.stream_closed("ws")
+            # A close frame the inbound limit sent never passed through this consumer.
+            too_big = "message_too_large" if code == CLOSE_MESSAGE_TOO_BIG else None
+            metrics.stream_ended("ws", self.ending or too_big or "client_gone")
             await self.hub.detach(self.subscription)
             self.subscription = None
         self.stream, self.cursor = None, None
@@ -149,6 +158,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         if not self.inbound.allow():
             if self.inbound.refused == 1:
+                self.ending = "too_many_messages"
                 await self.send_error(
                     "too_many_messages",
                     f"More than {settings.REALTIME_WS_MAX_MESSAGES_PER_SECOND:g} messages a second; closing.",
@@ -194,6 +204,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         except SubscriptionRefused as refused:
             await self.send_error(refused.code, refused.detail)
             if refused.close:
+                self.ending = "forbidden"
                 await self.close(code=CLOSE_FORBIDDEN)
             return
         if self.subscription is None:  # connect() attaches before any message is received
@@ -224,6 +235,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         except DatabaseError:
             # The cursor has not moved: the hub's next read of the table fills the gap.
             logger.warning("WebSocket %s: the table could not be read; trying again later", self.stream, exc_info=True)
+            metrics.delivery_dropped("table_unreadable")
             return
         except Resync as resync:
             if self.cursor is not None:

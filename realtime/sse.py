@@ -21,7 +21,7 @@ from core.errors import problem_response
 from realtime.auth import credential_holder
 from realtime.credentials import Credential
 from realtime.delivery import Delivery, Resync, StreamCursor, latest_seq
-from realtime.hub import REVOKE, StreamHub, Subscription, TooManyStreams, deliveries_for, get_hub
+from realtime.hub import CREDENTIAL_REVOKED, REVOKE, StreamHub, Subscription, TooManyStreams, deliveries_for, get_hub
 
 # A stream closes when its tab or its lifetime ends; a client refused for holding too
 # many polls until one has.
@@ -66,6 +66,9 @@ async def event_stream(
     if subscription is None:
         subscription = await hub.attach(user_id)
     metrics.stream_opened("sse")
+    # Why it ends (core.metrics.STREAM_END_REASONS): unless set below, its client left
+    # (the server cancels the generator).
+    ending = "client_gone"
     try:
         # Read by the hub before the table is read, so nothing committed in between is missed.
         await hub.read(subscription, stream)
@@ -85,6 +88,7 @@ async def event_stream(
         yield f": connected at {cursor.last_sent}\n\n"
         seconds = float(settings.REALTIME_MAX_CONNECTION_SECONDS)
         deadline = time.monotonic() + (seconds if lifetime is None else min(lifetime, seconds))
+        at_deadline = "lifetime" if lifetime is None or lifetime >= seconds else "credential_expired"
         # The heartbeat is due a period after the last write, whatever else arrived.
         last_write = time.monotonic()
         while time.monotonic() < deadline:
@@ -100,6 +104,7 @@ async def event_stream(
                 yield f": heartbeat {cursor.last_sent}\n\n"
                 continue
             if item[0] == REVOKE:
+                ending = "credential_revoked" if item[1] == CREDENTIAL_REVOKED else "revoked"
                 return
             try:
                 for delivery in await deliveries_for(cursor, item):
@@ -108,15 +113,20 @@ async def event_stream(
                     yield sse_frame(delivery, named=named)
             except Resync as resync:
                 metrics.resynced("sse")
+                ending = "resync"
                 yield resync_frame(resync.latest, named=named)
                 return
             except DatabaseError:
                 logger.warning("SSE %s: a gap could not be filled; the hub reads again at its heartbeat", stream, exc_info=True)
+                metrics.delivery_dropped("table_unreadable")
+        ending = at_deadline
     except Exception:
+        ending = "error"
         # Ending the response is what makes EventSource reconnect with Last-Event-ID.
         logger.exception("SSE %s: ending the stream after an unexpected error", stream)
     finally:
         metrics.stream_closed("sse")
+        metrics.stream_ended("sse", ending)
         await hub.detach(subscription)
 
 

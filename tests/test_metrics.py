@@ -8,13 +8,14 @@ import sys
 
 import httpx
 import pytest
+from django.conf import settings
 from knox.models import AuthToken
 from prometheus_client.parser import text_string_to_metric_families
 
 from contents.services import channel_create
 from core import metrics
 from tests.helpers import api_client_for, make_user, run_burst_worker
-from tests.live import ROOT, Daphne
+from tests.live import ROOT, Daphne, Stack
 from tests.stream_clients import SSECollector, wait_for
 
 TOKEN = "metrics-token-for-tests"
@@ -125,3 +126,84 @@ def test_a_content_run_by_a_worker_and_streamed_by_daphne_is_counted_across_proc
         assert pids <= {"archive", str(os.getpid())}, pids
     finally:
         daphne.close()
+
+
+def label_sets(text: str, name: str, *labels: str) -> dict[tuple[str, ...], float]:
+    """{(label values...): value} of the samples called `name`."""
+    return {
+        tuple(sample.labels[label] for label in labels): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_fresh_stacks_first_scrape_has_every_family_with_its_zero_series():
+    stack = Stack(redis_url=settings.REDIS_URL, METRICS_TOKEN=TOKEN, WEB_WORKERS="1")
+    try:
+        first = httpx.get(stack.url("/metrics"), headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    finally:
+        stack.stop()
+    assert first.status_code == 200, first.text
+    text = first.text
+
+    transports: set[tuple[str, ...]] = {("sse",), ("ws",)}
+    zero_families: dict[str, tuple[tuple[str, ...], set[tuple[str, ...]]]] = {
+        "aistatus_events_published_total": (("stream", "type"), {
+            ("channel", "content_status_update"), ("channel", "processing_complete"), ("channel", "processing_error"),
+            ("user", "ai_job_update"), ("user", "notification"),
+        }),
+        "aistatus_events_delivered_total": (("transport",), transports),
+        "aistatus_stream_replays_total": (("transport",), transports),
+        "aistatus_stream_resyncs_total": (("transport",), transports),
+        "aistatus_open_streams": (("transport",), transports),
+        "aistatus_stream_endings_total": (("transport", "reason"), {
+            *(("sse", reason) for reason in (
+                "lifetime", "revoked", "credential_revoked", "credential_expired", "resync", "error", "client_gone",
+            )),
+            *(("ws", reason) for reason in (
+                "lifetime", "revoked", "forbidden", "credential_revoked", "credential_expired", "error",
+                "too_many_messages", "message_too_large", "client_gone",
+            )),
+        }),
+        "aistatus_delivery_drops_total": (("reason",), {("wakeup_not_sent",), ("wakeup_missed",), ("table_unreadable",)}),
+        "aistatus_job_stage_duration_seconds_count": (("job", "stage", "outcome"), {
+            (job, stage, outcome)
+            for job, stages in (("content", ("uploading", "summarizing", "qa_generating")), ("ai_job", ("glitch", "remix")))
+            for stage in stages
+            for outcome in ("ok", "failed", "stopped")
+        }),
+        "aistatus_job_stage_failures_total": (("job", "stage"), {
+            ("content", "uploading"), ("content", "summarizing"), ("content", "qa_generating"),
+            ("ai_job", "glitch"), ("ai_job", "remix"),
+        }),
+        "aistatus_sweep_runs_total": (("job", "action"), {
+            (job, action) for job in ("content", "ai_job") for action in ("requeued", "retried", "failed")
+        }),
+        "aistatus_event_wakeup_lag_seconds_count": ((), {()}),
+        "aistatus_db_pool_timeouts_total": ((), {()}),
+    }
+    for name, (labels, expected) in zero_families.items():
+        series = label_sets(text, name, *labels)
+        assert set(series) == expected, (name, set(series) ^ expected)
+        assert set(series.values()) == {0.0}, (name, series)
+
+    # The pool is sampled per process: the web worker's, with its bound. (Its first
+    # caller waited while the pool opened its first connection: waits are counted.)
+    pools = label_sets(text, "aistatus_db_pool_max_connections", "pid")
+    assert 10.0 in pools.values(), pools
+    assert {state for state, _pid in label_sets(text, "aistatus_db_pool_connections", "state", "pid")} == {"in_use", "idle"}
+    assert set(label_sets(text, "aistatus_db_pool_waiting", "pid").values()) == {0.0}
+    for name in ("aistatus_db_pool_waits_total", "aistatus_db_pool_wait_seconds_total"):
+        assert set(label_sets(text, name)) == {()}, name
+    # Read at the scrape: every dependency answers, each Redis role's memory, the queue.
+    assert label_sets(text, "aistatus_dependency_up", "dependency") == {("database",): 1, ("redis",): 1, ("cache",): 1}
+    assert set(label_sets(text, "aistatus_redis_used_memory_bytes", "role")) == {("queue",), ("cache",)}
+    assert all(used > 0 for used in label_sets(text, "aistatus_redis_used_memory_bytes", "role").values())
+    assert set(label_sets(text, "aistatus_redis_maxmemory_bytes", "role")) == {("queue",), ("cache",)}
+    for name in ("aistatus_queue_jobs", "aistatus_queue_oldest_job_age_seconds", "aistatus_queue_failed_jobs"):
+        assert label_sets(text, name, "queue") == {("default",): 0}, name
+    assert set(label_sets(text, "aistatus_queue_workers", "queue")) == {("default",)}
+    # The health checks that saw the stack up were counted before the scrape.
+    assert label_sets(text, "aistatus_http_request_duration_seconds_count", "route").get(("healthz",), 0) >= 1
