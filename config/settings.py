@@ -267,7 +267,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Redis roles: the cache may evict (maxmemory-policy allkeys-lru) and loses nothing
 # that matters; the queue and the channel layer must not (noeviction). One Redis with
 # noeviction serves all three by default (make run); in production point
-# CACHE_REDIS_URL at an instance of its own with an evicting policy (README).
+# CACHE_REDIS_URL at an instance of its own with an evicting policy (docs/operations.md, "Redis roles").
 CACHE_REDIS_URL = os.environ.get("CACHE_REDIS_URL", REDIS_URL)
 CACHES = {
     "default": {

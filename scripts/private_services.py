@@ -314,7 +314,7 @@ class PrivatePostgres(PrivateServer):
 
 class PrivateRedis(PrivateServer):
     """Debian's redis-server with `make run`'s settings: noeviction (the queue and the
-    channel layer must not lose keys; README, 'Redis roles') and nothing kept on disk
+    channel layer must not lose keys; docs/operations.md, 'Redis roles') and nothing kept on disk
     (the sweep re-enqueues what a restart lost)."""
 
     what = "Redis"

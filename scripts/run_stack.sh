@@ -4,7 +4,7 @@
 #
 # RUN_MODE=production (the default): granian, one worker process per core (WEB_WORKERS,
 # default `nproc`), DEBUG off, no access log. `python -m bench servers` measured it
-# against daphne and uvicorn (README, "Production server mode"). RUN_MODE=dev: daphne,
+# against daphne and uvicorn (docs/operations.md, "Production server mode"). RUN_MODE=dev: daphne,
 # one process, DEBUG on, its access log, as before.
 # Each is supervised: one that exits (the RQ worker quits when Redis goes away) is
 # started again, with a growing delay while it keeps failing, and the others go on.

@@ -261,7 +261,7 @@ export function openEventSource(url, on, withCredentials = false) {
 }
 
 /**
- * WebSocket close codes the server uses (README, "What survives what"). 4401 and 4403
+ * WebSocket close codes the server uses (docs/api.md, "Events"). 4401 and 4403
  * stop the feed; 4000 reopens at once. Every other code reconnects with backoff, among
  * them those that say the client asked too much: 4008 (messages too fast), 4009 (a
  * message over the size limit) and 4429 (too many streams), which this kit never causes
