@@ -14,6 +14,10 @@ class AIJobAdmin(admin.ModelAdmin):
     list_select_related = ("owner",)
     readonly_fields = [f.name for f in AIJob._meta.fields]
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Jobs are made through the API, which charges and queues them; every field here is read-only, so the add page could only fail (500).
+        return False
+
 
 @admin.register(CreditAccount)
 class CreditAccountAdmin(admin.ModelAdmin):
@@ -21,6 +25,10 @@ class CreditAccountAdmin(admin.ModelAdmin):
     search_fields = ("user__username",)
     list_select_related = ("user",)
     readonly_fields = ("user", "balance", "updated_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # An account comes with its user; a balance moves only by entries (CreditEntryAdmin). The add page could only fail (500).
+        return False
 
 
 @admin.register(CreditEntry)

@@ -27,6 +27,10 @@ class VideoDeletionAdmin(admin.ModelAdmin):
     show_full_result_count = False
     readonly_fields = ("video", "reason", "deleted_by", "deleted_at", "files_removed_at")
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A deletion record is written by the audited delete (the videos' action or the API), never by hand; the add page could only fail (500).
+        return False
+
 
 @admin.register(Block)
 class BlockAdmin(admin.ModelAdmin):
