@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # Django 6 needs Python 3.12+; Debian's python3 here is 3.11, pyenv carries newer ones.
 PYTHON_FOR_VENV ?= $(shell for p in python3.13 python3.12 /root/.pyenv/versions/3.13*/bin/python3.13 /root/.pyenv/versions/3.12*/bin/python3.12; do command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { command -v $$p; break; }; done)
 
-.PHONY: run serve test lint bench venv services migrate clean lock
+.PHONY: run serve test lint bench venv services migrate clean lock monitor
 
 # config/settings.py is production unless asked otherwise. `make run` and its steps ask
 # for development (a fixed SECRET_KEY, plain-http cookies, CORS for the seed frontend on
@@ -45,6 +45,15 @@ serve: migrate
 	$(PY) manage.py seed_demo
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	@PORT=$(PORT) HOST=$(HOST) bash scripts/run_stack.sh
+
+# A Prometheus beside `make run` (config/monitor.py), for a person: it scrapes
+# http://$(HOST):$(PORT)/metrics with METRICS_TOKEN (start `make run` with the same one)
+# and evaluates deploy/prometheus/alerts.yml; http://127.0.0.1:$(PROMETHEUS_PORT)/classic/alerts
+# shows them. Not 9090: Debian's own prometheus service takes that one where it runs.
+PROMETHEUS_PORT ?= 9091
+monitor: venv
+	@bash scripts/install_prometheus.sh
+	@PORT=$(PORT) HOST=$(HOST) PROMETHEUS_PORT=$(PROMETHEUS_PORT) $(PY) -m config.monitor
 
 # Lint (ruff, pyproject.toml's [tool.ruff]) and type check (mypy with the Django and DRF
 # plugins, [tool.mypy]); `make test` runs this first and stops on any finding.

@@ -23,19 +23,8 @@ if [ ! -x /usr/bin/chromium ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
-# Debian's prometheus: promtool checks and unit-tests the alert rules (deploy/prometheus/),
-# and a real Prometheus scrapes a live stack in tests/test_alerts_live.py. The tests
-# start their own on a free port; the package's service (port 9090, which Debian starts
-# where systemd runs) is not used: `systemctl disable --now prometheus` stops it.
-if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "The alert tests need Debian's prometheus (promtool): run 'sudo apt-get install --no-install-recommends prometheus'." >&2
-    exit 1
-  fi
-  echo "Installing Debian's prometheus for the alert tests..."
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-fi
+# Debian's prometheus, for the alert rules' tests (promtool) and the live alert test.
+bash "$(dirname "$0")/install_prometheus.sh"
 # A Korean font, so that the pages' screenshots in Korean (docs/screenshots/) show text, not boxes.
 if ! fc-list :lang=ko 2>/dev/null | grep -q .; then
   if [ "$(id -u)" -ne 0 ]; then

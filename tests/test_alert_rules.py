@@ -49,6 +49,26 @@ def test_the_rules_are_valid_for_prometheus():
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+def test_the_deployment_configuration_is_valid_with_its_rules_and_token_file(tmp_path):
+    config = yaml.safe_load((RULES_DIR / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["alerts.yml"]
+    token_file = tmp_path / "aistatus-token"
+    token_file.write_text("a-token")
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "aistatus"  # AistatusDown names it
+    job["authorization"]["credentials_file"] = str(token_file)
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    shutil.copy(RULES, tmp_path / "alerts.yml")
+
+    checked = subprocess.run(
+        [promtool(), "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True, timeout=60,
+        check=False,
+    )
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "12 rules found" in checked.stdout
+
+
 def test_every_alert_says_how_long_how_bad_what_and_what_to_do():
     rules = alerts(yaml.safe_load(RULES.read_text()))
     assert {rule["alert"] for rule in rules} == EXPECTED
