@@ -40,6 +40,28 @@ def console_of(page: "Page") -> list[str]:
     return _CONSOLES[page]
 
 
+# Every Content-Security-Policy violation in the page's documents, as the browser
+# reports it to the page (the event fires for blocked and report-only alike).
+RECORD_CSP_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', (event) => window.__cspViolations.push(
+  `${event.effectiveDirective} blocked ${event.blockedURI || 'inline'} at ${event.sourceFile || event.documentURI}:${event.lineNumber}`));
+"""
+
+
+def record_csp_violations(page: "Page") -> None:
+    """From now on, each document the page opens records its CSP violations."""
+    page.add_init_script(RECORD_CSP_VIOLATIONS)
+
+
+def csp_violations(page: "Page") -> list[str]:
+    """The current document's CSP violations, and every one its console reported since
+    record_console (Chromium logs each: "Refused to ... Content Security Policy ...")."""
+    reported = page.evaluate("window.__cspViolations ?? []")
+    logged = [m for m in _CONSOLES.get(page, []) if "Content Security Policy" in m]
+    return [*reported, *logged]
+
+
 def in_own_thread(work: Callable[[], object]) -> None:
     """Database work while Playwright's loop runs in this thread: in a plain thread,
     whose connection is closed afterwards (not left to the loop's context)."""

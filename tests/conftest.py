@@ -67,7 +67,10 @@ def browser_page(monkeypatch):
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page()
+        # A harness for client code (the seeds' hooks injected as an inline script, waited on
+        # with wait_for_function, which evaluates strings): the site's Content-Security-Policy
+        # would refuse both. The site's own pages run under it in test_browser_pages.py.
+        page = browser.new_page(bypass_csp=True)
         record_console(page)
         yield page
         browser.close()
