@@ -2,6 +2,8 @@
 each alert proven by its unit tests (alerts.test.yml, run by promtool): they pass, and
 they fail when the alert's expression can never be true."""
 
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,11 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
+from core.metrics import REGISTRY
+from core.metrics_sources import ScrapeTimeCollector
 from tests.live import ROOT
 
 RULES_DIR = ROOT / "deploy" / "prometheus"
 RULES = RULES_DIR / "alerts.yml"
 RULE_TESTS = RULES_DIR / "alerts.test.yml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "aistatus.json"
 
 # The seed's three, and what the on-call engineer of this service needs beside them.
 EXPECTED = {
@@ -102,3 +107,39 @@ def test_the_unit_tests_fail_when_an_alert_never_or_always_fires(broken, expr, t
 
     assert result.returncode != 0
     assert broken in result.stdout + result.stderr
+
+
+def sample_names() -> set[str]:
+    """Every sample name /metrics serves: the metrics counted (core.metrics) and those
+    read at the scrape (core.metrics_sources)."""
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"], "gauge": [""]}
+    families = [*REGISTRY.collect(), *ScrapeTimeCollector().collect()]
+    return {family.name + suffix for family in families for suffix in suffixes.get(family.type, [""])}
+
+
+def dashboard_queries() -> list[str]:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return [target["expr"] for panel in panels for target in panel.get("targets", [])]
+
+
+def test_the_alerts_and_the_dashboard_read_only_metrics_that_exist():
+    known = sample_names()
+    queries = [rule["expr"] for rule in alerts(yaml.safe_load(RULES.read_text()))] + dashboard_queries()
+    read = {name for query in queries for name in re.findall(r"\baistatus_[a-z_]+", query)}
+    assert read - known == set()
+    assert {"aistatus_db_pool_wait_seconds_total", "aistatus_redis_used_memory_bytes", "aistatus_queue_jobs"} <= read
+
+
+def test_the_dashboards_queries_are_valid_promql(tmp_path):
+    queries = dashboard_queries()
+    assert len(queries) >= 20
+    # promtool parses the expressions of recording rules: one per query.
+    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:query_{i}", "expr": q} for i, q in enumerate(queries)]}]}
+    (tmp_path / "dashboard.yml").write_text(yaml.safe_dump(rules))
+
+    checked = subprocess.run(
+        [promtool(), "check", "rules", str(tmp_path / "dashboard.yml")], capture_output=True, text=True, timeout=60,
+        check=False,
+    )
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
