@@ -4,7 +4,7 @@ from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
-from rest_framework.permissions import IsAdminUser
+from rest_framework.permissions import BasePermission, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,13 +23,23 @@ from moderation.serializers import (
 )
 
 
+class MayDeleteVideos(BasePermission):
+    """The permission the admin's audited delete asks for (moderation.admin): being staff
+    is not enough, or a staff user who may only view videos could delete them here."""
+
+    message = "Deleting videos needs the videos.delete_video permission."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return request.user.has_perm("videos.delete_video")
+
+
 class BatchDeleteVideosView(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsAdminUser, MayDeleteVideos]
 
     @extend_schema(
         request=BatchDeleteRequestSerializer, responses={200: BatchDeleteSerializer}, tags=["moderation"],
-        description="Staff only. The videos disappear for everyone at once; the reason and who acted are kept; "
-        "their files are removed from storage after the grace period.",
+        description="Staff only, with the videos.delete_video permission. The videos disappear for everyone at "
+        "once; the reason and who acted are kept; their files are removed from storage after the grace period.",
     )
     def post(self, request: Request) -> Response:
         data = BatchDeleteRequestSerializer(data=request.data)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from knox.models import AuthToken
 
@@ -104,6 +105,8 @@ def seed_world() -> World:
     me = _side("me", video_bytes)
     other = _side("other", video_bytes)
     staff = new_user("staff", is_staff=True)
+    # The moderation API's batch delete asks staff for this permission (moderation.views).
+    staff.user_permissions.add(Permission.objects.get(content_type__app_label="videos", codename="delete_video"))
     member = new_user("member")
     spare_member = new_user("spare-member")
     channel_add_members(channel=me.channel, user_ids=[member.id, spare_member.id])

@@ -3,7 +3,8 @@ granted, tried from outside through /admin/ as a logged-in browser would: an act
 not granted is neither offered nor run when posted anyway; Django's plain delete,
 which leaves no reason and no record, is gone from the videos' admin; suspension
 asks for more than blocking on behalf of a user, and only a superuser suspends a
-superuser. The intermediate page says its heading once."""
+superuser. The intermediate page says its heading once. The API's batch delete asks
+for the same permission as the admin's."""
 
 import re
 
@@ -16,7 +17,7 @@ from django.test import Client
 from accounts.models import Block
 from moderation.models import Suspension, VideoDeletion
 from moderation.services import suspend_users
-from tests.helpers import make_user
+from tests.helpers import api_client_for, make_user
 from tests.media import make_video
 from videos.models import Video
 from videos.services import video_upload
@@ -100,6 +101,19 @@ def test_the_delete_permission_gets_only_the_audited_delete():
     assert done.status_code == 302
     assert Video.objects.count() == 2 and Video.objects.visible().count() == 0, "hidden, not removed"
     assert set(VideoDeletion.objects.values_list("reason", "deleted_by__username")) == {("Copyright", "deleter")}
+
+
+def test_the_apis_batch_delete_asks_staff_for_the_same_delete_permission():
+    video = upload("a")
+    ask = {"video_ids": [str(video.id)], "reason": "spam"}
+    viewer = api_client_for(staff_with("viewer", "videos.view_video", "accounts.view_user"))
+    refused = viewer.post("/v1/admin/videos/batch-delete", ask, format="json")
+    assert refused.status_code == 403 and refused["Content-Type"] == "application/problem+json"
+    assert Video.objects.visible().count() == 1 and not VideoDeletion.objects.exists()
+
+    deleter = api_client_for(staff_with("deleter", "videos.delete_video"))
+    assert deleter.post("/v1/admin/videos/batch-delete", ask, format="json").json()["deleted_count"] == 1
+    assert set(VideoDeletion.objects.values_list("deleted_by__username", flat=True)) == {"deleter"}
 
 
 def test_blocking_on_behalf_of_a_user_does_not_grant_suspension():
