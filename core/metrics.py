@@ -160,15 +160,17 @@ STREAM_END_REASONS: dict[str, tuple[str, ...]] = {
     # revoked: its user lost access; credential_revoked / credential_expired: the token
     # or session it opened with was revoked or has expired; resync: too far behind
     # (SSE ends, the client refetches); error: an unexpected error ended it;
-    # client_gone: the client closed it (or the connection was cut: a server process
-    # that stops closes its streams without a reason of their own).
-    "sse": ("lifetime", "revoked", "credential_revoked", "credential_expired", "resync", "error", "client_gone"),
+    # client_gone: the client closed it; shutdown: the connection ended while its
+    # process was draining (core.health.draining: told to stop).
+    "sse": (
+        "lifetime", "revoked", "credential_revoked", "credential_expired", "resync", "error", "client_gone", "shutdown",
+    ),
     # WebSocket only: forbidden: a subscribe refused with a close; too_many_messages:
     # over REALTIME_WS_MAX_MESSAGES_PER_SECOND; message_too_large: a message over
     # REALTIME_WS_MAX_MESSAGE_BYTES.
     "ws": (
         "lifetime", "revoked", "forbidden", "credential_revoked", "credential_expired", "error", "too_many_messages",
-        "message_too_large", "client_gone",
+        "message_too_large", "client_gone", "shutdown",
     ),
 }
 DELIVERY_DROP_REASONS = ("wakeup_not_sent", "wakeup_missed", "table_unreadable")

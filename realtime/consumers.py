@@ -16,6 +16,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from core import metrics, parsers
+from core.health import draining
 from core.parsers import JSONTooDeep
 from realtime.auth import StreamCaller, credential_holder, session_caller, ticket_caller
 from realtime.delivery import Resync, StreamCursor, latest_seq
@@ -148,9 +149,10 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             task.cancel()
         if self.subscription is not None:
             metrics.stream_closed("ws")
-            # A close frame the inbound limit sent never passed through this consumer.
+            # A close frame the inbound limit sent never passed through this consumer; a
+            # server stopping (its drain) closes what is left without a reason of ours.
             too_big = "message_too_large" if code == CLOSE_MESSAGE_TOO_BIG else None
-            metrics.stream_ended("ws", self.ending or too_big or "client_gone")
+            metrics.stream_ended("ws", self.ending or too_big or ("shutdown" if draining() else "client_gone"))
             await self.hub.detach(self.subscription)
             self.subscription = None
         self.stream, self.cursor = None, None

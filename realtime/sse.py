@@ -18,6 +18,7 @@ from django.http import HttpResponseBase, StreamingHttpResponse
 
 from core import metrics
 from core.errors import problem_response
+from core.health import draining
 from realtime.auth import credential_holder
 from realtime.credentials import Credential
 from realtime.delivery import Delivery, Resync, StreamCursor, latest_seq
@@ -126,7 +127,7 @@ async def event_stream(
         logger.exception("SSE %s: ending the stream after an unexpected error", stream)
     finally:
         metrics.stream_closed("sse")
-        metrics.stream_ended("sse", ending)
+        metrics.stream_ended("sse", "shutdown" if ending == "client_gone" and draining() else ending)
         await hub.detach(subscription)
 
 

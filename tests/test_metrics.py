@@ -161,10 +161,11 @@ def test_a_fresh_stacks_first_scrape_has_every_family_with_its_zero_series():
         "aistatus_stream_endings_total": (("transport", "reason"), {
             *(("sse", reason) for reason in (
                 "lifetime", "revoked", "credential_revoked", "credential_expired", "resync", "error", "client_gone",
+                "shutdown",
             )),
             *(("ws", reason) for reason in (
                 "lifetime", "revoked", "forbidden", "credential_revoked", "credential_expired", "error",
-                "too_many_messages", "message_too_large", "client_gone",
+                "too_many_messages", "message_too_large", "client_gone", "shutdown",
             )),
         }),
         "aistatus_delivery_drops_total": (("reason",), {("wakeup_not_sent",), ("wakeup_missed",), ("table_unreadable",)}),

@@ -5,15 +5,19 @@ streams of a live daphne ended from outside, the failures that no client can cau
 (an unexpected error, a refusing channel layer) in this process."""
 
 import asyncio
+import shutil
 from collections.abc import Callable
 
 import httpx
 import pytest
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import OperationalError, transaction
 from knox.models import AuthToken
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 
@@ -27,7 +31,7 @@ from realtime.sse import event_stream
 from realtime.streams import channel_stream, publish, user_stream
 from realtime.user_consumer import UserEventsConsumer
 from tests.helpers import make_user
-from tests.live import Daphne
+from tests.live import ROOT, Daphne, Stack
 from tests.stream_clients import SSECollector, WSCollector, ticket, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -116,6 +120,35 @@ def test_streams_of_a_live_server_are_counted_by_why_they_ended():
     finally:
         api.close()
         daphne.close()
+
+
+def test_a_websocket_closed_by_a_stack_told_to_stop_is_counted_as_a_shutdown():
+    """SIGTERM: run_stack.sh drains (core.health.draining), then stops granian, which
+    closes the sockets left. (An SSE response still open when granian's kill timeout
+    passes is cut with its process: nothing is left to count it.)"""
+    owner = make_user("stopping")
+    channel = channel_create(owner=owner, name="stopping")
+    _, token = AuthToken.objects.create(user=owner)
+    stack = Stack(redis_url=settings.REDIS_URL, WEB_WORKERS="1", METRICS_TOKEN=TOKEN, WEB_DRAIN_SECONDS="1")
+    counted_in = ROOT / ".run" / f"metrics-{stack.port}"
+    try:
+        api = httpx.Client(base_url=stack.url(""), headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        socket = WSCollector(
+            stack.ws_url(f"/api/contents/{channel.id}/ws?ticket={ticket(api)}"), origin=stack.origin,
+            subscribe={"type": "subscribe", "channel_id": str(channel.id)},
+        )
+        api.close()
+        stack.stop()
+        assert socket.ended is not None
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(counted_in))
+        left_behind = generate_latest(registry).decode()
+        assert value(left_behind, "aistatus_stream_endings_total", transport="ws", reason="shutdown") == 1
+        assert value(left_behind, "aistatus_stream_endings_total", transport="ws", reason="client_gone") == 0
+    finally:
+        stack.stop()
+        shutil.rmtree(counted_in, ignore_errors=True)
 
 
 def test_a_stream_ended_by_an_unexpected_error_is_counted_as_an_error(monkeypatch):
