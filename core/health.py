@@ -46,8 +46,18 @@ READINESS_CHECKS = ("database", "queue")
 
 def draining() -> bool:
     """Whether this process has been told to stop (the drain file exists)."""
+    return drain_started_at() is not None
+
+
+def drain_started_at() -> float | None:
+    """When this process was told to stop (the drain file's time), or None."""
     path = settings.WEB_DRAIN_FILE
-    return bool(path) and os.path.exists(path)
+    if not path:
+        return None
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return None
 
 
 def readiness() -> tuple[bool, dict[str, object]]:

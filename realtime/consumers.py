@@ -21,7 +21,16 @@ from core.parsers import JSONTooDeep
 from realtime.auth import StreamCaller, credential_holder, session_caller, ticket_caller
 from realtime.delivery import Resync, StreamCursor, latest_seq
 from realtime.event_ids import InvalidEventId, parse_event_id
-from realtime.hub import CREDENTIAL_REVOKED, REVOKE, Subscription, TooManyStreams, deliveries_for, get_hub
+from realtime.hub import (
+    CREDENTIAL_REVOKED,
+    DRAINING,
+    REVOKE,
+    ServerDraining,
+    Subscription,
+    TooManyStreams,
+    deliveries_for,
+    get_hub,
+)
 from realtime.inbound import CLOSE_MESSAGE_TOO_BIG, MessageRate
 
 logger = logging.getLogger(__name__)
@@ -36,6 +45,9 @@ CLOSE_TOO_MANY_STREAMS = 4429
 # Messages faster than REALTIME_WS_MAX_MESSAGES_PER_SECOND: RFC 6455's 1008 "policy
 # violation" in the application's range (daphne's autobahn sends only 1000 and 3000-4999).
 CLOSE_TOO_MANY_MESSAGES = 4008
+# The process is draining (told to stop) and takes no new stream: reconnect after a
+# moment, to another host (RFC 6455's 1012 "service restart" in the application's range).
+CLOSE_SERVER_DRAINING = 4012
 
 
 CREDENTIALS_REVOKED = (
@@ -84,6 +96,10 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error("too_many_streams", str(refused))
             await self.close(code=CLOSE_TOO_MANY_STREAMS)
             return
+        except ServerDraining:
+            await self.send_error("server_draining", "This server is restarting; reconnect in a moment.")
+            await self.close(code=CLOSE_SERVER_DRAINING)
+            return
         # ...and one sent while it was opening is seen here: its revocation has committed.
         holder = await credential_holder(self.user.id, caller.credential)
         if holder is None:
@@ -125,7 +141,12 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                 item = await self.subscription.inbox.get()
                 if item[0] == REVOKE:
                     await self._leave()
-                    if item[1] == CREDENTIAL_REVOKED:
+                    if item[1] == DRAINING:
+                        # Reopened at once by the client (4000), through the load
+                        # balancer to another host, with `since`.
+                        self.ending = "shutdown"
+                        await self.close(code=CLOSE_LIFETIME)
+                    elif item[1] == CREDENTIAL_REVOKED:
                         self.ending = "credential_revoked"
                         await self.send_error("credentials_revoked", CREDENTIALS_REVOKED)
                         await self.close(code=CLOSE_UNAUTHENTICATED)

@@ -38,6 +38,7 @@ from django.db import DatabaseError
 
 from core import metrics
 from core.cache import UNREACHABLE as REDIS_UNREACHABLE
+from core.health import drain_started_at
 from realtime.delivery import Delivery, Resync, StreamCursor, events_after
 from realtime.streams import access_group, group_name
 
@@ -59,6 +60,10 @@ InboxItem = tuple[str, Any, str | None]
 # channel membership), or the credential the connection opened with was revoked.
 ACCESS_REVOKED = "access"
 CREDENTIAL_REVOKED = "credential"
+# ...or the process is draining (told to stop): the connection should reopen elsewhere.
+DRAINING = "draining"
+# How often the hub looks at the drain file (a stat, no I/O beyond it).
+DRAIN_POLL_SECONDS = 0.25
 
 
 class Subscription:
@@ -74,7 +79,13 @@ class Subscription:
         self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
         # Its lease in Redis (StreamLeases), and whether it has left the hub.
         self.lease = uuid.uuid4().hex
+        # Whether it was told to end because the process drains (once).
+        self.told_to_drain = False
         self.detached = False
+
+
+class ServerDraining(Exception):
+    """This process is draining: it takes no new stream (its clients go elsewhere)."""
 
 
 class TooManyStreams(Exception):
@@ -164,6 +175,8 @@ class StreamHub:
         self.membership = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
         self.leases = StreamLeases()
+        # Draining (told to stop, half way through the drain): no new streams.
+        self.draining = False
         # The highest event id whose wake-up (or table read) reached this hub, by stream.
         self.woken: dict[str, int] = {}
 
@@ -185,6 +198,8 @@ class StreamHub:
         after attaching (realtime.auth.credential_holder), which sees any revocation
         committed before the revoke was sent."""
         await self._start()
+        if self.draining:
+            raise ServerDraining
         subscription = Subscription(str(user_id), credential)
         limit = settings.REALTIME_MAX_STREAMS_PER_USER
         async with self.membership:
@@ -251,7 +266,28 @@ class StreamHub:
             if self.channel is not None:
                 return
             self.channel = await self.layer.new_channel()
-            self.tasks = [asyncio.create_task(self._receive_forever()), asyncio.create_task(self._read_tables_forever())]
+            self.tasks = [
+                asyncio.create_task(self._receive_forever()),
+                asyncio.create_task(self._read_tables_forever()),
+                asyncio.create_task(self._end_streams_when_draining()),
+            ]
+
+    async def _end_streams_when_draining(self) -> None:
+        """Told to stop (core.health: the drain file), the process ends its streams half
+        way through the drain, once a load balancer polling /readyz has stopped sending
+        it new ones, so that their clients reconnect to another host from their last
+        event id; from then on it takes no new stream (ServerDraining)."""
+        while True:
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+            started = drain_started_at()
+            self.draining = started is not None and time.time() - started >= settings.WEB_DRAIN_SECONDS / 2
+            if not self.draining:
+                continue
+            for subscriptions in list(self.by_user.values()):
+                for subscription in list(subscriptions):
+                    if not subscription.told_to_drain:
+                        subscription.told_to_drain = True
+                        subscription.inbox.put_nowait((REVOKE, DRAINING, None))
 
     async def _receive_forever(self) -> None:
         while True:

@@ -22,7 +22,17 @@ from core.health import draining
 from realtime.auth import credential_holder
 from realtime.credentials import Credential
 from realtime.delivery import Delivery, Resync, StreamCursor, latest_seq
-from realtime.hub import CREDENTIAL_REVOKED, REVOKE, StreamHub, Subscription, TooManyStreams, deliveries_for, get_hub
+from realtime.hub import (
+    CREDENTIAL_REVOKED,
+    DRAINING,
+    REVOKE,
+    ServerDraining,
+    StreamHub,
+    Subscription,
+    TooManyStreams,
+    deliveries_for,
+    get_hub,
+)
 
 # A stream closes when its tab or its lifetime ends; a client refused for holding too
 # many polls until one has.
@@ -105,7 +115,9 @@ async def event_stream(
                 yield f": heartbeat {cursor.last_sent}\n\n"
                 continue
             if item[0] == REVOKE:
-                ending = "credential_revoked" if item[1] == CREDENTIAL_REVOKED else "revoked"
+                # Draining: the response ends, and EventSource reconnects (through the load
+                # balancer, to another host) with Last-Event-ID.
+                ending = {CREDENTIAL_REVOKED: "credential_revoked", DRAINING: "shutdown"}.get(item[1], "revoked")
                 return
             try:
                 for delivery in await deliveries_for(cursor, item):
@@ -162,6 +174,10 @@ async def sse_response(
     except TooManyStreams as refused:
         refusal = problem_response(429, str(refused), code="too_many_streams")
         refusal["Retry-After"] = str(TOO_MANY_STREAMS_RETRY_AFTER)
+        return refusal
+    except ServerDraining:
+        refusal = problem_response(503, "This server is restarting; reconnect in a moment.", code="server_draining")
+        refusal["Retry-After"] = "1"
         return refusal
     lifetime = None
     if credential is not None:

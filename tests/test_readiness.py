@@ -3,6 +3,7 @@ should be sent requests. A stack told to stop (SIGTERM) answers /readyz 503 at o
 keeps serving what it has for WEB_DRAIN_SECONDS, so that a load balancer drains it
 before its streams close."""
 
+import contextlib
 import signal
 import time
 from collections.abc import Iterator
@@ -11,11 +12,13 @@ import httpx
 import pytest
 from django.conf import settings
 from knox.models import AuthToken
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from contents.services import channel_create
-from tests.helpers import make_user
-from tests.live import PrivateRedis, Stack
-from tests.stream_clients import SSECollector
+from tests.helpers import make_user, wait_for
+from tests.live import Daphne, PrivateRedis, Stack
+from tests.stream_clients import SSECollector, WSCollector
 
 
 @pytest.mark.django_db
@@ -93,12 +96,53 @@ def test_sigterm_turns_readyz_503_at_once_and_streams_close_only_after_the_drain
         assert sse.ended is None, f"the stream closed before the drain ended: {sse.ended}"
         assert httpx.get(stack.url("/v1/auth/me"), headers=headers, timeout=5).status_code == 200
 
+        wait_for(lambda: sse.ended is not None, timeout=10, what="the stream ended by the drain")
+        ended_after = time.monotonic() - signalled
         stack.process.wait(timeout=40)
         stopped_after = time.monotonic() - signalled
-        assert sse.ended is not None, "the stream ended with the stack"
+        # Half way through the drain, before the stack stops: its client reconnects elsewhere.
+        assert 1.5 <= ended_after < stopped_after, (ended_after, stopped_after)
         assert stopped_after >= 4, stopped_after
         print(f"/readyz 503 after {turned_after * 1000:.0f} ms; the stack stopped {stopped_after:.1f} s after SIGTERM")
     finally:
         stack.stop()
         stack.log_path.unlink(missing_ok=True)
     assert settings.WEB_DRAIN_FILE == ""  # the suite's own process never drains
+
+
+def test_a_draining_process_ends_its_streams_half_way_and_takes_no_new_ones(transactional_db, tmp_path):
+    """Half way through the drain the streams end so that their clients reconnect
+    elsewhere (SSE: the response ends, EventSource reconnects with Last-Event-ID; a
+    WebSocket: 4000, which the client kit reopens at once); a new stream is refused
+    (SSE: 503 with Retry-After; a WebSocket: 4012) so it goes to another host."""
+    drain_file = tmp_path / "draining"
+    server = Daphne(WEB_DRAIN_FILE=str(drain_file), WEB_DRAIN_SECONDS="2")
+    try:
+        owner = make_user("drained")
+        channel = channel_create(owner=owner, name="drain")
+        _, token = AuthToken.objects.create(user=owner)
+        headers = {"Authorization": f"Bearer {token}"}
+        sse = SSECollector(server.url(f"/api/contents/{channel.id}/events"), headers=headers)
+
+        def ticket() -> str:
+            return httpx.post(server.url("/v1/realtime/tickets"), headers=headers, timeout=10).json()["ticket"]
+
+        ws = WSCollector(server.ws_url(f"/v1/ws?ticket={ticket()}"), origin=server.origin, subscribe={"type": "subscribe"})
+        drain_file.touch()
+        started = time.monotonic()
+        wait_for(lambda: sse.ended is not None and ws.ended is not None, timeout=10, what="both streams ended")
+        ended_after = time.monotonic() - started
+        assert 0.9 <= ended_after < 3, ended_after
+        assert sse.ended == "closed by the server" and ws.ended == "closed 4000"
+
+        refused = httpx.get(server.url(f"/api/contents/{channel.id}/events"), headers=headers, timeout=10)
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+        assert refused.json()["errors"][0]["code"] == "server_draining"
+
+        messages: list[str] = []
+        with connect(server.ws_url(f"/v1/ws?ticket={ticket()}"), origin=server.origin, open_timeout=10) as socket, \
+                contextlib.suppress(ConnectionClosed):
+            messages.extend(socket)
+        assert socket.close_code == 4012 and "server_draining" in messages[-1], (socket.close_code, messages)
+    finally:
+        server.close()
