@@ -265,7 +265,8 @@ export function openEventSource(url, on, withCredentials = false) {
  * stop the feed; 4000 reopens at once. Every other code reconnects with backoff, among
  * them those that say the client asked too much: 4008 (messages too fast), 4009 (a
  * message over the size limit) and 4429 (too many streams), which this kit never causes
- * by itself, so a retry later is the answer rather than a loop.
+ * by itself, so a retry later is the answer rather than a loop; and 4012 (a draining
+ * server refused a new stream), after which another host answers.
  */
 const WS_LIFETIME = 4000;
 const WS_UNAUTHENTICATED = 4401;
