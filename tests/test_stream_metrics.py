@@ -122,30 +122,33 @@ def test_streams_of_a_live_server_are_counted_by_why_they_ended():
         daphne.close()
 
 
-def test_a_websocket_closed_by_a_stack_told_to_stop_is_counted_as_a_shutdown():
-    """SIGTERM: run_stack.sh drains (core.health.draining), then stops granian, which
-    closes the sockets left. (An SSE response still open when granian's kill timeout
-    passes is cut with its process: nothing is left to count it.)"""
+def test_streams_ended_by_a_stack_told_to_stop_are_counted_as_shutdowns():
+    """SIGTERM: run_stack.sh drains (core.health.draining) and the process ends its
+    streams half way through (realtime.hub); one that ends otherwise while it drains
+    counts as a shutdown too. Read from the stack's own metrics files once it is gone."""
     owner = make_user("stopping")
     channel = channel_create(owner=owner, name="stopping")
     _, token = AuthToken.objects.create(user=owner)
-    stack = Stack(redis_url=settings.REDIS_URL, WEB_WORKERS="1", METRICS_TOKEN=TOKEN, WEB_DRAIN_SECONDS="1")
+    stack = Stack(redis_url=settings.REDIS_URL, WEB_WORKERS="1", METRICS_TOKEN=TOKEN, WEB_DRAIN_SECONDS="2")
     counted_in = ROOT / ".run" / f"metrics-{stack.port}"
     try:
-        api = httpx.Client(base_url=stack.url(""), headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        bearer = {"Authorization": f"Bearer {token}"}
+        api = httpx.Client(base_url=stack.url(""), headers=bearer, timeout=10)
+        sse = SSECollector(stack.url(f"/api/contents/{channel.id}/events"), headers=bearer)
         socket = WSCollector(
             stack.ws_url(f"/api/contents/{channel.id}/ws?ticket={ticket(api)}"), origin=stack.origin,
             subscribe={"type": "subscribe", "channel_id": str(channel.id)},
         )
         api.close()
         stack.stop()
-        assert socket.ended is not None
+        assert sse.ended is not None and socket.ended is not None
 
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(counted_in))
         left_behind = generate_latest(registry).decode()
-        assert value(left_behind, "aistatus_stream_endings_total", transport="ws", reason="shutdown") == 1
-        assert value(left_behind, "aistatus_stream_endings_total", transport="ws", reason="client_gone") == 0
+        for transport in ("sse", "ws"):
+            assert value(left_behind, "aistatus_stream_endings_total", transport=transport, reason="shutdown") == 1
+            assert value(left_behind, "aistatus_stream_endings_total", transport=transport, reason="client_gone") == 0
     finally:
         stack.stop()
         shutil.rmtree(counted_in, ignore_errors=True)
