@@ -8,6 +8,7 @@ its maxmemory. Each alert is read from Prometheus' own API: pending, then firing
 
 import contextlib
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from knox.models import AuthToken
 
 from notifications.models import Notification
 from tests.helpers import make_user
-from tests.live import PrivateRedis, Stack
+from tests.live import ROOT, PrivateRedis, Stack
 from tests.prometheus import Prometheus, seconds, shortened_rules
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
@@ -64,6 +65,7 @@ def stack(cache_redis):
     )
     yield running
     running.stop()
+    shutil.rmtree(ROOT / ".run" / f"metrics-{running.port}", ignore_errors=True)  # run_stack.sh's, left at exit
 
 
 @pytest.fixture

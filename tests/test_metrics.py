@@ -3,6 +3,7 @@ the stack counted (this test process, the RQ work horses it forks, daphne), summ
 
 import glob
 import os
+import shutil
 import subprocess
 import sys
 
@@ -145,6 +146,7 @@ def test_a_fresh_stacks_first_scrape_has_every_family_with_its_zero_series():
         first = httpx.get(stack.url("/metrics"), headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
     finally:
         stack.stop()
+        shutil.rmtree(ROOT / ".run" / f"metrics-{stack.port}", ignore_errors=True)  # run_stack.sh's, left at exit
     assert first.status_code == 200, first.text
     text = first.text
 
