@@ -29,15 +29,17 @@ websocket_routes = URLRouter([
 
 from core.body_limit import BodyLimitMiddleware  # noqa: E402
 from core.connection_limit import OpenRequestsPerClient  # noqa: E402
+from core.request_log import AccessLog  # noqa: E402
 from core.server_header import NoServerBanner  # noqa: E402
 from realtime.inbound import MessageSizeLimit  # noqa: E402
 from realtime.origin import ExactOriginValidator  # noqa: E402
 from realtime.tickets import TicketRedemptionMiddleware  # noqa: E402
 
-# Outermost: no answer names the server software (core.server_header). Then a ticket
-# in a URL is spent before anything may refuse the request. Then what one client may
-# hold open (core.connection_limit), before anything is read.
-application = NoServerBanner(TicketRedemptionMiddleware(OpenRequestsPerClient(ProtocolTypeRouter({
+# Outermost: the request's id and its access line, whoever answers it (core.request_log).
+# Then no answer names the server software (core.server_header). Then a ticket in a URL
+# is spent before anything may refuse the request. Then what one client may hold open
+# (core.connection_limit), before anything is read.
+application = AccessLog(NoServerBanner(TicketRedemptionMiddleware(OpenRequestsPerClient(ProtocolTypeRouter({
     # Bodies over their limit, or late, are refused while they are read, before Django
     # buffers them.
     "http": BodyLimitMiddleware(django_asgi_app),
@@ -45,4 +47,4 @@ application = NoServerBanner(TicketRedemptionMiddleware(OpenRequestsPerClient(Pr
     # port exactly: realtime.origin) may open a socket. A message over its size limit
     # closes it before it is parsed (realtime.inbound).
     "websocket": ExactOriginValidator(MessageSizeLimit(AuthMiddlewareStack(websocket_routes))),
-}))))
+})))))

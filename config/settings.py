@@ -118,6 +118,7 @@ CORS_ALLOW_HEADERS = (*default_headers, "idempotency-key", "last-event-id", "if-
 # Response headers a cross-origin script may read (the safelisted ones it always can).
 CORS_EXPOSE_HEADERS = [
     "X-Poll-Interval", "X-Last-Event-ID", "ETag", "Retry-After", "Idempotent-Replayed", "Deprecation", "Link",
+    "X-Request-ID",
 ]
 # An origin allowed to read answers with credentials could read a CSRF token anyway;
 # trusting it for session-cookie writes adds nothing it could not do.
@@ -175,6 +176,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost, so that a request's latency includes every other middleware.
     "core.metrics.RequestMetricsMiddleware",
+    # The route and user of the request, for its access line (core.request_log).
+    "core.request_log.RequestLogMiddleware",
     # Before anything that may answer on its own (the https redirect, WhiteNoise,
     # CommonMiddleware): those answers carry CORS headers too.
     "corsheaders.middleware.CorsMiddleware",
@@ -509,10 +512,30 @@ WEB_DRAIN_SECONDS = env_float("WEB_DRAIN_SECONDS", 5.0)
 # (core.metrics_sources): a gauge is as old as this at most.
 METRICS_SAMPLE_SECONDS = env_float("METRICS_SAMPLE_SECONDS", 5.0)
 
+# Logs go to stderr, a line each: LOG_FORMAT=json (the production default) writes each
+# as one JSON object for a log pipeline, LOG_FORMAT=text (development's) as plain text.
+# Every line names the request it was written for (request_id, core.request_log), in a
+# job's lines the request that enqueued it; the `access` logger writes one line per
+# request (route, method, status, latency, user, client), the `stream` logger one per
+# stream that ends.
+LOG_FORMAT = os.environ.get("LOG_FORMAT") or ("text" if DEVELOPMENT else "json")
+if LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'json' or 'text', not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "core.request_log.RequestIdFilter"}},
+    "formatters": {
+        "json": {
+            # python-json-logger: the fields named here, then every plain `extra` a line has.
+            "()": "core.request_log.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s %(request_id)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",
+        },
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["request_id"], "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

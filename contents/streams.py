@@ -4,6 +4,7 @@ import uuid
 
 from django.http import HttpRequest, HttpResponseBase
 
+from core import request_log
 from core.errors import problem_response
 from realtime.access import may_read_stream
 from realtime.auth import stream_caller
@@ -35,6 +36,7 @@ async def channel_events(request: HttpRequest, channel_id: uuid.UUID) -> HttpRes
         response = problem_response(401, "Log in, or pass a ticket from POST /v1/realtime/tickets.", code="not_authenticated")
         response["WWW-Authenticate"] = "Bearer"
         return response
+    request_log.note_user(user.id)  # a ticket or a token is no session: the access line's user
     if not await may_read_stream(user, channel_stream(channel_id)):
         return problem_response(404, "No such channel.", code="not_found")
     return await sse_response(
