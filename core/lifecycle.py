@@ -33,7 +33,7 @@ from django.db import transaction
 from django.db.models import F, Model, Q
 from django.utils import timezone
 
-from core import heartbeat, metrics
+from core import heartbeat, metrics, request_log
 from core.db import move_again_if_lost
 from core.queue import job_is_waiting, missing_jobs
 
@@ -183,9 +183,13 @@ def move(kind: Kind, row: Any, *, to: str, **kwargs: Any) -> Any | None:
 
 def enqueue(kind: Kind, pk: Any, *, run_id: str) -> None:
     """Hand the run to RQ. The task is named by its path, so the services that enqueue
-    never import the tasks module (which imports them)."""
+    never import the tasks module (which imports them). The job carries the id of the
+    request that enqueued it (if any): the worker's lines for it, and the events it
+    publishes, name that request (core.request_log, core.worker)."""
+    request_id = request_log.current_request_id()
     django_rq.get_queue("default").enqueue(
-        kind.task, str(pk), job_id=run_id, job_timeout=kind.job_timeout(), result_ttl=3600, failure_ttl=86400
+        kind.task, str(pk), job_id=run_id, job_timeout=kind.job_timeout(), result_ttl=3600, failure_ttl=86400,
+        meta={"request_id": request_id} if request_id else None,
     )
 
 

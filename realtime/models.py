@@ -26,6 +26,10 @@ class Event(models.Model):
     type = models.CharField(max_length=50)
     payload = models.JSONField(encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # The request the change was made for (core.request_log), directly or through the job
+    # it enqueued; null for changes no request made (the sweep). For operators following
+    # a request: never part of what a client receives.
+    request_id = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001 - null: no request made it
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["stream", "seq"], name="event_seq_unique_per_stream")]

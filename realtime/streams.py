@@ -19,6 +19,7 @@ from django.db import connection, transaction
 
 from core import metrics
 from core.cache import UNREACHABLE
+from core.request_log import current_request_id
 from realtime.models import Event, Stream
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def publish(stream: str, type: str, payload: dict[str, Any]) -> Event:
             [stream],
         )
         (seq,) = cursor.fetchone()
-    event = Event.objects.create(stream=stream, seq=seq, type=type, payload=payload)
+    event = Event.objects.create(stream=stream, seq=seq, type=type, payload=payload, request_id=current_request_id())
     # The head first: a client woken by the event then reads past every cache of the old state.
     transaction.on_commit(lambda: advance_head(event.stream, event.seq), robust=True)
     transaction.on_commit(lambda: send_to_group(event))
