@@ -151,6 +151,27 @@ class Content(models.Model):
         return self.error_message or None
 
 
+class ChannelTotals(models.Model):
+    """How many of the channel's contents are in each status, one column per
+    ContentStatus value. Kept by contents.totals in the transaction of every change
+    (a submit, each move's `count_in_totals` step, a deletion), so the status answer
+    reads one row instead of counting the channel's contents. A channel with no row
+    has no contents yet. No check that a column stays >= 0: a count gone wrong must not
+    stop the pipeline's moves; `manage.py recount_channel_totals` repairs one."""
+
+    channel = models.OneToOneField(Channel, on_delete=models.CASCADE, primary_key=True, related_name="totals")
+    idle = models.IntegerField(default=0)
+    generating = models.IntegerField(default=0)
+    complete = models.IntegerField(default=0)
+    error = models.IntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "channel totals"
+
+    def __str__(self) -> str:
+        return f"totals of {self.channel_id}"
+
+
 class StageRun(models.Model):
     """How long one stage of one content took: the ETA averages recent runs."""
 

@@ -16,9 +16,11 @@ from contents.models import (
     Channel,
     ChannelMembership,
     Content,
+    ContentStatus,
     ProcessingStatus,
     StageRun,
 )
+from contents.totals import totals_add, totals_remove
 from core import lifecycle
 from core.errors import Conflict, NotFound
 from core.lifecycle import Move
@@ -45,6 +47,16 @@ def record_stage_time(content: Content, move: Move) -> None:
         StageRun.objects.create(content_id=content.id, stage=move.source, seconds=(move.now - started).total_seconds())
 
 
+def count_in_totals(content: Content, move: Move) -> None:
+    """The channel's totals follow the move: one fewer in the old status, one more in
+    the new (contents.totals). Stages of one status (summarizing, qa_generating) change
+    nothing. First of the steps: the totals row is locked before the provider's stream
+    (notify_finished) and the channel's (the event), as in content_submit."""
+    source = move.before(content, "status")
+    if source != content.status:
+        totals_add(content.channel_id, {source: -1, content.status: 1})
+
+
 def notify_finished(content: Content, move: Move) -> None:
     """The provider hears when their content is complete or failed."""
     if move.to not in (Stage.COMPLETED, Stage.FAILED):
@@ -57,7 +69,7 @@ def notify_finished(content: Content, move: Move) -> None:
     )
 
 
-MOVE_STEPS = (record_stage_time, notify_finished)
+MOVE_STEPS = (count_in_totals, record_stage_time, notify_finished)
 
 
 def content_move(
@@ -110,6 +122,7 @@ def content_submit(
             estimated_completion=eta,
             job_id=lifecycle.new_run_id(CONTENT, content_id),
         )
+        totals_add(channel.id, {ContentStatus.IDLE: 1})
         CONTENT.publish(*CONTENT.event(content))
         lifecycle.enqueue_on_commit(CONTENT, content)
     return content
@@ -134,6 +147,23 @@ def content_restart(content: Content) -> Content:
             raise Conflict(refusal)
         lifecycle.enqueue_on_commit(CONTENT, restarted)
     return restarted
+
+
+def contents_delete_of_providers(*, provider_ids: Iterable[Any]) -> int:
+    """Delete the contents these users provided, in any channel, and take them out of
+    their channels' totals, in one transaction; how many. Deleting a user deletes them by
+    cascade, which no step sees: the user's deletion calls this first (moderation.admin).
+    A content moving meanwhile is either moved first (its new status is read under the
+    lock) or finds itself gone (its move writes nothing)."""
+    with transaction.atomic():
+        doomed = list(
+            Content.objects.select_for_update().filter(provider_id__in=list(provider_ids)).order_by("id").values_list("id", "channel_id", "status")
+        )
+        if not doomed:
+            return 0
+        totals_remove((channel_id, status) for _, channel_id, status in doomed)
+        Content.objects.filter(id__in=[content_id for content_id, _, _ in doomed]).delete()
+    return len(doomed)
 
 
 def channel_create(*, owner: Any, name: str) -> Channel:
