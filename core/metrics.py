@@ -119,6 +119,13 @@ SWEEP_RUNS = Counter(
     "stopped responding; costs an attempt), failed (no attempt left).",
     ["job", "action"],
 )
+# Summed over the hosts, a job's runs a period is 1 (core.periodic: once per cluster).
+PERIODIC_RUNS = Counter(
+    "aistatus_periodic_runs",
+    "Runs of the periodic jobs (config/schedule.py), by job (its dotted path) and outcome: ran, failed (raised), "
+    "overlapping (skipped: the job's previous run still held it).",
+    ["job", "outcome"],
+)
 
 # The database pool of each process (psycopg's, DB_POOL_MAX_SIZE), sampled every
 # METRICS_SAMPLE_SECONDS by the process itself (core.metrics_sources): a gauge per live

@@ -1,12 +1,12 @@
 """The RQ cron runs every app's periodic jobs, from the schedule config/ assembles
 (core's run_cron names no app)."""
 
-from core.management.commands.run_cron import build_scheduler
+from core.periodic import build_cron
 
 
 def test_the_cron_runs_each_apps_periodic_jobs_from_the_schedule(settings):
     settings.CONTENT_SWEEP_INTERVAL = 7
-    jobs = {job.func_name: job for job in build_scheduler().get_jobs()}
+    jobs = {job.func_name: job for job in build_cron().get_jobs()}
     assert set(jobs) == {
         "contents.tasks.sweep_stalled_contents",
         "aijobs.tasks.sweep_stalled_jobs",

@@ -1,26 +1,21 @@
 from typing import Any
 
-import django_rq
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from rq.cron import CronScheduler
 
-from core.periodic import periodic_jobs
-
-
-def build_scheduler() -> CronScheduler:
-    """RQ's cron scheduler with every periodic job of settings.PERIODIC_JOBS registered."""
-    scheduler = CronScheduler(connection=django_rq.get_connection("default"), name="aistatus-cron")
-    for job in periodic_jobs():
-        scheduler.register(job.func, "default", interval=job.interval, job_timeout=job.job_timeout, **job.options)
-    return scheduler
+from core.periodic import build_cron
 
 
 class Command(BaseCommand):
-    help = "Run RQ's cron scheduler: the periodic jobs each app contributes (config/schedule.py)."
+    help = (
+        "Run RQ's cron scheduler: the periodic jobs each app contributes (config/schedule.py), each once per "
+        "period however many crons share the queue's Redis (core.periodic)."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        scheduler = build_scheduler()
-        names = ", ".join(job.func_name for job in scheduler.get_jobs())
-        self.stdout.write(f"Running {names}; stalled contents swept every {settings.CONTENT_SWEEP_INTERVAL} s.")
-        scheduler.start()
+        cron = build_cron()
+        names = ", ".join(job.func_name for job in cron.get_jobs())
+        self.stdout.write(
+            f"{cron.name}: running {names}; stalled contents swept every {settings.CONTENT_SWEEP_INTERVAL} s."
+        )
+        cron.start()
