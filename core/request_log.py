@@ -30,7 +30,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -114,7 +114,7 @@ _PLAIN = (str, int, float, bool, type(None), datetime)
 
 # --- The access log ---------------------------------------------------------------------
 
-ASGIMessage = MutableMapping[str, Any]
+ASGIMessage = dict[str, Any]
 Receive = Callable[[], Awaitable[ASGIMessage]]
 Send = Callable[[ASGIMessage], Awaitable[None]]
 
@@ -122,7 +122,7 @@ Send = Callable[[ASGIMessage], Awaitable[None]]
 class _ScopeMeta:
     """What core.client reads of a request (its META), from an ASGI scope."""
 
-    def __init__(self, scope: MutableMapping[str, Any]) -> None:
+    def __init__(self, scope: dict[str, Any]) -> None:
         client = scope.get("client") or ("", 0)
         self.META = {"REMOTE_ADDR": client[0] or ""}
         for name, value in scope.get("headers", ()):
@@ -130,7 +130,7 @@ class _ScopeMeta:
                 self.META["HTTP_X_FORWARDED_FOR"] = value.decode("latin-1")
 
 
-def _incoming_id(scope: MutableMapping[str, Any]) -> str | None:
+def _incoming_id(scope: dict[str, Any]) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == _HEADER:
             return sane_request_id(value.decode("latin-1"))
@@ -151,7 +151,7 @@ class Exchange:
     """One request as the access log sees it. The Django middleware below (and a stream
     that authenticates on its own: note_user) fills in what only the application knows."""
 
-    def __init__(self, scope: MutableMapping[str, Any]) -> None:
+    def __init__(self, scope: dict[str, Any]) -> None:
         self.started = time.perf_counter()
         self.websocket = scope["type"] == "websocket"
         # A WebSocket handshake is a GET, answered 101 when accepted.
