@@ -7,11 +7,13 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import Action, ActionLocation
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
 from accounts.admin import UserAdmin
 from accounts.models import Block, User
+from contents.services import contents_delete_of_providers
 from moderation.admin_actions import block_users, delete_videos_with_reason
 from moderation.models import Suspension, VideoDeletion
 from videos.admin import VideoAdmin
@@ -59,6 +61,16 @@ class ModeratedUserAdmin(UserAdmin):
 
     def has_suspend_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("moderation.suspend_user")
+
+    # The cascade would delete the contents the users provided (in anyone's channel)
+    # behind the channels' totals: they go first, through the service that counts them.
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        contents_delete_of_providers(provider_ids=[obj.pk])
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        contents_delete_of_providers(provider_ids=list(queryset.values_list("pk", flat=True)))
+        super().delete_queryset(request, queryset)
 
 
 class ModeratedVideoAdmin(VideoAdmin):
