@@ -8,12 +8,12 @@ PY := $(VENV)/bin/python
 # Django 6 needs Python 3.12+; Debian's python3 here is 3.11, pyenv carries newer ones.
 PYTHON_FOR_VENV ?= $(shell for p in python3.13 python3.12 /root/.pyenv/versions/3.13*/bin/python3.13 /root/.pyenv/versions/3.12*/bin/python3.12; do command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { command -v $$p; break; }; done)
 
-.PHONY: run serve test lint bench venv services migrate clean lock monitor
+.PHONY: run serve test lint bench venv services migrate clean lock monitor cluster cluster-down
 
 # config/settings.py is production unless asked otherwise. `make run` and its steps ask
 # for development (a fixed SECRET_KEY, plain-http cookies, CORS for the seed frontend on
 # http://localhost:3000) unless DJANGO_ENV is already set, and say so when they start.
-run serve migrate services bench: export DJANGO_ENV ?= development
+run serve migrate services bench cluster: export DJANGO_ENV ?= development
 # `make test`'s own manage.py calls use the suite's settings (pytest names them itself).
 test: export DJANGO_SETTINGS_MODULE = config.settings_test
 
@@ -54,6 +54,21 @@ PROMETHEUS_PORT ?= 9091
 monitor: venv
 	@bash scripts/install_prometheus.sh
 	@PORT=$(PORT) HOST=$(HOST) PROMETHEUS_PORT=$(PROMETHEUS_PORT) $(PY) -m config.monitor
+
+# A cluster on this machine (root only: network namespaces; scripts/cluster.py): a
+# load balancer (Debian's HAProxy), two app hosts running `make run`'s production mode
+# and a data host (PostgreSQL, the queue's Redis, the channel layer's two Redis).
+# `make cluster` starts it in the background, with the demo data, and returns once the
+# load balancer serves both hosts, printing where it listens (http://127.0.0.1:$(CLUSTER_PORT)/
+# and the ports after it); `make cluster-down` stops it all and removes the namespaces
+# (the data stays in .run/cluster/$(CLUSTER_NAME)/ for the next `make cluster`).
+CLUSTER_PORT ?= 8088
+CLUSTER_NAME ?= aistatus
+cluster: venv
+	@$(PY) scripts/cluster.py up --name $(CLUSTER_NAME) --port $(CLUSTER_PORT) --seed
+
+cluster-down: venv
+	@$(PY) scripts/cluster.py down --name $(CLUSTER_NAME)
 
 # Lint (ruff, pyproject.toml's [tool.ruff]) and type check (mypy with the Django and DRF
 # plugins, [tool.mypy]); `make test` runs this first and stops on any finding.

@@ -372,13 +372,19 @@ RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 300},
 }
 
+# The channel layer's Redis: one URL, or several comma-separated, over which
+# channels-redis shards the groups (a stream's group lives on one of them, by consistent
+# hashing of its name; every process must list the same ones in the same order).
+# Its own instances take the fan-out off the queue's Redis (docs/operations.md, "Redis roles").
+CHANNEL_LAYER_REDIS_URLS = env_list("CHANNEL_LAYER_REDIS_URLS") or [REDIS_URL]
+
 CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
     "default": {
         # channels-redis with socket timeouts that agree with its blocking reads, and a
         # receive that waits out a Redis restart (see realtime/layer.py).
         "BACKEND": "realtime.layer.ResilientRedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            "hosts": list(CHANNEL_LAYER_REDIS_URLS),
             # A burst of events must not be dropped for a full channel at the default 100.
             "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1500),
             # A member not renewed for this long is dropped from its group: each process's

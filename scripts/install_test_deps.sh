@@ -23,6 +23,17 @@ if [ ! -x /usr/bin/chromium ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
+# Debian's haproxy, the load balancer of the cluster test (tests/test_cluster.py), which
+# needs root for its network namespaces anyway: skipped, not failed, without it.
+if ! command -v haproxy >/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "The cluster test is skipped: it needs root (network namespaces) and Debian's haproxy." >&2
+  else
+    echo "Installing Debian's haproxy for the cluster test..."
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
+  fi
+fi
 # Debian's prometheus, for the alert rules' tests (promtool) and the live alert test.
 bash "$(dirname "$0")/install_prometheus.sh"
 # A Korean font, so that the pages' screenshots in Korean (docs/screenshots/) show text, not boxes.

@@ -231,13 +231,13 @@ class PrivatePostgres(PrivateServer):
                 os.chown(directory, owner.pw_uid, owner.pw_gid)
         if not (self.directory / "PG_VERSION").exists():
             # --no-sync: an empty development cluster, not worth seconds of fsync.
-            made = subprocess.run(
+            initdb = subprocess.run(
                 [str(bindir / "initdb"), "-D", str(self.directory), "-U", superuser, "--auth=trust",
                  "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions"],
                 check=False, cwd=self.directory, capture_output=True, text=True, **as_owner,
             )
-            if made.returncode != 0:
-                raise Refused(f"initdb failed in {self.directory}:\n{made.stderr or made.stdout}")
+            if initdb.returncode != 0:
+                raise Refused(f"initdb failed in {self.directory}:\n{initdb.stderr or initdb.stdout}")
         stale = leftover(self.directory / "postmaster.pid", "postgres")
         if stale is not None:
             say(f"stopping the PostgreSQL (pid {stale}) an earlier run left on {relative(self.directory)}")

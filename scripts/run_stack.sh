@@ -24,7 +24,11 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # balancer polling it sends new requests elsewhere, while everything here still answers
 # what it has; WEB_DRAIN_SECONDS later the processes are stopped. Ctrl-C (SIGINT) stops
 # at once: a person at a terminal has no load balancer to wait for.
-export WEB_DRAIN_FILE="${WEB_DRAIN_FILE:-$PWD/.run/draining-$PORT}"
+# RUN_DIR holds this stack's drain file and metrics files: .run/ by default, named by
+# port; a host of scripts/cluster.py gets one of its own, as its hosts share the tree
+# and their port.
+RUN_DIR="${RUN_DIR:-$PWD/.run}"
+export WEB_DRAIN_FILE="${WEB_DRAIN_FILE:-$RUN_DIR/draining-$PORT}"
 WEB_DRAIN_SECONDS="${WEB_DRAIN_SECONDS:-5}"
 mkdir -p "$(dirname "$WEB_DRAIN_FILE")"
 rm -f "$WEB_DRAIN_FILE"
@@ -82,7 +86,7 @@ esac
 # the counts of an earlier run are not this one's; one per port, so that two stacks in
 # one tree (yours and a test's) never share it. A process restarted by `supervise`
 # keeps adding to the same totals.
-export PROMETHEUS_MULTIPROC_DIR="$PWD/.run/metrics-$PORT"
+export PROMETHEUS_MULTIPROC_DIR="$RUN_DIR/metrics-$PORT"
 rm -rf "$PROMETHEUS_MULTIPROC_DIR"
 mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
