@@ -7,6 +7,7 @@ One cluster serves the module's tests, in order; each makes its own users and ch
 Needs root (network namespaces) and Debian's haproxy, postgresql and redis-server
 (scripts/install_test_deps.sh installs haproxy); skipped otherwise."""
 
+import contextlib
 import logging
 import time
 import uuid
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from tests.cluster import APPS, ClusterUnderTest, Fleet, cluster_unavailable, received_wrongly
+from tests.stream_clients import SSECollector, WSCollector, status_of, wait_for
 
 pytestmark = pytest.mark.skipif(cluster_unavailable() is not None, reason=str(cluster_unavailable()))
 
@@ -104,3 +106,77 @@ def test_400_clients_spread_over_both_hosts_get_every_event_once_and_in_order(cl
         assert received_wrongly(fleet.report(), outbox) == []
     finally:
         fleet.close()
+
+
+def sse_url(cluster: ClusterUnderTest, host: str, channel_id: str, ticket: str | None = None) -> str:
+    query = f"?ticket={ticket}" if ticket else ""
+    return f"http://127.0.0.1:{cluster.forwarded(host)}/api/contents/{channel_id}/events{query}"
+
+
+def ws_to(cluster: ClusterUnderTest, host: str, channel_id: str, ticket: str) -> WSCollector:
+    base = f"127.0.0.1:{cluster.forwarded(host)}"
+    return WSCollector(f"ws://{base}/api/contents/{channel_id}/ws?ticket={ticket}", origin=f"http://{base}",
+                       subscribe={"type": "subscribe", "channel_id": channel_id})
+
+
+def mint(cluster: ClusterUnderTest, token: str, host: str) -> str:
+    with api(cluster, token, host=host) as client:
+        response = client.post("/v1/realtime/tickets")
+    assert response.status_code == 201, response.text
+    return str(response.json()["ticket"])
+
+
+@pytest.mark.timeout(300)
+def test_tickets_the_stream_bound_and_a_suspension_hold_across_hosts(cluster):
+    setup = cluster.make_users(3)
+    channel_id = setup["channel_id"]
+    opened: list[Any] = []
+    try:
+        # A ticket minted on one host opens a stream on the other, SSE and WebSocket alike.
+        token = setup["tokens"][0]
+        sse = SSECollector(sse_url(cluster, "app2", channel_id, mint(cluster, token, "app1")))
+        ws = ws_to(cluster, "app1", channel_id, mint(cluster, token, "app2"))
+        opened += [sse, ws]
+        assert sse.status == 200 and ws.close_code is None and ws.ended is None
+        # ...once: the host it was not minted on spent it.
+        spent = mint(cluster, token, "app1")
+        assert status_of(sse_url(cluster, "app2", channel_id, spent)) == 200
+        assert status_of(sse_url(cluster, "app1", channel_id, spent)) == 401
+
+        # A user holding REALTIME_MAX_STREAMS_PER_USER (20) streams on app1 is refused on app2.
+        bounded = {"Authorization": f"Bearer {setup['tokens'][1]}"}
+        held = [SSECollector(sse_url(cluster, "app1", channel_id), headers=bounded) for _ in range(20)]
+        opened += held
+        assert status_of(sse_url(cluster, "app2", channel_id), headers=bounded) == 429
+        refused = ws_to(cluster, "app2", channel_id, mint(cluster, setup["tokens"][1], "app2"))
+        assert refused.close_code == 4429, refused.ended
+        # One of them closed on app1 gives the place back on app2.
+        held.pop().close()
+        assert wait_for(lambda: status_of(sse_url(cluster, "app2", channel_id), headers=bounded) == 200, timeout=20)
+
+        # A suspension, committed on one host, ends the user's streams on both at once.
+        victim = setup["tokens"][2]
+        on_app1 = SSECollector(sse_url(cluster, "app1", channel_id), headers={"Authorization": f"Bearer {victim}"})
+        on_app2 = ws_to(cluster, "app2", channel_id, mint(cluster, victim, "app1"))
+        opened += [on_app1, on_app2]
+        cluster.django(f"""
+import json
+from django.contrib.auth import get_user_model
+from moderation.services import suspend_users
+User = get_user_model()
+admin = User.objects.create_superuser(username="root-{uuid.uuid4().hex[:6]}", password="pw")
+print(json.dumps(suspend_users(users=[User.objects.get(id="{setup['users'][2]}")], by=admin)))
+""", host="app1")
+        committed = time.monotonic()
+        assert wait_for(lambda: on_app1.ended is not None and on_app2.ended is not None, timeout=15), \
+            (on_app1.ended, on_app2.ended)
+        print(f"a suspension committed on app1 had ended the user's streams on app1 and app2 "
+              f"{time.monotonic() - committed:.1f} s after its snippet returned")
+        assert on_app1.ended == "closed by the server"
+        assert on_app2.close_code == 4403
+        # ...while the other users' streams on both hosts go on.
+        assert sse.ended is None and ws.ended is None and held[0].ended is None
+    finally:
+        for stream in opened:
+            with contextlib.suppress(Exception):
+                stream.close()
