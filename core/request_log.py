@@ -26,6 +26,7 @@ Nothing of the request's content is logged: no path (a password-reset link holds
 token in the path) nor query string (tickets), no header but the request id.
 """
 
+import asyncio
 import logging
 import re
 import time
@@ -204,16 +205,13 @@ class Exchange:
                     name.lower() == b"content-type" and value.startswith(b"text/event-stream")
                     for name, value in message["headers"]
                 )
-                await send(message)
+                # Logged before it is sent: a client gone by then does not make it a 500.
                 self.log_access(int(message["status"]))
-                return
-            if kind == "websocket.accept":
+            elif kind == "websocket.accept":
                 message = {**message, "headers": self._with_id(message.get("headers"))}
                 self.stream = True
-                await send(message)
                 self.log_access(101)
-                return
-            if kind == "websocket.close":
+            elif kind == "websocket.close":
                 if not self.logged:
                     # Closed before it was accepted: the server refuses the handshake with 403.
                     self.log_access(403)
@@ -258,8 +256,9 @@ class AccessLog:
         exchange_token = _exchange.set(exchange)
         try:
             await self.app(scope, exchange.receiving(receive) if exchange.websocket else receive, exchange.sending(send))
-        except BaseException:
-            exchange.finish(failed=True)
+        except BaseException as error:
+            # Cancelled: the server gave up on it (its client left), not an error of the application.
+            exchange.finish(failed=not isinstance(error, asyncio.CancelledError))
             raise
         else:
             exchange.finish(failed=False)

@@ -107,7 +107,7 @@ def test_a_request_id_follows_a_content_from_its_request_to_its_job_and_its_even
     assert token not in stack.output()
 
 
-def test_a_request_without_an_id_or_with_an_unsafe_one_gets_a_new_one(stack, owner_token):
+def test_a_request_without_an_id_or_with_an_unsafe_one_gets_a_new_one_and_so_does_one_refused_early(stack, owner_token):
     owner, token = owner_token
     channel = channel_create(owner=owner, name="untraced")
     unsafe = ['x" "route": "forged', "a" * 129, "ünïcode", "semi;colon"]
@@ -126,6 +126,16 @@ def test_a_request_without_an_id_or_with_an_unsafe_one_gets_a_new_one(stack, own
         content_id = answer.json()["id"]
         assert wait_for(functools.partial(finished, content_id), timeout=60)
         assert set(Event.objects.filter(payload__content_id=content_id).values_list("request_id", flat=True)) == {value}
+
+    # An answer given before Django sees the request (a body over its limit) has its id and its line too.
+    too_large = httpx.post(
+        stack.url("/api/contents"), content=b"x" * 2_000_000, timeout=10,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json", "X-Request-ID": "big-1"},
+    )
+    assert too_large.status_code == 413 and too_large.headers["X-Request-ID"] == "big-1"
+    assert wait_for(lambda: bool(access_lines(stack, "big-1")), timeout=10)
+    [refused] = access_lines(stack, "big-1")
+    assert (refused["route"], refused["status"], refused["user_id"]) == ("content-create", 413, None)
 
 
 def test_a_stream_logs_its_handshake_and_its_end_under_one_id_without_its_ticket(stack, owner_token):
