@@ -139,7 +139,7 @@ def test_a_draining_process_ends_its_streams_half_way_and_takes_no_new_ones(tran
         assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
         assert refused.json()["errors"][0]["code"] == "server_draining"
 
-        messages: list[str] = []
+        messages: list[str | bytes] = []
         with connect(server.ws_url(f"/v1/ws?ticket={ticket()}"), origin=server.origin, open_timeout=10) as socket, \
                 contextlib.suppress(ConnectionClosed):
             messages.extend(socket)
