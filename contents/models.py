@@ -137,6 +137,12 @@ class Content(models.Model):
             models.Index(fields=["processing_status"], name="content_processing_status"),
             models.Index(fields=["updated_at"], name="content_updated_at"),
             models.Index(fields=["channel", "status", "-finished_at"], name="content_channel_finished"),
+            # The status answer's processing list, oldest first: its first 100 straight from
+            # this index, where (channel, -created_at) walks past every finished content
+            # before them (6 ms at 100,000 contents, 2% processing).
+            models.Index(
+                fields=["channel", "created_at", "id"], condition=Q(status__in=PROCESSING_STATUSES), name="content_channel_processing"
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=consistent_status_pairs(), name="content_status_pair_consistent"),
