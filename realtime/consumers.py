@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from core import metrics, parsers
+from core import metrics, parsers, request_log
 from core.health import draining
 from core.parsers import JSONTooDeep
 from realtime.auth import StreamCaller, credential_holder, session_caller, ticket_caller
@@ -82,6 +82,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         self.inbound = MessageRate(settings.REALTIME_WS_MAX_MESSAGES_PER_SECOND)
         caller = await self._authenticate()
         self.user = caller.user
+        # The handshake's access line, written when it is accepted, names the user.
+        request_log.note_user(getattr(self.user, "id", None))
         await self.accept()
         if caller.credential is None:
             await self.send_error("not_authenticated", "Log in, or connect with ?ticket= from POST /v1/realtime/tickets.")

@@ -3,7 +3,7 @@
 # (the stalled-content sweep) and the web server (HTTP, SSE and WebSocket on one port).
 #
 # RUN_MODE=production (the default): granian, one worker process per core (WEB_WORKERS,
-# default `nproc`), DEBUG off, no access log. `python -m bench servers` measured it
+# default `nproc`), DEBUG off, granian's access log off (the application writes one: core/request_log.py). `python -m bench servers` measured it
 # against daphne and uvicorn (docs/operations.md, "Production server mode"). RUN_MODE=dev: daphne,
 # one process, DEBUG on, its access log, as before.
 # Each is supervised: one that exits (the RQ worker quits when Redis goes away) is

@@ -177,6 +177,7 @@ def test_a_stream_logs_its_handshake_and_its_end_under_one_id_without_its_ticket
     [sse_access], [ws_access] = access_lines(stack, "sse-1"), access_lines(stack, "ws-1")
     assert (sse_access["route"], sse_access["status"], sse_access["user_id"]) == ("channel-events", 200, str(owner.pk))
     assert (ws_access["route"], ws_access["method"], ws_access["status"]) == ("channel-ws-http", "GET", 101)
+    assert ws_access["user_id"] == str(owner.pk), "the socket's user (its ticket's), noted before it was accepted"
     [warning] = [line for line in log_lines(stack) if line["logger"] == "django.request"]
     assert (warning["request_id"], warning["status_code"], warning["level"]) == ("sse-2", 400, "WARNING")
     [refused_access] = access_lines(stack, refused_id)
