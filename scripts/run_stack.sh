@@ -117,6 +117,8 @@ supervise() {
 
 supervise rqworker $PY manage.py rqworker default --worker-class core.worker.DjangoWorker &
 pids+=($!)
+# A cron on every host is right: each periodic job still runs once per period across the
+# hosts sharing the queue's Redis (core/periodic.py), and any one of them keeps them going.
 supervise cron $PY manage.py run_cron &
 pids+=($!)
 supervise "$web_name" "${web[@]}" &
