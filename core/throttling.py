@@ -13,7 +13,8 @@ The cache may be lost (core/cache.py): with Redis unreachable every request is
 allowed, as with DRF's throttles over that cache.
 """
 
-from typing import TYPE_CHECKING, cast
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 from django.core.cache import cache
 from django.core.cache.backends.redis import RedisCache
@@ -30,20 +31,43 @@ if TYPE_CHECKING:
     from rest_framework.request import Request
     from rest_framework.views import APIView
 
-# KEYS: this window's counter, the previous window's. ARGV: the previous window's
-# weight (0..1), the limit, the counters' lifetime in ms. Returns {allowed, this window's
-# count, the previous window's count}, the counts as they were before this request.
-_COUNT_IF_ALLOWED = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-local previous = tonumber(redis.call('GET', KEYS[2]) or '0')
-local weighted = previous * tonumber(ARGV[1]) + current
-if weighted >= tonumber(ARGV[2]) then
-  return {0, current, previous}
+# The decision, as a Lua function: core.fast_path's one-trip script calls it too, so
+# that a poll answered ahead of the framework is counted exactly as DRF's would be.
+# Its arguments: this window's counter, the previous window's, the previous window's
+# weight (0..1), the limit, the counters' lifetime in ms. Returns {allowed, this
+# window's count, the previous window's count}, the counts as they were before this request.
+COUNT_IF_ALLOWED_FUNCTION = """
+local function count_if_allowed(current_key, previous_key, weight, limit, lifetime_ms)
+  local current = tonumber(redis.call('GET', current_key) or '0')
+  local previous = tonumber(redis.call('GET', previous_key) or '0')
+  if previous * tonumber(weight) + current >= tonumber(limit) then
+    return {0, current, previous}
+  end
+  redis.call('INCR', current_key)
+  redis.call('PEXPIRE', current_key, lifetime_ms)
+  return {1, current, previous}
 end
-redis.call('INCR', KEYS[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {1, current, previous}
 """
+# KEYS: this window's counter, the previous window's. ARGV: weight, limit, lifetime in ms.
+_COUNT_IF_ALLOWED = COUNT_IF_ALLOWED_FUNCTION + "return count_if_allowed(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])\n"
+
+
+@dataclass(frozen=True)
+class Window:
+    """One request's place in a client's sliding window: the two counters' keys (the
+    cache's full keys) and the arguments of count_if_allowed after them."""
+
+    current_key: str
+    previous_key: str
+    previous_weight: float
+    window_left: float
+    limit: int
+    lifetime_ms: int
+
+    @property
+    def args(self) -> list[float | int]:
+        return [self.previous_weight, self.limit, self.lifetime_ms]
+
 
 _scripts: dict[int, Script] = {}
 
@@ -74,23 +98,29 @@ class SlidingWindowCounterMixin(throttling.SimpleRateThrottle):
         key = self.get_cache_key(request, view)
         if key is None:
             return True
-        now = self.timer()
-        window, offset = divmod(now, self.duration)
-        self._previous_weight = 1.0 - offset / self.duration
-        self._window_left = self.duration - offset
-        current_key = cache.make_and_validate_key(f"{key}:{int(window)}")
-        previous_key = cache.make_and_validate_key(f"{key}:{int(window) - 1}")
+        window = self.window(key, self.timer())
+        self._previous_weight, self._window_left = window.previous_weight, window.window_left
         try:
             # settings.CACHES names a Redis cache (core.cache.ResilientRedisCache).
             client = cast(RedisCache, cache)._cache.get_client(write=True)
             allowed, self._current, self._previous = _script(client)(
-                keys=[current_key, previous_key],
-                args=[self._previous_weight, self.num_requests, int(self.duration * 2000)],
-                client=client,
+                keys=[window.current_key, window.previous_key], args=window.args, client=client
             )
         except UNREACHABLE:
             return True
         return bool(allowed)
+
+    def window(self, key: str, now: float) -> Window:
+        """Where a request of the client `key` (get_cache_key's) made at `now` falls."""
+        window, offset = divmod(now, self.duration)
+        return Window(
+            current_key=cache.make_and_validate_key(f"{key}:{int(window)}"),
+            previous_key=cache.make_and_validate_key(f"{key}:{int(window) - 1}"),
+            previous_weight=1.0 - offset / self.duration,
+            window_left=self.duration - offset,
+            limit=self.num_requests,
+            lifetime_ms=int(self.duration * 2000),
+        )
 
     def wait(self) -> float | None:
         """Seconds until a request would be allowed again, if none came meanwhile."""
@@ -114,3 +144,13 @@ class UserRateThrottle(SlidingWindowCounterMixin, throttling.UserRateThrottle):
 
 class ScopedRateThrottle(SlidingWindowCounterMixin, throttling.ScopedRateThrottle):
     pass
+
+
+def user_window(user_pk: Any) -> Window | None:
+    """The window a request of the user `user_pk` falls in now under UserRateThrottle
+    (its key is DRF's, `throttle_user_<pk>`); None when the user rate is unlimited.
+    For a caller that counts the request itself (core.fast_path)."""
+    throttle = UserRateThrottle()
+    if throttle.rate is None:
+        return None
+    return throttle.window(throttle.cache_format % {"scope": throttle.scope, "ident": user_pk}, throttle.timer())
