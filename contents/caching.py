@@ -21,6 +21,7 @@ removal cannot put its "yes" back afterwards.
 """
 
 import hashlib
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -45,6 +46,33 @@ def channel_head(channel_id: uuid.UUID) -> int:
 def channel_heads(channel_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
     streams = {channel_stream(channel_id): channel_id for channel_id in channel_ids}
     return {streams[stream]: seq for stream, seq in known_seqs(streams).items()}
+
+
+def status_etag(channel_id: uuid.UUID, head: int, since: Any) -> str:
+    """The status answer's ETag: the channel's head (every change a reader can see
+    raises it), and a digest of the channel and the query, so that an answer of another
+    channel or another `since` never matches. The head in clear lets a reader that knows
+    only the tag tell which head it names (contents.fast_status)."""
+    return f'"{head}-{hashlib.sha256(f"{channel_id}:{since}".encode()).hexdigest()[:16]}"'
+
+
+_STATUS_ETAG = re.compile(r'"(\d{1,19})-[0-9a-f]{16}"')
+
+
+def claimed_head(channel_id: uuid.UUID, tags: Iterable[str]) -> int | None:
+    """The one head that `tags` (If-None-Match's) name for the channel's status without
+    `since`: None when none does, or more than one."""
+    heads = set()
+    for tag in tags:
+        match = _STATUS_ETAG.fullmatch(tag)
+        if match is not None and status_etag(channel_id, int(match[1]), None) == tag:
+            heads.add(int(match[1]))
+    return heads.pop() if len(heads) == 1 else None
+
+
+def if_none_match(value: str) -> set[str]:
+    """The entity tags of an If-None-Match header (weak ones compared as strong)."""
+    return {tag.strip().removeprefix("W/") for tag in value.split(",") if tag.strip()}
 
 
 def remember[T](key: str, seconds: int, compute: Callable[[], T]) -> T:
