@@ -7,3 +7,7 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         # The failed-login counter, the OpenAPI auth extension, a session's credential id at login.
         from accounts import credentials, login_throttle, schema  # noqa: F401
+        from core.fast_path import register_neutral_middleware
+
+        # It only notes the request's session key: a fast answer (core.fast_path) lacks nothing.
+        register_neutral_middleware("accounts.credentials.CredentialInUseMiddleware")

@@ -29,6 +29,7 @@ websocket_routes = URLRouter([
 
 from core.body_limit import BodyLimitMiddleware  # noqa: E402
 from core.connection_limit import OpenRequestsPerClient  # noqa: E402
+from core.fast_path import FastPaths  # noqa: E402
 from core.request_log import AccessLog  # noqa: E402
 from core.server_header import NoServerBanner  # noqa: E402
 from realtime.inbound import MessageSizeLimit  # noqa: E402
@@ -41,8 +42,9 @@ from realtime.tickets import TicketRedemptionMiddleware  # noqa: E402
 # (core.connection_limit), before anything is read.
 application = AccessLog(NoServerBanner(TicketRedemptionMiddleware(OpenRequestsPerClient(ProtocolTypeRouter({
     # Bodies over their limit, or late, are refused while they are read, before Django
-    # buffers them.
-    "http": BodyLimitMiddleware(django_asgi_app),
+    # buffers them. An unchanged poll is answered ahead of Django when Redis holds all
+    # it needs, exactly as Django would answer it (core.fast_path).
+    "http": BodyLimitMiddleware(FastPaths(django_asgi_app)),
     # Browsers send Origin; only pages of this origin or a trusted one (scheme, host and
     # port exactly: realtime.origin) may open a socket. A message over its size limit
     # closes it before it is parsed (realtime.inbound).

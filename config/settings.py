@@ -435,6 +435,10 @@ ETA_SAMPLE_SIZE = env_int("ETA_SAMPLE_SIZE", 50)
 # X-Poll-Interval: seconds a client should wait before its next poll.
 POLL_INTERVAL_ACTIVE = env_int("POLL_INTERVAL_ACTIVE", 2)
 POLL_INTERVAL_IDLE = env_int("POLL_INTERVAL_IDLE", 30)
+# An unchanged conditional status poll is answered ahead of Django in one Redis round
+# trip, with the full path's very answer (core.fast_path, contents.fast_status); 0 sends
+# every request through Django.
+POLL_FAST_PATH = env_bool("POLL_FAST_PATH", True)
 
 # Real-time streams (SSE and WebSocket).
 REALTIME_TICKET_TTL = env_int("REALTIME_TICKET_TTL", 60)

@@ -18,6 +18,11 @@ class ContentsConfig(AppConfig):
 
         register_stream_access("channel", channel_stream_readable)
         register_stream_paths(stream_paths)
+        # The unchanged status poll, answered ahead of the framework (contents.fast_status).
+        from contents.fast_status import PATH, ROUTE, unchanged_status
+        from core.fast_path import register_fast_path
+
+        register_fast_path(ROUTE, PATH, unchanged_status)
         # What the metrics count from 0 (core.metrics): the channel streams' events and
         # the pipeline's stages.
         for event_type in (CONTENT_STATUS_UPDATE, PROCESSING_COMPLETE, PROCESSING_ERROR):

@@ -163,6 +163,12 @@ def _head_key(stream: str) -> str:
     return f"stream-head:{stream}"
 
 
+def head_key(stream: str) -> str:
+    """The cache key of the stream's head (its value: the head's digits), for a reader
+    that gates on it (core.fast_path)."""
+    return _head_key(stream)
+
+
 def stream_heads(streams: Iterable[str]) -> dict[str, int]:
     """The heads Redis knows, by stream; a stream left out is unknown."""
     keys = {_head_key(stream): stream for stream in streams}
