@@ -234,6 +234,8 @@ def copy_contents(channel: Any, provider: Any, n: int, *, short: bool = False) -
     from django.db import connection, transaction
     from django.utils import timezone
 
+    from contents.totals import totals_recount
+
     columns = ("id", "url", "img_url", "video_url", "title", "description", "category", "ai_gen_metadata",
                "link_preview_metadata", "created_at", "updated_at", "channel_id", "provider_id", "attempts",
                "error_message", "estimated_completion", "finished_at", "heartbeat_at", "job_id", "processing_status",
@@ -262,3 +264,4 @@ def copy_contents(channel: Any, provider: Any, n: int, *, short: bool = False) -
                             meta, preview, created, finished or created, channel.id, provider.id, 1,
                             "The AI provider failed." if status == "error" else "", None, finished, None, "", processing,
                             progress, "", stage, status, 3))
+    totals_recount(channel.id)  # COPY went behind the services, which keep the totals

@@ -513,8 +513,9 @@ class Committer:
         from django.utils import timezone
 
         from contents.lifecycle import CONTENT
-        from contents.models import Content, ProcessingStatus
+        from contents.models import Content, ContentStatus, ProcessingStatus
         from contents.services import content_move
+        from contents.totals import totals_add
         from core.lifecycle import new_run_id
 
         following = {
@@ -532,6 +533,7 @@ class Committer:
                 content.job_id = new_run_id(CONTENT, content.id)
                 content.save()
                 # As content_submit() does, minus the RQ job: the bench drives the stages.
+                totals_add(self.channel.id, {ContentStatus.IDLE: 1})
                 CONTENT.publish(*CONTENT.event(content))
                 self.content = content
             else:

@@ -179,6 +179,7 @@ def make_contents(channel: Any, user: Any, count: int) -> None:
     from django.utils import timezone
 
     from contents.models import Content
+    from contents.totals import totals_recount
 
     now = timezone.now()
     Content.objects.bulk_create([
@@ -186,6 +187,7 @@ def make_contents(channel: Any, user: Any, count: int) -> None:
                 status="complete", processing_status="completed", progress=100, created_at=now, updated_at=now)
         for i in range(count)
     ])
+    totals_recount(channel.id)  # inserted behind the services, which keep the totals
 
 
 def main() -> None:
