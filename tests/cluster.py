@@ -209,6 +209,15 @@ class Fleet:
         """Until every client holds event `last`: {"current": how many, "t": when}."""
         return self.ask("wait_current", last=last, timeout=timeout)
 
+    def poll(self, token: str, *, pollers: int, interval: float) -> None:
+        """Polling load until poll_stop: `pollers` clients asking for the channel's status
+        (with If-None-Match) every `interval` seconds each, through the load balancer."""
+        self.ask("poll", token=token, pollers=pollers, interval=interval)
+
+    def poll_stop(self) -> dict[str, int]:
+        """How the polls were answered: status code (or exception name) -> count."""
+        return dict(self.ask("poll_stop")["answers"])
+
     def report(self) -> list[dict[str, Any]]:
         return list(self.ask("report", timeout=30)["subscribers"])
 
