@@ -251,3 +251,59 @@ def test_a_rolling_restart_under_load_fails_no_request_and_loses_no_event(cluste
             submitter.stop()
         fleet.close()
 
+
+def running(cluster: ClusterUnderTest, content_ids: list[str]) -> int:
+    """How many of the contents a worker is running now (a stage past the queue's)."""
+    rows = cluster.sql("SELECT count(*) FROM contents_content WHERE id = ANY(%s::uuid[]) "
+                       "AND processing_status IN ('summarizing', 'qa_generating')", content_ids)
+    return int(rows[0][0])
+
+
+@pytest.mark.timeout(420)
+def test_a_host_killed_mid_pipeline_loses_nothing_its_clients_and_work_move_to_the_other(cluster):
+    setup = cluster.make_users(20)
+    channel_id = setup["channel_id"]
+    fleet = Fleet(cluster, channel_id=channel_id, clients=clients_of(setup, sse=5, ws=5))
+    try:
+        assert fleet.wait_live(timeout=90) == 200
+        before = cluster.streams_at()
+        assert all(before[host] >= 50 for host in APPS), before
+        with api(cluster, setup["tokens"][0]) as owner:
+            contents = [submit(owner, channel_id) for _ in range(6)]
+            # Both workers busy (one content in a stage each: a host runs one at a time),
+            # so app1's is mid-pipeline when it goes.
+            assert wait_for(lambda: running(cluster, contents) == 2, timeout=30, interval=0.05)
+
+            killed, killed_at = time.monotonic(), time.time()
+            cluster.kill_app("app1")  # its cable pulled, every process SIGKILLed
+            # The first event committed after the kill, through the load balancer (a
+            # request that meets the dead host is sent to the other).
+            contents.append(submit(owner, channel_id))
+            marker = cluster.stream_head(channel_id)
+            current = fleet.wait_current(marker, timeout=60)
+            moved_in = current["t"] - killed_at
+            assert current["current"] == 200, current
+            print(f"app1 killed with {before['app1']} of 200 streams: every client current "
+                  f"{moved_in:.1f} s after the kill (streams at the LB then: {cluster.streams_at()})")
+
+            # What app1's worker was running is retried by app2's once it has stalled
+            # (CONTENT_STALL_SECONDS 10, swept every 2 s), and all complete.
+            wait_until_finished(cluster, contents, within=90)
+            finished_in = time.monotonic() - killed
+            attempts = cluster.sql("SELECT processing_status, attempts FROM contents_content "
+                                   "WHERE id = ANY(%s::uuid[])", contents)
+            print(f"the contents (app1's mid-pipeline one among them) all finished {finished_in:.1f} s after the "
+                  f"kill: {sorted(attempts)}")
+            assert {status for status, _ in attempts} == {"completed"}
+            assert max(n for _, n in attempts) == 2, "app1's content was retried, on app2"
+            # The stall window (10 s) and a sweep (2 s), then its two AI calls and the
+            # queue's others on app2's one worker (2 s each) beside them.
+            assert finished_in < 10 + 2 + 2 * len(contents) + 10
+
+        head = cluster.stream_head(channel_id)
+        assert fleet.wait_current(head, timeout=60)["current"] == 200
+        assert received_wrongly(fleet.report(), cluster.outbox(channel_id)) == []
+    finally:
+        fleet.close()
+        cluster.revive_app("app1")
+
