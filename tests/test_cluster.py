@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from tests.cluster import APPS, ClusterUnderTest, Fleet, cluster_unavailable, received_wrongly
 from tests.stream_clients import SSECollector, WSCollector, status_of, wait_for
@@ -307,3 +308,36 @@ def test_a_host_killed_mid_pipeline_loses_nothing_its_clients_and_work_move_to_t
         fleet.close()
         cluster.revive_app("app1")
 
+
+@pytest.mark.timeout(300)
+def test_a_channel_layer_redis_restarted_empty_loses_no_event(cluster):
+    setup = cluster.make_users(10)
+    channel_id = setup["channel_id"]
+    fleet = Fleet(cluster, channel_id=channel_id, clients=clients_of(setup, sse=5, ws=5))
+    try:
+        assert fleet.wait_live(timeout=90) == 100
+        # The channel's group lives on one of the two channel-layer Redis (channels-redis
+        # shards the groups over CHANNEL_LAYER_REDIS_URLS); that one is restarted empty.
+        group = f"aistatus-test:group:stream.channel.{channel_id}"
+        holders = [name for name in ("channels-a", "channels-b") if redis_client(cluster, name).exists(group)]
+        assert len(holders) == 1, holders
+        restarted = time.time()
+        cluster.restart_redis(holders[0])
+        assert not redis_client(cluster, holders[0]).exists(group)
+
+        with api(cluster, setup["tokens"][0]) as owner:
+            contents = [submit(owner, channel_id) for _ in range(3)]
+        wait_until_finished(cluster, contents, within=60)
+        head = cluster.stream_head(channel_id)
+        current = fleet.wait_current(head, timeout=60)
+        assert current["current"] == 100, current
+        print(f"{holders[0]} restarted empty: the {head} events committed since reached all 100 clients, the last "
+              f"{current['t'] - restarted:.1f} s after the restart; the group joined again: "
+              f"{bool(redis_client(cluster, holders[0]).exists(group))}")
+        assert received_wrongly(fleet.report(), cluster.outbox(channel_id)) == []
+    finally:
+        fleet.close()
+
+
+def redis_client(cluster: ClusterUnderTest, name: str) -> redis.Redis:
+    return redis.Redis.from_url(cluster.redis_url(name, from_root=True), socket_timeout=5)
