@@ -1,7 +1,7 @@
 """A cluster on one machine: a load balancer, two app hosts and a data host, each a
 network namespace of its own, joined by a bridge.
 
-    .venv/bin/python scripts/cluster.py up      [--name aistatus] [--port 8088] [--web-workers 1]
+    .venv/bin/python scripts/cluster.py up      [--name aistatus] [--port 8088] [--web-workers 1] [--pgbouncer]
     .venv/bin/python scripts/cluster.py status  [--name aistatus]
     .venv/bin/python scripts/cluster.py restart app1 | kill app1 | start app1 | stop app1
     .venv/bin/python scripts/cluster.py down    [--name aistatus] [--purge]
@@ -24,7 +24,9 @@ addresses exist inside the namespaces only; the bridge is in NAME-net):
   with WEB_WORKERS workers, the RQ worker, the RQ cron), everything pointing at data.
 - data (.20): PostgreSQL on :5432 (Debian's binaries, run as the postgres user), the
   queue and cache Redis on :6379, and the channel layer's two Redis on :6380 and :6381,
-  over which channels-redis shards the groups (CHANNEL_LAYER_REDIS_URLS).
+  over which channels-redis shards the groups (CHANNEL_LAYER_REDIS_URLS). With
+  --pgbouncer (CLUSTER_PGBOUNCER=1), Debian's PgBouncer in transaction mode on :6432,
+  which the app hosts then connect to instead.
 
 From the machine (the root namespace), a forwarder (a second HAProxy, in TCP mode,
 whose outgoing connections open inside the namespaces) listens on 127.0.0.1: PORT is
@@ -60,6 +62,7 @@ APP_PORT = 8000
 LB_PORT = 80
 LB_STATS_PORT = 8404
 PG_PORT = 5432
+PGBOUNCER_PORT = 6432
 # The data host's Redis: the queue and cache's, then the channel layer's shards.
 REDIS_PORTS = {"redis": 6379, "channels-a": 6380, "channels-b": 6381}
 DATABASE = "aistatus"
@@ -72,6 +75,7 @@ FORWARDS: tuple[tuple[str, str, int], ...] = (
     ("app2", "app2", APP_PORT),
     ("postgres", "data", PG_PORT),
     *((name, "data", port) for name, port in REDIS_PORTS.items()),
+    ("pgbouncer", "data", PGBOUNCER_PORT),  # with --pgbouncer
 )
 READY_WITHIN = 120.0
 # Connections each HAProxy holds at most: two descriptors each, within the hard limit of
@@ -129,6 +133,9 @@ class Cluster:
     env: dict[str, str] | None = None
     # `make cluster` fills the database with the demo data as `make run` does.
     seed: bool = False
+    # The app hosts reach PostgreSQL through Debian's PgBouncer in transaction mode on
+    # the data host (:6432) instead of directly.
+    pgbouncer: bool = False
 
     def __post_init__(self) -> None:
         self.dir = ROOT / ".run" / "cluster" / self.name
@@ -152,9 +159,11 @@ class Cluster:
         return f"http://127.0.0.1:{self.port}"
 
     def database_url(self, *, from_root: bool = False) -> str:
+        """PostgreSQL itself from the machine; from the app hosts, through PgBouncer when
+        the cluster has one."""
         if from_root:
             return f"postgres://postgres@127.0.0.1:{self.forwarded('postgres')}/{DATABASE}"
-        return f"postgres://postgres@{address('data')}:{PG_PORT}/{DATABASE}"
+        return f"postgres://postgres@{address('data')}:{PGBOUNCER_PORT if self.pgbouncer else PG_PORT}/{DATABASE}"
 
     def redis_url(self, name: str = "redis", *, from_root: bool = False) -> str:
         if from_root:
@@ -229,7 +238,8 @@ class Cluster:
         (self.dir / "state.json").unlink(missing_ok=True)
 
     def save(self) -> None:
-        state = {"name": self.name, "port": self.port, "pids": {k: p.pid for k, p in self.processes.items()}}
+        state = {"name": self.name, "port": self.port, "pgbouncer": self.pgbouncer,
+                 "pids": {k: p.pid for k, p in self.processes.items()}}
         (self.dir / "state.json").write_text(json.dumps(state))
 
     def load(self) -> dict[str, Any]:
@@ -238,6 +248,7 @@ class Cluster:
         except (OSError, ValueError):
             return {}
         self.port = state.get("port", self.port)
+        self.pgbouncer = state.get("pgbouncer", self.pgbouncer)
         return state
 
     def pids_in(self, ns: str) -> list[int]:
@@ -292,8 +303,45 @@ class Cluster:
 
     def start_data(self) -> None:
         self.start_postgres()
+        if self.pgbouncer:
+            self.start_pgbouncer()
         for name in REDIS_PORTS:
             self.start_redis(name)
+
+    def start_pgbouncer(self) -> None:
+        """Debian's PgBouncer in transaction mode before PostgreSQL: a server connection
+        is a client's for one transaction only. It refuses to run as root: as PostgreSQL,
+        it runs as the postgres user, who owns its directory."""
+        if shutil.which("pgbouncer") is None:
+            install("pgbouncer", "PgBouncer", "run the cluster without --pgbouncer")
+        _, as_owner = self.postgres_directory()
+        directory = self.dir / "pgbouncer"
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "userlist.txt").write_text('"postgres" ""\n')
+        (directory / "pgbouncer.ini").write_text("\n".join([
+            "[databases]",
+            f"* = host=127.0.0.1 port={PG_PORT}",
+            "[pgbouncer]",
+            f"listen_addr = 127.0.0.1,{address('data')}",
+            f"listen_port = {PGBOUNCER_PORT}",
+            "unix_socket_dir =",
+            "auth_type = trust",
+            f"auth_file = {directory / 'userlist.txt'}",
+            "pool_mode = transaction",
+            # Every process's pool of the two hosts (DB_POOL_MAX_SIZE each) as clients,
+            # over fewer server connections.
+            "max_client_conn = 2000",
+            "default_pool_size = 40",
+            f"pidfile = {directory / 'pgbouncer.pid'}",
+            "",
+        ]))
+        as_user: list[str] = []
+        if as_owner:
+            for path in (directory, *directory.iterdir()):
+                os.chown(path, as_owner["user"], as_owner["group"])
+            as_user = ["setpriv", f"--reuid={as_owner['user']}", f"--regid={as_owner['group']}", "--clear-groups"]
+        self.spawn("pgbouncer", self.inside("data", *as_user, "pgbouncer", str(directory / "pgbouncer.ini")))
+        self.wait_until(lambda: self.postgres_answers(port=self.forwarded("pgbouncer")), "PgBouncer", "pgbouncer")
 
     def postgres_directory(self) -> tuple[Path, dict[str, Any]]:
         """Where the cluster's PostgreSQL keeps its data, and how to run as its owner:
@@ -331,12 +379,12 @@ class Cluster:
                                            "-c", "fsync=off", "-c", "synchronous_commit=off"))
         self.wait_until(self.postgres_answers, "PostgreSQL", "postgres")
 
-    def postgres_answers(self) -> bool:
+    def postgres_answers(self, port: int | None = None) -> bool:
         import psycopg
 
         try:
-            psycopg.connect(host="127.0.0.1", port=self.forwarded("postgres"), user="postgres", dbname="postgres",
-                            connect_timeout=2).close()
+            psycopg.connect(host="127.0.0.1", port=port or self.forwarded("postgres"), user="postgres",
+                            dbname="postgres", connect_timeout=2).close()
         except psycopg.OperationalError:
             return False
         return True
@@ -602,6 +650,9 @@ class Cluster:
         rows.extend(f"  {host} directly:  http://127.0.0.1:{self.forwarded(host)}/   "
                     f"({address(host)}:{APP_PORT} in {self.ns(host)}; log {self.dir / host}.log)" for host in APPS)
         rows.append(f"  PostgreSQL:      {self.database_url(from_root=True)}")
+        if self.pgbouncer:
+            rows.append(f"  PgBouncer:       postgres://postgres@127.0.0.1:{self.forwarded('pgbouncer')}/{DATABASE}"
+                        "   (transaction mode; the app hosts' DATABASE_URL)")
         rows.extend(f"  Redis {name}:{' ' * (10 - len(name))}{self.redis_url(name, from_root=True)}"
                     for name in REDIS_PORTS)
         rows.append(f"  stop it with:    make cluster-down{'' if self.name == 'aistatus' else f' CLUSTER_NAME={self.name}'}")
@@ -634,9 +685,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("CLUSTER_PORT", "8088")))
     parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_WORKERS", "1")))
     parser.add_argument("--seed", action="store_true", help="the demo data, as make run has it")
+    parser.add_argument("--pgbouncer", action="store_true", default=os.environ.get("CLUSTER_PGBOUNCER") == "1",
+                        help="the app hosts reach PostgreSQL through PgBouncer in transaction mode")
     parser.add_argument("--purge", action="store_true", help="with down: remove the data too")
     args = parser.parse_args(argv)
-    cluster = Cluster(name=args.name, port=args.port, web_workers=args.web_workers, seed=args.seed)
+    cluster = Cluster(name=args.name, port=args.port, web_workers=args.web_workers, seed=args.seed,
+                      pgbouncer=args.pgbouncer)
     try:
         if args.action == "up":
             cluster.up()

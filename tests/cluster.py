@@ -63,6 +63,8 @@ TEST_ENV = {
 
 def cluster_unavailable() -> str | None:
     """Why the cluster cannot run here, or None."""
+    if os.environ.get("CLUSTER_TESTS") == "0":
+        return "CLUSTER_TESTS=0 leaves the cluster tests out"
     if os.geteuid() != 0 or shutil.which("ip") is None:
         return "the cluster needs root and iproute2's ip (network namespaces)"
     if shutil.which("haproxy") is None:
@@ -96,8 +98,10 @@ class ClusterUnderTest(Cluster):
     """A cluster of the test's own (a random name, free ports), torn down with its data."""
 
     def __init__(self, **env: str) -> None:
+        # CLUSTER_PGBOUNCER=1: the same tests with PgBouncer in transaction mode between
+        # the app hosts and PostgreSQL.
         super().__init__(name=f"aistest-{uuid.uuid4().hex[:6]}", port=free_port_range(len(FORWARDS)),
-                         web_workers=1, env={**TEST_ENV, **env})
+                         web_workers=1, env={**TEST_ENV, **env}, pgbouncer=os.environ.get("CLUSTER_PGBOUNCER") == "1")
 
     def __enter__(self) -> ClusterUnderTest:
         try:
