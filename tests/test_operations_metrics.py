@@ -35,13 +35,14 @@ def sweep_runs(job: str, action: str) -> float:
 
 
 def test_the_sweeps_retries_failures_and_requeues_are_counted():
-    stall = timezone.now() + timedelta(seconds=settings.CONTENT_STALL_SECONDS + 1)
     before = {action: sweep_runs("content", action) for action in ("retried", "failed", "requeued")}
     retried, failed = make_content(), make_content()
     Content.objects.filter(id=retried.id).update(status="generating", processing_status="summarizing", job_id="lost")
     Content.objects.filter(id=failed.id).update(
         status="generating", processing_status="qa_generating", attempts=settings.CONTENT_MAX_ATTEMPTS, job_id="gone"
     )
+    # A stall window after the rows were written, however long that took on a busy machine.
+    stall = timezone.now() + timedelta(seconds=settings.CONTENT_STALL_SECONDS + 1)
 
     assert lifecycle.sweep_stalled(CONTENT, now=stall) == {"retried": 1, "failed": 1}
     lost = make_content()
