@@ -275,6 +275,14 @@ def note_user(user_id: Any) -> None:
         exchange.user_id = str(user_id)
 
 
+def note_route(route: str) -> None:
+    """The URL name of the current request, for its access line, from a layer that
+    routed it itself (core.fast_path): it is not looked up again."""
+    exchange = _exchange.get()
+    if exchange is not None:
+        exchange.route = route
+
+
 class RequestLogMiddleware(MiddlewareMixin):
     """Django middleware: the route and user of the request, for its access line.
 
