@@ -40,6 +40,7 @@ from bench import (  # noqa: E402
     scaling,
     servers,
     soak,
+    unit_costs,
 )
 
 BENCHMARKS = {
@@ -54,7 +55,10 @@ BENCHMARKS = {
     "reconnect_storm": reconnect_storm.main,
     "servers": servers.main,
     "soak": soak.main,
+    # Run by name only: the capacity model's units (docs/scaling.md), ~2 min, past make bench's 10.
+    "unit_costs": unit_costs.main,
 }
+BY_NAME_ONLY = {"unit_costs"}
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
@@ -82,7 +86,7 @@ def machine() -> dict[str, str]:
 
 
 def main() -> None:
-    names = sys.argv[1:] or list(BENCHMARKS)
+    names = sys.argv[1:] or [name for name in BENCHMARKS if name not in BY_NAME_ONLY]
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"scenarios": {}}
     started, host = time.monotonic(), machine()
     failed = []

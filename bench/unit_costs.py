@@ -1,0 +1,539 @@
+"""Unit costs for the capacity model (docs/scaling.md): what one request, one idle
+stream and one delivered event cost the web processes, PostgreSQL and each Redis.
+
+Two server processes (one granian worker each, production mode) run against the
+bench's own database and two private Redis started here, so that INFO commandstats
+and INFO cpu count this run alone (the machine's Redis is shared): one for the cache,
+the queue and the stream leases (REDIS_URL), one for the channel layer
+(CHANNEL_LAYER_REDIS_URLS), as the cluster's data host has them. In order:
+
+1. requests: 8 keep-alive clients back to back on one process for a few seconds each,
+   per kind (the no-op GET /v1/auth/me, the unchanged status poll answered 304, the
+   status answered 200, the seed's full list of 25): server CPU, Redis calls and SQL
+   transactions per request;
+2. the processes idle with no stream (their fixed cost), then with SUBSCRIBERS streams
+   of one channel (half SSE, half WebSocket, spread over both processes) for
+   IDLE_SECONDS: CPU, memory, SQL transactions and Redis calls per stream;
+3. EVENTS events committed at EVENT_RATE a second through the services (one
+   transaction each, as bench.reconnect_storm's committer does) until every subscriber
+   has them all: CPU per event and per delivery in the web processes, Redis calls and
+   Redis CPU per event (the idle rates subtracted), commit-to-receipt latency;
+4. a few more events under MONITOR on both Redis: which commands one event costs,
+   which of them are sent by a client (round trips) and which run inside a Lua script;
+5. the heartbeat's catch-up read of an up-to-date stream (realtime.delivery.events_after,
+   what each process runs once per heartbeat for each stream it serves), timed here.
+
+`python -m bench unit_costs` (about two minutes; not in `make bench`'s default run,
+which is near its 10 minutes already). The figures go to results.json as every
+benchmark's; docs/scaling.md builds the capacity model on them."""
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SUBSCRIBERS = int(os.environ.get("BENCH_UNITS_SUBSCRIBERS", "200"))
+EVENTS = int(os.environ.get("BENCH_UNITS_EVENTS", "300"))
+EVENT_RATE = float(os.environ.get("BENCH_UNITS_EVENT_RATE", "15"))
+IDLE_SECONDS = float(os.environ.get("BENCH_UNITS_IDLE_SECONDS", "30"))
+REQUEST_SECONDS = float(os.environ.get("BENCH_UNITS_REQUEST_SECONDS", "4"))
+REQUEST_CLIENTS = 8
+MONITOR_EVENTS = 30
+CATCH_UP_READS = 400
+DATABASE = "aistatus_bench_units"
+# The inner process's last line: the figures, for the outer one to return.
+FIGURES_LINE = "UNIT_COSTS_FIGURES "
+
+
+# --- the outer process (run by `python -m bench`): private Redis, then the inner one --------
+
+
+class PrivateRedis:
+    """A redis-server of this run's own on a free port: nothing on disk, noeviction."""
+
+    def __init__(self, label: str) -> None:
+        from bench.reconnect_storm import free_port
+
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix=f"bench-units-{label}-")
+        self.process = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
+             "--dir", self.dir, "--maxclients", "10000", "--maxmemory-policy", "noeviction"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        import redis
+
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        client.close()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def main() -> dict[str, Any] | None:
+    if shutil.which("redis-server") is None:
+        print("unit_costs: needs redis-server (Debian's redis-server) for Redis of its own; skipped")
+        return None
+    cache, layer = PrivateRedis("cache"), PrivateRedis("layer")
+    figures: dict[str, Any] | None = None
+    try:
+        env = {**os.environ, "REDIS_URL": cache.url, "CHANNEL_LAYER_REDIS_URLS": layer.url}
+        env.pop("CACHE_REDIS_URL", None)
+        with subprocess.Popen([sys.executable, "-m", "bench.unit_costs", "--inner", cache.url, layer.url], cwd=ROOT,
+                              env=env, stdout=subprocess.PIPE, text=True) as inner:
+            assert inner.stdout is not None
+            for line in inner.stdout:
+                if line.startswith(FIGURES_LINE):
+                    figures = json.loads(line[len(FIGURES_LINE):])
+                else:
+                    print(line, end="", flush=True)
+        if inner.returncode != 0:
+            raise RuntimeError(f"the unit-cost run failed ({inner.returncode}); its output is above")
+    finally:
+        cache.stop()
+        layer.stop()
+    return figures
+
+
+# --- the inner process: Django on the private Redis ------------------------------------------
+
+
+def redis_snapshot(url: str) -> dict[str, Any]:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+        cpu = client.info("cpu")
+    finally:
+        client.close()
+    return {"calls": {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()},
+            "cpu": cpu["used_cpu_sys"] + cpu["used_cpu_user"]}
+
+
+class Meter:
+    """Snapshots of everything the units are made of: the server processes' CPU and
+    memory, both Redis (commands by name, CPU) and the bench database's transactions."""
+
+    def __init__(self, daphnes: list[Any], redis_urls: dict[str, str]) -> None:
+        self.daphnes, self.redis_urls = daphnes, redis_urls
+
+    def take(self) -> dict[str, Any]:
+        from bench import harness
+        from bench.reconnect_storm import db_stats, rss_kib
+
+        return {"t": time.monotonic(),
+                "cpu_each": [sum(harness.cpu_seconds(pid) for pid in d.pids()) for d in self.daphnes],
+                "rss_kib": sum(rss_kib(pid) for d in self.daphnes for pid in d.pids()),
+                "redis": {name: redis_snapshot(url) for name, url in self.redis_urls.items()},
+                "db": db_stats(DATABASE)}
+
+    def window(self, seconds: float = 0.0, work: Any = None) -> tuple[dict[str, Any], Any]:
+        """The deltas over `seconds` of waiting, or over `work()` (and its result). The
+        statistics of this process's own transactions are flushed at both ends (one
+        SELECT, subtracted); the servers' pools publish theirs at most once a second."""
+        from bench.reconnect_storm import flush_own_stats
+
+        flush_own_stats()
+        before = self.take()
+        result = None
+        if work is None:
+            time.sleep(seconds)
+        else:
+            result = work()
+        flush_own_stats()
+        return self.delta(before, self.take()), result
+
+    @staticmethod
+    def delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+        redis_delta = {}
+        for name, now in after["redis"].items():
+            was = before["redis"][name]
+            calls = {cmd: n - was["calls"].get(cmd, 0) for cmd, n in now["calls"].items()}
+            # The INFO calls of the meter itself are not the application's.
+            calls.pop("info", None)
+            redis_delta[name] = {"calls": {cmd: n for cmd, n in calls.items() if n}, "cpu": now["cpu"] - was["cpu"]}
+        cpu_each = [a - b for a, b in zip(after["cpu_each"], before["cpu_each"], strict=True)]
+        return {"seconds": after["t"] - before["t"], "cpu": sum(cpu_each), "cpu_each": cpu_each,
+                "rss_kib": after["rss_kib"] - before["rss_kib"], "redis": redis_delta,
+                # the closing flush's SELECT is this process's, not the servers'
+                "xacts": after["db"]["xact_commit"] - before["db"]["xact_commit"] - 1}
+
+
+def total_calls(delta: dict[str, Any], name: str) -> int:
+    return sum(delta["redis"][name]["calls"].values())
+
+
+def request_costs(servers: Any, redis_urls: dict[str, str], channel: Any, token: str) -> list[dict[str, Any]]:
+    """CPU, Redis calls and SQL transactions per request of each kind, on one process."""
+
+    single = Meter(servers.daphnes[:1], redis_urls)
+    kinds = [
+        ("no-op GET /v1/auth/me", "/v1/auth/me", False),
+        ("status, unchanged (304)", f"/api/contents/{channel.id}/status", True),
+        ("status (200)", f"/api/contents/{channel.id}/status", False),
+        ("seed's full list of 25 (200)", f"/contents/channel/{channel.id}", False),
+    ]
+    rows = []
+    for label, path, conditional in kinds:
+        config = {"port": servers.ports[0], "token": token, "count": REQUEST_CLIENTS, "seconds": REQUEST_SECONDS,
+                  "path": path, "conditional": conditional}
+        with monitored({"cache": redis_urls["cache"]}) as counts:
+            delta, report = single.window(work=lambda config=config: back_to_back(config))
+        totals = report["totals"]
+        requests = max(1, totals.get("requests", 0))
+        rows.append({
+            "label": label, "requests": requests, "rate": requests / report["elapsed"],
+            "statuses": {k: v for k, v in totals.items() if k.startswith(("status_", "error_"))},
+            "cpu_ms": delta["cpu"] * 1000 / requests,
+            "cache_redis_calls": total_calls(delta, "cache") / requests,
+            "cache_redis_commands": {cmd: n / requests for cmd, n in delta["redis"]["cache"]["calls"].items()},
+            "layer_redis_calls": total_calls(delta, "layer") / requests,
+            "cache_redis_round_trips": round_trips(counts["cache"]) / requests,
+            "sql_xacts": delta["xacts"] / requests,
+            "bytes_in": totals.get("bytes_in", 0) / requests,
+        })
+    return rows
+
+
+def back_to_back(config: dict[str, Any]) -> dict[str, Any]:
+    """`python -m bench.unit_costs --requests CONFIG` in a process of its own."""
+    done = subprocess.run([sys.executable, "-m", "bench.unit_costs", "--requests", json.dumps(config)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=config["seconds"] + 60, check=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+async def requests_back_to_back(config: dict[str, Any]) -> dict[str, Any]:
+    """`count` keep-alive connections each sending GET `path` again as soon as it is
+    answered (with the ETag it was last given when `conditional`), for `seconds`."""
+    import asyncio
+
+    from bench.clients import read_response, request_bytes
+
+    totals: Counter = Counter()
+    port = config["port"]
+    deadline = time.monotonic() + config["seconds"]
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        etag = None
+        try:
+            while time.monotonic() < deadline:
+                headers = {"Authorization": f"Bearer {config['token']}", "Accept": "application/json"}
+                if config["conditional"] and etag:
+                    headers["If-None-Match"] = etag
+                writer.write(request_bytes("GET", config["path"], port, headers))
+                status, answer, _, size = await read_response(reader)
+                totals["requests"] += 1
+                totals["bytes_in"] += size
+                totals[f"status_{status}"] += 1
+                etag = answer.get("etag", etag)
+        finally:
+            writer.close()
+
+    started = time.monotonic()
+    await asyncio.gather(*(client() for _ in range(config["count"])))
+    return {"totals": dict(totals), "elapsed": time.monotonic() - started}
+
+
+def per_second(delta: dict[str, Any]) -> dict[str, Any]:
+    s = delta["seconds"]
+    return {"cpu": delta["cpu"] / s, "xacts": delta["xacts"] / s,
+            "redis_calls": {name: total_calls(delta, name) / s for name in delta["redis"]},
+            "redis_cpu": {name: r["cpu"] / s for name, r in delta["redis"].items()},
+            "redis_by_command": {name: {cmd: n / s for cmd, n in r["calls"].items()} for name, r in delta["redis"].items()}}
+
+
+def monitor_counts(url: str, stop: threading.Event, counts: Counter, ready: threading.Event) -> None:
+    """Commands Redis runs while `stop` is unset: (command, 'lua' or 'client') -> count."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    with client.monitor() as monitor:
+        ready.set()
+        connection = monitor.connection
+        assert connection is not None
+        while not stop.is_set():
+            if not connection.can_read(timeout=0.1):
+                continue
+            line = monitor.next_command()
+            if line["command"].upper().startswith("INFO") or line["command"].upper() == "MONITOR":
+                continue
+            counts[(line["command"].split()[0].upper(), "lua" if line.get("client_type") == "lua" else "client")] += 1
+    client.close()
+
+
+@contextlib.contextmanager
+def monitored(redis_urls: dict[str, str]) -> Iterator[dict[str, dict[str, int]]]:
+    """MONITOR on each Redis while the block runs: Redis name -> "COMMAND (client|lua)" ->
+    count, filled in when the block ends."""
+    counters: dict[str, Counter] = {name: Counter() for name in redis_urls}
+    stop = threading.Event()
+    readies = {name: threading.Event() for name in redis_urls}
+    watchers = [threading.Thread(target=monitor_counts, args=(url, stop, counters[name], readies[name]), daemon=True)
+                for name, url in redis_urls.items()]
+    for watcher in watchers:
+        watcher.start()
+    for ready in readies.values():
+        ready.wait(10)
+    counts: dict[str, dict[str, int]] = {}
+    try:
+        yield counts
+    finally:
+        time.sleep(0.3)  # what the block sent last reaches the monitor
+        stop.set()
+        for watcher in watchers:
+            watcher.join(5)
+        counts.update({name: {f"{cmd} ({source})": n for (cmd, source), n in sorted(c.items())}
+                       for name, c in counters.items()})
+
+
+def round_trips(counts: dict[str, int]) -> int:
+    """The calls clients sent (a pipeline's commands each count; MULTI and EXEC do not)."""
+    return sum(n for key, n in counts.items() if key.endswith("(client)") and not key.startswith(("MULTI", "EXEC")))
+
+
+def catch_up_reads(stream: str) -> dict[str, Any]:
+    """The heartbeat's read of an up-to-date stream, CATCH_UP_READS times in a row as the
+    hub does them (one stream after another): wall time and this process's CPU each."""
+    import asyncio
+
+    from realtime.delivery import events_after
+    from realtime.streams import current_seq
+
+    latest = current_seq(stream)
+
+    async def reads() -> None:
+        for _ in range(CATCH_UP_READS):
+            await events_after(stream, latest, 1000)
+
+    asyncio.run(reads())  # warm: the pool's connections, the threads
+    cpu, started = time.process_time(), time.perf_counter()
+    asyncio.run(reads())
+    return {"ms": (time.perf_counter() - started) * 1000 / CATCH_UP_READS,
+            "cpu_ms": (time.process_time() - cpu) * 1000 / CATCH_UP_READS}
+
+
+def inner(cache_url: str, layer_url: str) -> dict[str, Any]:
+    from bench import harness
+    from bench.reconnect_storm import ClientProcess, Committer, bench_database, bench_setup, percentile, raise_fd_limit
+
+    raise_fd_limit()
+    redis_urls = {"cache": cache_url, "layer": layer_url}
+    figures: dict[str, Any] = {"subscribers": SUBSCRIBERS, "events": EVENTS, "event_rate": EVENT_RATE,
+                               "load_before": os.getloadavg()}
+    with bench_database(DATABASE) as database_url:
+        user, token, channel = bench_setup("units")
+        harness.copy_contents(channel, user, 25)
+        committer = Committer(channel, user)
+        servers = harness.Servers(2, database_url, "units")
+        meter = Meter(servers.daphnes, redis_urls)
+        clients: ClientProcess | None = None
+        try:
+            servers.start()
+            figures["requests"] = request_costs(servers, redis_urls, channel, token)
+
+            empty, _ = meter.window(IDLE_SECONDS / 2)
+            figures["idle_empty"] = {**per_second(empty), "rss_kib": servers.rss_kib()}
+
+            rss_before = servers.rss_kib()
+            clients = ClientProcess(ports=servers.ports, channel_id=str(channel.id), token=token, count=SUBSCRIBERS,
+                                    log_path=servers.workdir / "clients.log", ramp_seconds=0.01)
+            live = clients.ask("wait_live", timeout=60)["live"]
+            if live < SUBSCRIBERS:
+                raise RuntimeError(f"only {live} of {SUBSCRIBERS} subscribers connected")
+            # A heartbeat and more, so that every stream's first renewal and read has passed.
+            time.sleep(12)
+            idle, _ = meter.window(IDLE_SECONDS)
+            figures["idle_streams"] = {**per_second(idle), "rss_kib": servers.rss_kib(), "rss_kib_before": rss_before,
+                                       "kib_per_stream": (servers.rss_kib() - rss_before) / SUBSCRIBERS}
+
+            first = committer.last + 1
+
+            def commit_all() -> dict[str, Any]:
+                started = time.monotonic()
+                for n in range(EVENTS):
+                    time.sleep(max(0.0, started + n / EVENT_RATE - time.monotonic()))
+                    committer.commit()
+                return clients.ask("wait_current", last=committer.last, timeout=60)
+
+            busy, answer = meter.window(work=commit_all)
+            if answer["current"] < SUBSCRIBERS:
+                raise RuntimeError(f"only {answer['current']} subscribers received every event")
+            figures["events_window"] = {**per_second(busy), "seconds": busy["seconds"], "cpu_s": busy["cpu"],
+                                        "cpu_each_s": busy["cpu_each"], "xacts_total": busy["xacts"],
+                                        "redis_calls_total": {name: total_calls(busy, name) for name in redis_urls},
+                                        "redis_cpu_s": {name: r["cpu"] for name, r in busy["redis"].items()},
+                                        "redis_by_command_total": {name: r["calls"] for name, r in busy["redis"].items()}}
+
+            with monitored(redis_urls) as counts:
+                monitor_from = time.monotonic()
+                for n in range(MONITOR_EVENTS):
+                    time.sleep(max(0.0, monitor_from + n / EVENT_RATE - time.monotonic()))
+                    committer.commit()
+                clients.ask("wait_current", last=committer.last, timeout=60)
+                monitor_seconds = time.monotonic() - monitor_from
+            figures["monitor"] = {"events": MONITOR_EVENTS, "seconds": monitor_seconds, "counts": counts}
+
+            report = clients.ask("report", timeout=120)["subscribers"]
+            wanted = set(range(first, first + EVENTS))
+            latencies = [t - committer.commit_times[seq] for sub in report for seq, _, _, t in sub["events"] if seq in wanted]
+            figures["delivery_ms"] = {"p50": percentile(latencies, 50) * 1000, "p99": percentile(latencies, 99) * 1000,
+                                      "max": max(latencies) * 1000, "deliveries": len(latencies)}
+            figures["catch_up_read"] = catch_up_reads(committer.stream)
+            from realtime.models import Event
+
+            sizes = [len(json.dumps({"type": t, "id": s, "data": p}, separators=(",", ":")))
+                     for s, t, p in Event.objects.filter(stream=committer.stream).values_list("seq", "type", "payload")]
+            figures["event_bytes"] = sum(sizes) / len(sizes)
+        finally:
+            if clients is not None:
+                clients.close()
+            servers.stop()
+        committer.cleanup()
+    figures["load_after"] = os.getloadavg()
+    return figures
+
+
+# --- the figures, as the model uses them ----------------------------------------------------
+
+
+def units(f: dict[str, Any]) -> dict[str, Any]:
+    """The per-unit costs from a run's figures (idle rates subtracted from the event window)."""
+    idle, empty, busy = f["idle_streams"], f["idle_empty"], f["events_window"]
+    n, events, seconds = f["subscribers"], f["events"], busy["seconds"]
+    processes = len(busy["cpu_each_s"])
+    event_cpu = busy["cpu_s"] - idle["cpu"] * seconds
+    out = {
+        "processes": processes,
+        "idle_cpu_ms_per_process_s": empty["cpu"] * 1000 / processes,
+        "idle_cpu_us_per_stream_s": (idle["cpu"] - empty["cpu"]) * 1e6 / n,
+        "kib_per_stream": idle["kib_per_stream"],
+        "xacts_per_process_min_empty": empty["xacts"] * 60 / processes,
+        "xacts_per_stream_min": (idle["xacts"] - empty["xacts"]) * 60 / n,
+        "idle_redis_calls_per_s": idle["redis_calls"],
+        "idle_redis_calls_per_s_empty": empty["redis_calls"],
+        "cpu_ms_per_event_all_processes": event_cpu * 1000 / events,
+        "cpu_us_per_delivery": event_cpu * 1e6 / (events * n),
+        "xacts_per_event": (busy["xacts_total"] - idle["xacts"] * seconds) / events,
+    }
+    for name in busy["redis_calls_total"]:
+        out[f"{name}_redis_calls_per_event"] = (busy["redis_calls_total"][name] - idle["redis_calls"][name] * seconds) / events
+        out[f"{name}_redis_cpu_us_per_event"] = (busy["redis_cpu_s"][name] - idle["redis_cpu"][name] * seconds) * 1e6 / events
+        out[f"{name}_redis_cpu_us_per_event_gross"] = busy["redis_cpu_s"][name] * 1e6 / events
+        # From MONITOR's few events, idle traffic included (a few calls a second).
+        out[f"{name}_redis_round_trips_per_event"] = round_trips(f["monitor"]["counts"][name]) / f["monitor"]["events"]
+    return out
+
+
+def print_figures(f: dict[str, Any]) -> None:
+    from bench import harness
+
+    u = units(f)
+    print(f"unit_costs: 2 {harness.WEB_SERVER} processes (one worker each, production mode), a private Redis for the cache "
+          f"and one for the channel layer; load average before {' '.join(f'{x:.2f}' for x in f['load_before'])}, after "
+          f"{' '.join(f'{x:.2f}' for x in f['load_after'])} (2 cores shared with the clients, PostgreSQL and other work)")
+    print(f"  requests: {REQUEST_CLIENTS} keep-alive clients back to back, {REQUEST_SECONDS:.0f} s each kind, one process")
+    harness.print_table(
+        ["request", "requests", "req/s", "server CPU ms", "cache Redis calls (sent)", "layer Redis calls", "SQL xacts", "bytes in",
+         "answers"],
+        [[r["label"], r["requests"], r["rate"], r["cpu_ms"], f"{r['cache_redis_calls']:.2f} ({r['cache_redis_round_trips']:.2f})",
+          r["layer_redis_calls"], r["sql_xacts"],
+          r["bytes_in"], " ".join(f"{k}={v}" for k, v in r["statuses"].items())] for r in f["requests"]])
+    for r in f["requests"]:
+        print(f"    {r['label']}: cache Redis per request: "
+              + ", ".join(f"{cmd} {n:.2f}" for cmd, n in sorted(r["cache_redis_commands"].items(), key=lambda kv: -kv[1])))
+    print(f"  idle: {u['processes']} processes, no stream, then {f['subscribers']} streams of one channel (half SSE, half "
+          f"WebSocket, one user), {IDLE_SECONDS:.0f} s; production heartbeat")
+    harness.print_table(
+        ["unit", "value"],
+        [["CPU per process, no stream (ms/s)", u["idle_cpu_ms_per_process_s"]],
+         ["CPU per idle stream (us/s)", u["idle_cpu_us_per_stream_s"]],
+         ["RSS per idle stream (KiB, small sample)", u["kib_per_stream"]],
+         ["SQL xacts per process per minute, no stream", u["xacts_per_process_min_empty"]],
+         ["SQL xacts per idle stream per minute", u["xacts_per_stream_min"]],
+         ["cache Redis calls/s: no stream -> streams", f"{u['idle_redis_calls_per_s_empty']['cache']:.2f} -> {u['idle_redis_calls_per_s']['cache']:.2f}"],
+         ["layer Redis calls/s: no stream -> streams", f"{u['idle_redis_calls_per_s_empty']['layer']:.2f} -> {u['idle_redis_calls_per_s']['layer']:.2f}"]])
+    busy = f["events_window"]
+    print(f"  events: {f['events']} committed at {f['event_rate']:.0f}/s to {f['subscribers']} subscribers over "
+          f"{u['processes']} processes ({busy['seconds']:.1f} s until all had all); idle rates subtracted; an event is "
+          f"{f['event_bytes']:.0f} bytes as a WebSocket frame's text")
+    harness.print_table(
+        ["unit", "value"],
+        [["web CPU per event, all processes (ms)", u["cpu_ms_per_event_all_processes"]],
+         ["web CPU per delivery (us)", u["cpu_us_per_delivery"]],
+         ["SQL xacts per event (the commit)", u["xacts_per_event"]],
+         ["channel-layer Redis calls per event (sent, MONITOR)",
+          f"{u['layer_redis_calls_per_event']:.1f} ({u['layer_redis_round_trips_per_event']:.1f})"],
+         ["channel-layer Redis CPU per event (us; gross)", f"{u['layer_redis_cpu_us_per_event']:.1f} ({u['layer_redis_cpu_us_per_event_gross']:.1f})"],
+         ["cache Redis calls per event (sent, MONITOR)",
+          f"{u['cache_redis_calls_per_event']:.1f} ({u['cache_redis_round_trips_per_event']:.1f})"],
+         ["cache Redis CPU per event (us; gross)", f"{u['cache_redis_cpu_us_per_event']:.1f} ({u['cache_redis_cpu_us_per_event_gross']:.1f})"],
+         ["commit -> receipt p50 / p99 / max (ms)", f"{f['delivery_ms']['p50']:.1f} / {f['delivery_ms']['p99']:.1f} / {f['delivery_ms']['max']:.1f}"],
+         ["heartbeat catch-up read, up to date: wall / CPU (ms)", f"{f['catch_up_read']['ms']:.2f} / {f['catch_up_read']['cpu_ms']:.2f}"]])
+    m = f["monitor"]
+    print(f"  commands per event under MONITOR ({m['events']} events; 'client': a call sent by a process, 'lua': run "
+          f"inside a script), idle traffic included over {m['seconds']:.1f} s:")
+    for name, counts in m["counts"].items():
+        per = ", ".join(f"{cmd} {n / m['events']:.2f}" for cmd, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        print(f"    {name}: {per}")
+    for name in ("layer", "cache"):
+        by = {cmd: n / f["events"] for cmd, n in busy["redis_by_command_total"][name].items()}
+        print(f"  commandstats per event, {name} (idle not subtracted): "
+              + ", ".join(f"{cmd} {v:.2f}" for cmd, v in sorted(by.items(), key=lambda kv: -kv[1])))
+
+
+def run_inner(argv: list[str]) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DJANGO_ENV", "development")
+    import django
+
+    django.setup()
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    figures = inner(argv[0], argv[1])
+    figures["units"] = units(figures)
+    print_figures(figures)
+    with contextlib.suppress(BrokenPipeError):
+        print(FIGURES_LINE + json.dumps(figures, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--inner"]:
+        run_inner(sys.argv[2:])
+    elif sys.argv[1:2] == ["--requests"]:
+        import asyncio
+
+        print(json.dumps(asyncio.run(requests_back_to_back(json.loads(sys.argv[2])))))
+    else:
+        raise SystemExit("python -m bench unit_costs")
