@@ -13,6 +13,7 @@ per token digest (OWNERS), learnt with one extra read the first time it sees a t
 Only the token's validity is read each time, with everything else.
 """
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -38,7 +39,7 @@ class Bearer:
     @property
     def gate(self) -> Gate:
         """The entry must be there, and not a revocation's tombstone."""
-        return Gate(token_cache_key(self.digest), "differ", stored(REVOKED))
+        return Gate(token_cache_key(self.digest), "differ", _tombstone())
 
     def holds(self, raw_entry: bytes) -> bool:
         """Whether the full path would let this token in from this entry of the cache:
@@ -56,6 +57,11 @@ class Bearer:
             and (expiry is None or not expiry < timezone.now())
             and user.get("is_active") is True
         )
+
+
+@functools.cache
+def _tombstone() -> bytes:
+    return stored(REVOKED)
 
 
 def bearer_digest(meta: dict[str, str]) -> str | None:
@@ -83,10 +89,10 @@ async def bearer(meta: dict[str, str]) -> Bearer | Fallback | None:
     owner = _owners.get(digest)
     if owner is None:
         try:
-            raw = cast(bytes | None, await redis_client().get(cache_key(token_cache_key(digest))))
+            raw = cast(bytes | None, await redis_client().call("GET", cache_key(token_cache_key(digest))))
         except REDIS_ERRORS as error:
             return redis_failed(error)
-        if raw is None or raw == stored(REVOKED):
+        if raw is None or raw == _tombstone():
             return None
         entry = loaded(raw)
         try:

@@ -41,10 +41,11 @@ from realtime.tickets import TicketRedemptionMiddleware  # noqa: E402
 # is spent before anything may refuse the request. Then what one client may hold open
 # (core.connection_limit), before anything is read.
 application = AccessLog(NoServerBanner(TicketRedemptionMiddleware(OpenRequestsPerClient(ProtocolTypeRouter({
+    # An unchanged poll is answered ahead of Django when Redis holds all it needs,
+    # exactly as Django would answer it (core.fast_path; only requests without a body).
     # Bodies over their limit, or late, are refused while they are read, before Django
-    # buffers them. An unchanged poll is answered ahead of Django when Redis holds all
-    # it needs, exactly as Django would answer it (core.fast_path).
-    "http": BodyLimitMiddleware(FastPaths(django_asgi_app)),
+    # buffers them.
+    "http": FastPaths(BodyLimitMiddleware(django_asgi_app)),
     # Browsers send Origin; only pages of this origin or a trusted one (scheme, host and
     # port exactly: realtime.origin) may open a socket. A message over its size limit
     # closes it before it is parsed (realtime.inbound).

@@ -29,7 +29,18 @@ from accounts.services import token_cache_key
 from contents import caching
 from contents.views import LAST_EVENT_ID_HEADER, ChannelStatusView
 from core import throttling
-from core.fast_path import CACHE_MISS, DECLINED, Fallback, FastAnswer, FastRequest, Gate, gated_read, loaded, stored
+from core.fast_path import (
+    CACHE_MISS,
+    DECLINED,
+    Fallback,
+    FastAnswer,
+    FastRequest,
+    Gate,
+    cache_key,
+    gated_read,
+    loaded,
+    stored,
+)
 from core.metrics import cache_family
 from core.polling import poll_headers
 from realtime.streams import channel_stream, head_key
@@ -80,6 +91,11 @@ def _view_headers() -> tuple[tuple[str, str], ...]:
     return tuple(view.default_response_headers.items())
 
 
+@functools.cache
+def _stored_true() -> bytes:
+    return stored(True)
+
+
 class _NegotiatedRequest:
     """What DRF's content negotiation reads of a request: no query, its Accept header."""
 
@@ -125,11 +141,11 @@ async def unchanged_status(request: FastRequest) -> FastAnswer | Fallback:
     read = await gated_read(
         [
             bearer.gate,
-            Gate(caching.reader_key(channel_id, bearer.user_id), "equal", stored(True)),
+            Gate(caching.reader_key(channel_id, bearer.user_id), "equal", _stored_true()),
             Gate(head_key(channel_stream(channel_id)), "equal", stored(head)),
             Gate(caching.processing_key(channel_id, head)),
         ],
-        throttling.user_window(bearer.user_id),
+        throttling.user_window(bearer.user_id, cache_key),
     )
     if isinstance(read, str):
         return read

@@ -24,6 +24,7 @@ Switched off by POLL_FAST_PATH=0 (every request then goes to Django).
 """
 
 import asyncio
+import hashlib
 import logging
 import re
 import time
@@ -33,7 +34,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
-import redis.asyncio as aioredis
 from corsheaders.conf import conf as cors_conf
 from corsheaders.middleware import CorsMiddleware
 from corsheaders.signals import check_request_enabled
@@ -46,11 +46,11 @@ from django.http.request import split_domain_port, validate_host
 from django.utils import translation
 from django.utils.csp import CSP, build_policy
 from prometheus_client import Counter
-from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from core import metrics
-from core.request_log import note_user
+from core.fast_redis import LeanClient, RedisPyClient, client_for
+from core.request_log import note_route, note_user
 from core.throttling import COUNT_IF_ALLOWED_FUNCTION, Window
 
 logger = logging.getLogger(__name__)
@@ -393,8 +393,7 @@ class Gate:
 
 
 class _Redis:
-    """The cache's Redis for this event loop (redis-py's asyncio client binds its
-    connections to a loop) and the gated-read script."""
+    """The cache's Redis for this event loop (a client's connections belong to a loop)."""
 
     def __init__(self) -> None:
         config: dict[str, Any] = settings.CACHES["default"]
@@ -402,13 +401,13 @@ class _Redis:
         servers = re.split("[;,]", location) if isinstance(location, str) else list(location)
         options = config.get("OPTIONS", {})
         # The first server: Django's RedisCache writes there (the throttle writes).
-        self.client = aioredis.Redis.from_url(
-            servers[0], socket_timeout=options.get("socket_timeout"), socket_connect_timeout=options.get("socket_connect_timeout"),
+        self.client = client_for(
+            servers[0], timeout=options.get("socket_timeout"), connect_timeout=options.get("socket_connect_timeout")
         )
-        self.script: AsyncScript = self.client.register_script(_GATED_READ)
 
 
 _loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Redis] = weakref.WeakKeyDictionary()
+_GATED_READ_SHA = hashlib.sha1(_GATED_READ.encode()).hexdigest()  # noqa: S324 - Redis names scripts by their SHA-1
 
 
 def _cache() -> RedisCache:
@@ -427,14 +426,16 @@ def _connection() -> _Redis:
     return connection
 
 
-def redis_client() -> aioredis.Redis:
-    """The cache's Redis, for a handler's own read (asyncio: this loop's client)."""
+def redis_client() -> LeanClient | RedisPyClient:
+    """The cache's Redis, for a handler's own call (this loop's client)."""
     return _connection().client
 
 
 def cache_key(key: str) -> str:
-    """The cache's full key for `key` (its prefix and version)."""
-    return _cache().make_and_validate_key(key)
+    """The cache's full key for `key` (its prefix and version). Not validated as
+    cache.get() would (a warning for a key memcached could not hold): the keys are the
+    apps' own, the ones their full paths read."""
+    return _cache().make_key(key)
 
 
 def stored(value: Any) -> bytes:
@@ -461,7 +462,7 @@ class Read:
         all (which counts it again if it gets that far)."""
         if self.window is not None:
             try:
-                await redis_client().decr(self.window.current_key)
+                await redis_client().call("DECR", self.window.current_key)
             except REDIS_ERRORS as error:
                 logger.warning("Could not give back a throttle count (%s): %s", self.window.current_key, error)
 
@@ -484,7 +485,7 @@ def redis_failed(error: BaseException) -> Fallback:
 async def gated_read(gates: list[Gate], window: Window | None) -> Read | Fallback:
     """Every gate's value, in one round trip, with the request counted in `window` (the
     client's throttle) only when every gate held and the throttle allows it."""
-    connection = _connection()
+    client = redis_client()
     keys = [cache_key(gate.key) for gate in gates]
     args: list[Any] = [len(gates), "1" if window else "0", *(window.args if window else (0, 0, 0))]
     for gate in gates:
@@ -492,7 +493,14 @@ async def gated_read(gates: list[Gate], window: Window | None) -> Read | Fallbac
     if window is not None:
         keys += [window.current_key, window.previous_key]
     try:
-        result = await connection.script(keys=keys, args=args)
+        try:
+            result = await client.call("EVALSHA", _GATED_READ_SHA, len(keys), *keys, *args)
+        except ResponseError as error:
+            if not str(error).startswith("NOSCRIPT"):
+                raise
+            # Redis lost its scripts (a restart, SCRIPT FLUSH): once more, loading it.
+            await client.call("SCRIPT", "LOAD", _GATED_READ)
+            result = await client.call("EVALSHA", _GATED_READ_SHA, len(keys), *keys, *args)
     except REDIS_ERRORS as error:
         return redis_failed(error)
     if result[0] == 0:
@@ -518,17 +526,22 @@ class FastPaths:
             for route in _routes:
                 match = route.pattern.fullmatch(path)
                 if match is not None:
-                    if await _answer(route, FastRequest(scope, match), send):
+                    if await _answer(route, FastRequest(scope, match), receive, send):
                         return
                     break
         await self.app(scope, receive, send)
 
 
-async def _answer(route: _Route, request: FastRequest, send: Callable[[dict[str, Any]], Awaitable[None]]) -> bool:
+async def _answer(
+    route: _Route,
+    request: FastRequest,
+    receive: Callable[[], Awaitable[dict[str, Any]]],
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+) -> bool:
     started = time.perf_counter()
     framework = framework_headers(request)
     if framework is None:
-        FAST_PATH_ANSWERS.labels(route.name, DECLINED).inc()
+        _child(FAST_PATH_ANSWERS, route.name, DECLINED).inc()
         return False
     try:
         answer = await route.handler(request)
@@ -537,11 +550,18 @@ async def _answer(route: _Route, request: FastRequest, send: Callable[[dict[str,
         logger.exception("The fast path of %s failed; handing the request to Django", route.name)
         return False
     if not isinstance(answer, FastAnswer):
-        FAST_PATH_ANSWERS.labels(route.name, answer).inc()
+        _child(FAST_PATH_ANSWERS, route.name, answer).inc()
         return False
+    # The request's (empty) body read, as Django reads it before answering: a server
+    # keeps the connection for the next request once the request is consumed.
+    message = await receive()
+    while message["type"] == "http.request" and message.get("more_body"):
+        message = await receive()
     # CommonMiddleware's Content-Length: a fast answer has no body.
     headers = [*answer.headers, ("Content-Length", "0"), *framework]
-    note_user(answer.user_id)  # before the response starts: AccessLog writes its line then
+    # Before the response starts: AccessLog writes its line then.
+    note_route(route.name)
+    note_user(answer.user_id)
     await send({
         "type": "http.response.start",
         "status": answer.status,
@@ -552,12 +572,24 @@ async def _answer(route: _Route, request: FastRequest, send: Callable[[dict[str,
     return True
 
 
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """metric.labels(*labels), kept: a fast answer counts seven series."""
+    key = (metric, *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def _count_answer(route: str, answer: FastAnswer, headers: Iterable[tuple[str, str]], seconds: float) -> None:
     """What core.metrics counts of the same answer on the full path (RequestMetricsMiddleware,
     and the cache's hits)."""
-    FAST_PATH_ANSWERS.labels(route, "answered").inc()
-    metrics.HTTP_REQUEST_SECONDS.labels(route, "GET", f"{answer.status // 100}xx").observe(seconds)
+    _child(FAST_PATH_ANSWERS, route, "answered").inc()
+    _child(metrics.HTTP_REQUEST_SECONDS, route, "GET", f"{answer.status // 100}xx").observe(seconds)
     if any(name == "X-Poll-Interval" for name, _ in headers):
-        metrics.POLLS.labels(route, str(answer.status)).inc()
+        _child(metrics.POLLS, route, str(answer.status)).inc()
     for family in answer.cache_hits:
-        metrics.CACHE_LOOKUPS.labels(family, "hit").inc()
+        _child(metrics.CACHE_LOOKUPS, family, "hit").inc()

@@ -13,6 +13,7 @@ The cache may be lost (core/cache.py): with Redis unreachable every request is
 allowed, as with DRF's throttles over that cache.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -110,12 +111,14 @@ class SlidingWindowCounterMixin(throttling.SimpleRateThrottle):
             return True
         return bool(allowed)
 
-    def window(self, key: str, now: float) -> Window:
-        """Where a request of the client `key` (get_cache_key's) made at `now` falls."""
+    def window(self, key: str, now: float, make_key: Callable[[str], str] | None = None) -> Window:
+        """Where a request of the client `key` (get_cache_key's) made at `now` falls;
+        `make_key` makes the cache's full keys (the cache's own by default)."""
+        make_key = make_key or cache.make_and_validate_key
         window, offset = divmod(now, self.duration)
         return Window(
-            current_key=cache.make_and_validate_key(f"{key}:{int(window)}"),
-            previous_key=cache.make_and_validate_key(f"{key}:{int(window) - 1}"),
+            current_key=make_key(f"{key}:{int(window)}"),
+            previous_key=make_key(f"{key}:{int(window) - 1}"),
             previous_weight=1.0 - offset / self.duration,
             window_left=self.duration - offset,
             limit=self.num_requests,
@@ -146,11 +149,11 @@ class ScopedRateThrottle(SlidingWindowCounterMixin, throttling.ScopedRateThrottl
     pass
 
 
-def user_window(user_pk: Any) -> Window | None:
+def user_window(user_pk: Any, make_key: Callable[[str], str] | None = None) -> Window | None:
     """The window a request of the user `user_pk` falls in now under UserRateThrottle
     (its key is DRF's, `throttle_user_<pk>`); None when the user rate is unlimited.
     For a caller that counts the request itself (core.fast_path)."""
     throttle = UserRateThrottle()
     if throttle.rate is None:
         return None
-    return throttle.window(throttle.cache_format % {"scope": throttle.scope, "ident": user_pk}, throttle.timer())
+    return throttle.window(throttle.cache_format % {"scope": throttle.scope, "ident": user_pk}, throttle.timer(), make_key)

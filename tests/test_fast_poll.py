@@ -462,3 +462,43 @@ def test_the_full_paths_304_costs_more_and_the_first_poll_of_a_token_in_a_proces
         assert asgi.get(world.path, world.headers(token)).status == 304
     assert commands == ["EVALSHA"]
     connection.close()
+
+
+# --- Redis away ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def silent_redis(asgi, monkeypatch) -> Iterator[None]:
+    """The fast path's Redis accepts connections and never answers (the full path's
+    cache is left alone)."""
+
+    held: list[asyncio.StreamWriter] = []
+
+    async def start() -> asyncio.Server:
+        return await asyncio.start_server(lambda reader, writer: held.append(writer), "127.0.0.1", 0)
+
+    server = asgi.loop.run_until_complete(start())
+    port = server.sockets[0].getsockname()[1]
+    from core import fast_redis
+
+    client = fast_redis.LeanClient(f"redis://127.0.0.1:{port}/0", timeout=0.5, connect_timeout=0.5)
+
+    class Silent:
+        def __init__(self) -> None:
+            self.client = client
+
+    monkeypatch.setitem(fast_path._loops, asgi.loop, Silent())
+    monkeypatch.setattr(fast_path._state, "paused_until", 0.0)
+    yield
+    for writer in held:
+        writer.close()
+    server.close()
+
+
+def test_a_redis_that_does_not_answer_hands_the_poll_to_django_and_pauses_the_fast_path(world, asgi, caplog, silent_redis):
+    outcome = through(asgi, caplog, lambda: asgi.get(world.path, world.headers()))
+    assert outcome.answer.status == 304  # the full path's, from its own cache
+    assert outcome.fast == {"unreachable": 1}
+    assert fast_path.redis_paused()
+    again = through(asgi, caplog, lambda: asgi.get(world.path, world.headers()))
+    assert again.answer == outcome.answer and again.fast == {}  # not even tried while paused
