@@ -14,6 +14,7 @@ Only the token's validity is read each time, with everything else.
 """
 
 import functools
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -25,6 +26,7 @@ from knox.settings import knox_settings
 from accounts.services import REVOKED, token_cache_key
 from core.fast_path import REDIS_ERRORS, Fallback, Gate, cache_key, loaded, redis_client, redis_failed, stored
 
+_PRINTABLE = re.compile(rb"[\x21-\x7e]+")
 # How many tokens' owners a process remembers (a digest and a user id each, ~300 bytes).
 OWNERS = 10_000
 _owners: dict[str, tuple[Any, datetime | None]] = {}
@@ -75,7 +77,7 @@ def bearer_digest(meta: dict[str, str]) -> str | None:
     if len(parts) != 2 or parts[0].lower() != knox_settings.AUTH_HEADER_PREFIX.encode().lower():
         return None
     token = parts[1]
-    if not token.isascii() or not all(0x21 <= byte <= 0x7E for byte in token):
+    if _PRINTABLE.fullmatch(token) is None:
         return None
     return hash_token(token.decode("ascii"))
 
@@ -100,6 +102,6 @@ async def bearer(meta: dict[str, str]) -> Bearer | Fallback | None:
         except (TypeError, KeyError):
             return None
         if len(_owners) >= OWNERS:
-            del _owners[next(iter(_owners))]  # the oldest learnt
+            _owners.pop(next(iter(_owners), ""), None)  # the oldest learnt
         _owners[digest] = owner
     return Bearer(digest, *owner)

@@ -107,7 +107,8 @@ class FastRequest:
 class FastAnswer:
     """What a handler answers: status and the view's own headers (the framework's are
     added by FastPaths), the user it authenticated (for the access line) and the cache
-    key families the full path would have counted as hits (core.metrics.cache_family)."""
+    key families the full path would have counted as hits (core.metrics.cache_family).
+    A fast answer has no body (a 304)."""
 
     status: int
     headers: list[tuple[str, str]]
@@ -300,10 +301,14 @@ def framework_headers(request: FastRequest) -> list[tuple[str, str]] | None:
     secure = _is_secure(request)
     if settings.SECURE_SSL_REDIRECT and not secure:
         return None
-    headers: list[tuple[str, str]] = [("X-Frame-Options", getattr(settings, "X_FRAME_OPTIONS", "DENY").upper())]
+    headers: list[tuple[str, str]] = []
     path: str = request.scope["path"]
     vary = []
     stack = settings.MIDDLEWARE
+    if "django.middleware.common.CommonMiddleware" in stack:
+        headers.append(("Content-Length", "0"))  # a fast answer has no body
+    if "django.middleware.clickjacking.XFrameOptionsMiddleware" in stack:
+        headers.append(("X-Frame-Options", getattr(settings, "X_FRAME_OPTIONS", "DENY").upper()))
     if _LOCALE in stack:
         # LocaleMiddleware: the language it activates, from Accept-Language (no cookie here).
         language = settings.LANGUAGE_CODE
@@ -557,8 +562,7 @@ async def _answer(
     message = await receive()
     while message["type"] == "http.request" and message.get("more_body"):
         message = await receive()
-    # CommonMiddleware's Content-Length: a fast answer has no body.
-    headers = [*answer.headers, ("Content-Length", "0"), *framework]
+    headers = [*answer.headers, *framework]
     # Before the response starts: AccessLog writes its line then.
     note_route(route.name)
     note_user(answer.user_id)
