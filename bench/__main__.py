@@ -55,7 +55,7 @@ BENCHMARKS = {
     "reconnect_storm": reconnect_storm.main,
     "servers": servers.main,
     "soak": soak.main,
-    # Run by name only: the capacity model's units (docs/scaling.md), ~2 min, past make bench's 10.
+    # Run by name only: the capacity model's units (docs/scaling.md), ~4 min, past make bench's 10.
     "unit_costs": unit_costs.main,
 }
 BY_NAME_ONLY = {"unit_costs"}

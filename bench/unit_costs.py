@@ -11,19 +11,21 @@ the queue and the stream leases (REDIS_URL), one for the channel layer
    per kind (the no-op GET /v1/auth/me, the unchanged status poll answered 304, the
    status answered 200, the seed's full list of 25): server CPU, Redis calls and SQL
    transactions per request;
-2. the processes idle with no stream (their fixed cost), then with SUBSCRIBERS streams
-   of one channel (half SSE, half WebSocket, spread over both processes) for
-   IDLE_SECONDS: CPU, memory, SQL transactions and Redis calls per stream;
-3. EVENTS events committed at EVENT_RATE a second through the services (one
+2. the processes idle with no stream (their fixed cost); then, for each of STEPS (100
+   and 400 streams of one channel, half SSE, half WebSocket, spread over both
+   processes): idle for IDLE_SECONDS (CPU, memory, SQL transactions, Redis calls), then
+   EVENTS events committed at up to EVENT_RATE a second through the services (one
    transaction each, as bench.reconnect_storm's committer does) until every subscriber
-   has them all: CPU per event and per delivery in the web processes, Redis calls and
-   Redis CPU per event (the idle rates subtracted), commit-to-receipt latency;
-4. a few more events under MONITOR on both Redis: which commands one event costs,
+   has them all: CPU per event in the web processes, Redis calls and Redis CPU per
+   event (the step's idle rates subtracted), commit-to-receipt latency. The difference
+   between the steps is the cost per stream and per delivery, the rest the cost per
+   event of each process holding the stream;
+3. a few more events under MONITOR on both Redis: which commands one event costs,
    which of them are sent by a client (round trips) and which run inside a Lua script;
-5. the heartbeat's catch-up read of an up-to-date stream (realtime.delivery.events_after,
+4. the heartbeat's catch-up read of an up-to-date stream (realtime.delivery.events_after,
    what each process runs once per heartbeat for each stream it serves), timed here.
 
-`python -m bench unit_costs` (about two minutes; not in `make bench`'s default run,
+`python -m bench unit_costs` (about four minutes; not in `make bench`'s default run,
 which is near its 10 minutes already). The figures go to results.json as every
 benchmark's; docs/scaling.md builds the capacity model on them."""
 
@@ -42,10 +44,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBSCRIBERS = int(os.environ.get("BENCH_UNITS_SUBSCRIBERS", "200"))
+# Streams held in steps (all of one channel, half SSE, half WebSocket, over both processes):
+# the difference between the steps is the cost per stream and per delivery.
+STEPS = [int(x) for x in os.environ.get("BENCH_UNITS_STEPS", "100,400").split(",")]
 EVENTS = int(os.environ.get("BENCH_UNITS_EVENTS", "300"))
 EVENT_RATE = float(os.environ.get("BENCH_UNITS_EVENT_RATE", "15"))
-IDLE_SECONDS = float(os.environ.get("BENCH_UNITS_IDLE_SECONDS", "30"))
+IDLE_SECONDS = float(os.environ.get("BENCH_UNITS_IDLE_SECONDS", "20"))
 REQUEST_SECONDS = float(os.environ.get("BENCH_UNITS_REQUEST_SECONDS", "4"))
 REQUEST_CLIENTS = 8
 MONITOR_EVENTS = 30
@@ -349,66 +353,72 @@ def inner(cache_url: str, layer_url: str) -> dict[str, Any]:
 
     raise_fd_limit()
     redis_urls = {"cache": cache_url, "layer": layer_url}
-    figures: dict[str, Any] = {"subscribers": SUBSCRIBERS, "events": EVENTS, "event_rate": EVENT_RATE,
+    figures: dict[str, Any] = {"steps": [], "events": EVENTS, "event_rate": EVENT_RATE, "idle_seconds": IDLE_SECONDS,
                                "load_before": os.getloadavg()}
     with bench_database(DATABASE) as database_url:
         user, token, channel = bench_setup("units")
         harness.copy_contents(channel, user, 25)
         committer = Committer(channel, user)
-        servers = harness.Servers(2, database_url, "units")
+        # The clients are one address: no per-address bound on open connections (64 by default).
+        servers = harness.Servers(2, database_url, "units", env={"WEB_MAX_OPEN_PER_CLIENT": "0"})
         meter = Meter(servers.daphnes, redis_urls)
-        clients: ClientProcess | None = None
+        fleets: list[ClientProcess] = []
         try:
             servers.start()
             figures["requests"] = request_costs(servers, redis_urls, channel, token)
-
-            empty, _ = meter.window(IDLE_SECONDS / 2)
+            # An idle backend publishes its statistics up to 10 s after its last transaction.
+            time.sleep(11)
+            empty, _ = meter.window(IDLE_SECONDS)
             figures["idle_empty"] = {**per_second(empty), "rss_kib": servers.rss_kib()}
 
-            rss_before = servers.rss_kib()
-            clients = ClientProcess(ports=servers.ports, channel_id=str(channel.id), token=token, count=SUBSCRIBERS,
-                                    log_path=servers.workdir / "clients.log", ramp_seconds=0.01)
-            live = clients.ask("wait_live", timeout=60)["live"]
-            if live < SUBSCRIBERS:
-                raise RuntimeError(f"only {live} of {SUBSCRIBERS} subscribers connected")
-            # A heartbeat and more, so that every stream's first renewal and read has passed.
-            time.sleep(12)
-            idle, _ = meter.window(IDLE_SECONDS)
-            figures["idle_streams"] = {**per_second(idle), "rss_kib": servers.rss_kib(), "rss_kib_before": rss_before,
-                                       "kib_per_stream": (servers.rss_kib() - rss_before) / SUBSCRIBERS}
+            held = 0
+            for step in STEPS:
+                fleets.append(ClientProcess(ports=servers.ports, channel_id=str(channel.id), token=token, count=step - held,
+                                            log_path=servers.workdir / f"clients-{step}.log", ramp_seconds=0.01))
+                held = step
+                live = sum(fleet.ask("wait_live", timeout=90)["live"] for fleet in fleets)
+                if live < step:
+                    raise RuntimeError(f"only {live} of {step} subscribers connected")
+                # A heartbeat and the statistics' 10 s: the connects' transactions are published.
+                time.sleep(12)
+                idle, _ = meter.window(IDLE_SECONDS)
+                first = committer.last + 1
 
-            first = committer.last + 1
+                def commit_all() -> list[dict[str, Any]]:
+                    started = time.monotonic()
+                    for n in range(EVENTS):
+                        time.sleep(max(0.0, started + n / EVENT_RATE - time.monotonic()))
+                        committer.commit()
+                    return [fleet.ask("wait_current", last=committer.last, timeout=60) for fleet in fleets]
 
-            def commit_all() -> dict[str, Any]:
-                started = time.monotonic()
-                for n in range(EVENTS):
-                    time.sleep(max(0.0, started + n / EVENT_RATE - time.monotonic()))
-                    committer.commit()
-                return clients.ask("wait_current", last=committer.last, timeout=60)
-
-            busy, answer = meter.window(work=commit_all)
-            if answer["current"] < SUBSCRIBERS:
-                raise RuntimeError(f"only {answer['current']} subscribers received every event")
-            figures["events_window"] = {**per_second(busy), "seconds": busy["seconds"], "cpu_s": busy["cpu"],
-                                        "cpu_each_s": busy["cpu_each"], "xacts_total": busy["xacts"],
-                                        "redis_calls_total": {name: total_calls(busy, name) for name in redis_urls},
-                                        "redis_cpu_s": {name: r["cpu"] for name, r in busy["redis"].items()},
-                                        "redis_by_command_total": {name: r["calls"] for name, r in busy["redis"].items()}}
+                busy, answers = meter.window(work=commit_all)
+                if sum(answer["current"] for answer in answers) < step:
+                    raise RuntimeError(f"not every one of {step} subscribers received every event")
+                figures["steps"].append({
+                    "subscribers": step, "first": first, "idle": {**per_second(idle), "rss_kib": servers.rss_kib()},
+                    "events_window": {"seconds": busy["seconds"], "cpu_s": busy["cpu"], "cpu_each_s": busy["cpu_each"],
+                                      "xacts_total": busy["xacts"],
+                                      "redis_calls_total": {name: total_calls(busy, name) for name in redis_urls},
+                                      "redis_cpu_s": {name: r["cpu"] for name, r in busy["redis"].items()},
+                                      "redis_by_command_total": {name: r["calls"] for name, r in busy["redis"].items()}},
+                })
 
             with monitored(redis_urls) as counts:
                 monitor_from = time.monotonic()
                 for n in range(MONITOR_EVENTS):
                     time.sleep(max(0.0, monitor_from + n / EVENT_RATE - time.monotonic()))
                     committer.commit()
-                clients.ask("wait_current", last=committer.last, timeout=60)
+                for fleet in fleets:
+                    fleet.ask("wait_current", last=committer.last, timeout=60)
                 monitor_seconds = time.monotonic() - monitor_from
             figures["monitor"] = {"events": MONITOR_EVENTS, "seconds": monitor_seconds, "counts": counts}
 
-            report = clients.ask("report", timeout=120)["subscribers"]
-            wanted = set(range(first, first + EVENTS))
-            latencies = [t - committer.commit_times[seq] for sub in report for seq, _, _, t in sub["events"] if seq in wanted]
-            figures["delivery_ms"] = {"p50": percentile(latencies, 50) * 1000, "p99": percentile(latencies, 99) * 1000,
-                                      "max": max(latencies) * 1000, "deliveries": len(latencies)}
+            reports = [sub for fleet in fleets for sub in fleet.ask("report", timeout=120)["subscribers"]]
+            for step in figures["steps"]:
+                wanted = set(range(step["first"], step["first"] + EVENTS))
+                latencies = [t - committer.commit_times[seq] for sub in reports for seq, _, _, t in sub["events"] if seq in wanted]
+                step["delivery_ms"] = {"p50": percentile(latencies, 50) * 1000, "p99": percentile(latencies, 99) * 1000,
+                                       "max": max(latencies) * 1000, "deliveries": len(latencies)}
             figures["catch_up_read"] = catch_up_reads(committer.stream)
             from realtime.models import Event
 
@@ -416,8 +426,8 @@ def inner(cache_url: str, layer_url: str) -> dict[str, Any]:
                      for s, t, p in Event.objects.filter(stream=committer.stream).values_list("seq", "type", "payload")]
             figures["event_bytes"] = sum(sizes) / len(sizes)
         finally:
-            if clients is not None:
-                clients.close()
+            for fleet in fleets:
+                fleet.close()
             servers.stop()
         committer.cleanup()
     figures["load_after"] = os.getloadavg()
@@ -427,29 +437,49 @@ def inner(cache_url: str, layer_url: str) -> dict[str, Any]:
 # --- the figures, as the model uses them ----------------------------------------------------
 
 
-def units(f: dict[str, Any]) -> dict[str, Any]:
-    """The per-unit costs from a run's figures (idle rates subtracted from the event window)."""
-    idle, empty, busy = f["idle_streams"], f["idle_empty"], f["events_window"]
-    n, events, seconds = f["subscribers"], f["events"], busy["seconds"]
-    processes = len(busy["cpu_each_s"])
+def step_units(f: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
+    """One step's costs: the event window's, less the step's idle rates over its length."""
+    idle, busy, events = step["idle"], step["events_window"], f["events"]
+    seconds, n = busy["seconds"], step["subscribers"]
     event_cpu = busy["cpu_s"] - idle["cpu"] * seconds
     out = {
-        "processes": processes,
-        "idle_cpu_ms_per_process_s": empty["cpu"] * 1000 / processes,
-        "idle_cpu_us_per_stream_s": (idle["cpu"] - empty["cpu"]) * 1e6 / n,
-        "kib_per_stream": idle["kib_per_stream"],
-        "xacts_per_process_min_empty": empty["xacts"] * 60 / processes,
-        "xacts_per_stream_min": (idle["xacts"] - empty["xacts"]) * 60 / n,
+        "subscribers": n, "processes": len(busy["cpu_each_s"]), "events_per_s": events / seconds,
+        "idle_cpu_ms_s": idle["cpu"] * 1000, "rss_mib": idle["rss_kib"] / 1024, "idle_xacts_per_min": idle["xacts"] * 60,
         "idle_redis_calls_per_s": idle["redis_calls"],
-        "idle_redis_calls_per_s_empty": empty["redis_calls"],
-        "cpu_ms_per_event_all_processes": event_cpu * 1000 / events,
-        "cpu_us_per_delivery": event_cpu * 1e6 / (events * n),
+        "cpu_ms_per_event": event_cpu * 1000 / events, "cpu_us_per_delivery_gross": event_cpu * 1e6 / (events * n),
         "xacts_per_event": (busy["xacts_total"] - idle["xacts"] * seconds) / events,
+        "delivery_ms": step.get("delivery_ms", {}),
     }
     for name in busy["redis_calls_total"]:
         out[f"{name}_redis_calls_per_event"] = (busy["redis_calls_total"][name] - idle["redis_calls"][name] * seconds) / events
         out[f"{name}_redis_cpu_us_per_event"] = (busy["redis_cpu_s"][name] - idle["redis_cpu"][name] * seconds) * 1e6 / events
-        out[f"{name}_redis_cpu_us_per_event_gross"] = busy["redis_cpu_s"][name] * 1e6 / events
+    return out
+
+
+def units(f: dict[str, Any]) -> dict[str, Any]:
+    """The per-unit costs of a run: each step's, and the two ends' differences, which
+    part the cost per stream or per delivery from the fixed cost per process."""
+    steps = [step_units(f, step) for step in f["steps"]]
+    empty = f["idle_empty"]
+    lo, hi = steps[0], steps[-1]
+    processes = lo["processes"]
+    out: dict[str, Any] = {"steps": steps, "processes": processes,
+                           "idle_cpu_ms_per_process_s": empty["cpu"] * 1000 / processes,
+                           "idle_xacts_per_min_no_stream": empty["xacts"] * 60,
+                           "kib_per_stream_first": (lo["rss_mib"] * 1024 - empty["rss_kib"]) / lo["subscribers"]}
+    if hi["subscribers"] > lo["subscribers"]:
+        more = hi["subscribers"] - lo["subscribers"]
+        per_delivery = (hi["cpu_ms_per_event"] - lo["cpu_ms_per_event"]) * 1000 / more
+        out.update({
+            "idle_cpu_us_per_stream_s": (hi["idle_cpu_ms_s"] - lo["idle_cpu_ms_s"]) * 1000 / more,
+            "kib_per_stream": (hi["rss_mib"] - lo["rss_mib"]) * 1024 / more,
+            "idle_xacts_per_stream_min": (hi["idle_xacts_per_min"] - lo["idle_xacts_per_min"]) / more,
+            "cpu_us_per_delivery": per_delivery,
+            "cpu_ms_per_event_per_process": (lo["cpu_ms_per_event"] - lo["subscribers"] * per_delivery / 1000) / processes,
+        })
+    for name in ("layer", "cache"):
+        out[f"{name}_redis_calls_per_event"] = sum(s[f"{name}_redis_calls_per_event"] for s in steps) / len(steps)
+        out[f"{name}_redis_cpu_us_per_event"] = sum(s[f"{name}_redis_cpu_us_per_event"] for s in steps) / len(steps)
         # From MONITOR's few events, idle traffic included (a few calls a second).
         out[f"{name}_redis_round_trips_per_event"] = round_trips(f["monitor"]["counts"][name]) / f["monitor"]["events"]
     return out
@@ -458,58 +488,59 @@ def units(f: dict[str, Any]) -> dict[str, Any]:
 def print_figures(f: dict[str, Any]) -> None:
     from bench import harness
 
-    u = units(f)
+    u = f["units"]
     print(f"unit_costs: 2 {harness.WEB_SERVER} processes (one worker each, production mode), a private Redis for the cache "
           f"and one for the channel layer; load average before {' '.join(f'{x:.2f}' for x in f['load_before'])}, after "
           f"{' '.join(f'{x:.2f}' for x in f['load_after'])} (2 cores shared with the clients, PostgreSQL and other work)")
-    print(f"  requests: {REQUEST_CLIENTS} keep-alive clients back to back, {REQUEST_SECONDS:.0f} s each kind, one process")
+    print(f"  requests: {REQUEST_CLIENTS} keep-alive clients back to back, {REQUEST_SECONDS:.0f} s each kind, one process; "
+          "Redis calls: every command run, those inside a script included (sent: the calls the process sent)")
     harness.print_table(
         ["request", "requests", "req/s", "server CPU ms", "cache Redis calls (sent)", "layer Redis calls", "SQL xacts", "bytes in",
          "answers"],
         [[r["label"], r["requests"], r["rate"], r["cpu_ms"], f"{r['cache_redis_calls']:.2f} ({r['cache_redis_round_trips']:.2f})",
-          r["layer_redis_calls"], r["sql_xacts"],
-          r["bytes_in"], " ".join(f"{k}={v}" for k, v in r["statuses"].items())] for r in f["requests"]])
+          r["layer_redis_calls"], r["sql_xacts"], r["bytes_in"], " ".join(f"{k}={v}" for k, v in r["statuses"].items())]
+         for r in f["requests"]])
     for r in f["requests"]:
         print(f"    {r['label']}: cache Redis per request: "
               + ", ".join(f"{cmd} {n:.2f}" for cmd, n in sorted(r["cache_redis_commands"].items(), key=lambda kv: -kv[1])))
-    print(f"  idle: {u['processes']} processes, no stream, then {f['subscribers']} streams of one channel (half SSE, half "
-          f"WebSocket, one user), {IDLE_SECONDS:.0f} s; production heartbeat")
+    print(f"  streams of one channel (half SSE, half WebSocket, one user) over both processes, production heartbeat; per "
+          f"step: idle for {f['idle_seconds']:.0f} s, then {f['events']} events committed at up to {f['event_rate']:.0f}/s "
+          f"until every subscriber has them (the idle rates subtracted); an event is {f['event_bytes']:.0f} bytes "
+          f"as a WebSocket frame's text")
     harness.print_table(
-        ["unit", "value"],
-        [["CPU per process, no stream (ms/s)", u["idle_cpu_ms_per_process_s"]],
-         ["CPU per idle stream (us/s)", u["idle_cpu_us_per_stream_s"]],
-         ["RSS per idle stream (KiB, small sample)", u["kib_per_stream"]],
-         ["SQL xacts per process per minute, no stream", u["xacts_per_process_min_empty"]],
-         ["SQL xacts per idle stream per minute", u["xacts_per_stream_min"]],
-         ["cache Redis calls/s: no stream -> streams", f"{u['idle_redis_calls_per_s_empty']['cache']:.2f} -> {u['idle_redis_calls_per_s']['cache']:.2f}"],
-         ["layer Redis calls/s: no stream -> streams", f"{u['idle_redis_calls_per_s_empty']['layer']:.2f} -> {u['idle_redis_calls_per_s']['layer']:.2f}"]])
-    busy = f["events_window"]
-    print(f"  events: {f['events']} committed at {f['event_rate']:.0f}/s to {f['subscribers']} subscribers over "
-          f"{u['processes']} processes ({busy['seconds']:.1f} s until all had all); idle rates subtracted; an event is "
-          f"{f['event_bytes']:.0f} bytes as a WebSocket frame's text")
-    harness.print_table(
-        ["unit", "value"],
-        [["web CPU per event, all processes (ms)", u["cpu_ms_per_event_all_processes"]],
-         ["web CPU per delivery (us)", u["cpu_us_per_delivery"]],
-         ["SQL xacts per event (the commit)", u["xacts_per_event"]],
-         ["channel-layer Redis calls per event (sent, MONITOR)",
-          f"{u['layer_redis_calls_per_event']:.1f} ({u['layer_redis_round_trips_per_event']:.1f})"],
-         ["channel-layer Redis CPU per event (us; gross)", f"{u['layer_redis_cpu_us_per_event']:.1f} ({u['layer_redis_cpu_us_per_event_gross']:.1f})"],
-         ["cache Redis calls per event (sent, MONITOR)",
-          f"{u['cache_redis_calls_per_event']:.1f} ({u['cache_redis_round_trips_per_event']:.1f})"],
-         ["cache Redis CPU per event (us; gross)", f"{u['cache_redis_cpu_us_per_event']:.1f} ({u['cache_redis_cpu_us_per_event_gross']:.1f})"],
-         ["commit -> receipt p50 / p99 / max (ms)", f"{f['delivery_ms']['p50']:.1f} / {f['delivery_ms']['p99']:.1f} / {f['delivery_ms']['max']:.1f}"],
-         ["heartbeat catch-up read, up to date: wall / CPU (ms)", f"{f['catch_up_read']['ms']:.2f} / {f['catch_up_read']['cpu_ms']:.2f}"]])
+        ["streams", "idle CPU ms/s", "RSS MiB", "idle SQL xacts/min", "idle Redis calls/s cache, layer", "events/s",
+         "CPU ms/event", "us/delivery", "SQL xacts/event", "layer Redis calls/event", "layer Redis CPU us/event",
+         "cache Redis calls/event", "cache Redis CPU us/event", "delivery p50/p99 ms"],
+        [[s["subscribers"], s["idle_cpu_ms_s"], s["rss_mib"], s["idle_xacts_per_min"],
+          f"{s['idle_redis_calls_per_s']['cache']:.1f}, {s['idle_redis_calls_per_s']['layer']:.1f}", s["events_per_s"],
+          s["cpu_ms_per_event"], s["cpu_us_per_delivery_gross"], s["xacts_per_event"], s["layer_redis_calls_per_event"],
+          s["layer_redis_cpu_us_per_event"], s["cache_redis_calls_per_event"], s["cache_redis_cpu_us_per_event"],
+          f"{s['delivery_ms'].get('p50', float('nan')):.0f}/{s['delivery_ms'].get('p99', float('nan')):.0f}"]
+         for s in u["steps"]])
+    rows = [["no stream: CPU per process (ms/s)", u["idle_cpu_ms_per_process_s"]],
+            ["no stream: SQL xacts per minute, both processes", u["idle_xacts_per_min_no_stream"]],
+            ["RSS per stream, first step (KiB)", u["kib_per_stream_first"]]]
+    if "cpu_us_per_delivery" in u:
+        rows += [["RSS per stream, between the steps (KiB)", u["kib_per_stream"]],
+                 ["idle CPU per stream (us/s)", u["idle_cpu_us_per_stream_s"]],
+                 ["idle SQL xacts per stream per minute (between the steps)", u["idle_xacts_per_stream_min"]],
+                 ["web CPU per delivery (us)", u["cpu_us_per_delivery"]],
+                 ["web CPU per event per process holding the stream (ms)", u["cpu_ms_per_event_per_process"]]]
+    rows += [["channel-layer Redis calls per event (sent, MONITOR)",
+              f"{u['layer_redis_calls_per_event']:.1f} ({u['layer_redis_round_trips_per_event']:.1f})"],
+             ["channel-layer Redis CPU per event (us)", u["layer_redis_cpu_us_per_event"]],
+             ["cache Redis calls per event (sent, MONITOR)",
+              f"{u['cache_redis_calls_per_event']:.1f} ({u['cache_redis_round_trips_per_event']:.1f})"],
+             ["cache Redis CPU per event (us)", u["cache_redis_cpu_us_per_event"]],
+             ["heartbeat catch-up read, up to date: wall / CPU (ms)",
+              f"{f['catch_up_read']['ms']:.2f} / {f['catch_up_read']['cpu_ms']:.2f}"]]
+    print("  units (between the steps: the difference of the two, per stream or per delivery)")
+    harness.print_table(["unit", "value"], rows)
     m = f["monitor"]
-    print(f"  commands per event under MONITOR ({m['events']} events; 'client': a call sent by a process, 'lua': run "
-          f"inside a script), idle traffic included over {m['seconds']:.1f} s:")
+    print(f"  commands per event under MONITOR ({m['events']} events; 'client': a call a process sent, 'lua': run inside "
+          f"a script), idle traffic included over {m['seconds']:.1f} s:")
     for name, counts in m["counts"].items():
-        per = ", ".join(f"{cmd} {n / m['events']:.2f}" for cmd, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-        print(f"    {name}: {per}")
-    for name in ("layer", "cache"):
-        by = {cmd: n / f["events"] for cmd, n in busy["redis_by_command_total"][name].items()}
-        print(f"  commandstats per event, {name} (idle not subtracted): "
-              + ", ".join(f"{cmd} {v:.2f}" for cmd, v in sorted(by.items(), key=lambda kv: -kv[1])))
+        print(f"    {name}: " + ", ".join(f"{cmd} {n / m['events']:.2f}" for cmd, n in sorted(counts.items(), key=lambda kv: -kv[1])))
 
 
 def run_inner(argv: list[str]) -> None:
