@@ -271,13 +271,14 @@ class PrivatePostgres(PrivateServer):
 
     @staticmethod
     def reachable_by(directory: Path, as_owner: _AsUser) -> bool:
-        """Whether the server's user may enter every directory down to `directory`'s
-        nearest existing one and write there (root makes the rest for it)."""
+        """Whether the server's user may reach `directory`: enter every directory down to
+        its nearest existing one (root makes the rest and gives them to that user), and
+        write in `directory` itself if it exists already."""
         existing = directory
         while not existing.exists():
             existing = existing.parent
-        return subprocess.run(["test", "-w", str(existing), "-a", "-x", str(existing)], check=False,
-                              **as_owner).returncode == 0
+        check = ["test", "-x", str(existing)] if existing != directory else ["test", "-w", str(directory), "-a", "-x", str(directory)]
+        return subprocess.run(check, check=False, **as_owner).returncode == 0
 
     @staticmethod
     def home_for(owner: pwd.struct_passwd, closed: Path) -> Path:
