@@ -4,6 +4,8 @@ successful logins have a rate of their own per client, and never count as failur
 The client's address (tests/test_client_address.py) is the socket's unless trusted
 proxies of our own forwarded it."""
 
+import time
+
 import pytest
 from django.core.cache import cache
 from django.test import Client
@@ -16,8 +18,24 @@ from tests.helpers import make_user
 pytestmark = pytest.mark.django_db
 
 
+class MidWindowClock:
+    """The throttle's clock, held in the middle of a failure window (15 minutes) and of
+    a success window (a minute): the counts live in fixed windows, and a test that
+    crossed an edge (a busy machine takes seconds for 30 logins) saw its counts start
+    again. Only the window arithmetic reads it; Redis expiries run on real time."""
+
+    def __init__(self) -> None:
+        self.now = (time.time() // 900) * 900 + 450 + 0.5
+
+    def time(self) -> float:
+        return self.now
+
+
 @pytest.fixture(autouse=True)
-def limits(settings):
+def limits(settings, monkeypatch):
+    import accounts.login_throttle
+
+    monkeypatch.setattr(accounts.login_throttle, "time", MidWindowClock())
     cache.clear()
     settings.LOGIN_FAILURES_PER_ACCOUNT = 5
     settings.LOGIN_FAILURES_PER_ADDRESS = 8
