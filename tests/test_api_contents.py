@@ -541,9 +541,14 @@ def test_a_retry_while_the_first_request_is_still_running_is_a_409_with_retry_af
     assert Content.objects.count() == 2
 
 
-def test_too_many_failed_logins_are_a_429_problem_with_retry_after(owner, settings):
+def test_too_many_failed_logins_are_a_429_problem_with_retry_after(owner, settings, monkeypatch):
     """More in tests/test_login_throttle.py."""
     from rest_framework.test import APIClient
+
+    import accounts.login_throttle
+    from tests.helpers import MidWindowClock
+
+    monkeypatch.setattr(accounts.login_throttle, "time", MidWindowClock())
 
     settings.LOGIN_FAILURES_PER_ACCOUNT = 10
     client = APIClient()

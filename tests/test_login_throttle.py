@@ -4,7 +4,6 @@ successful logins have a rate of their own per client, and never count as failur
 The client's address (tests/test_client_address.py) is the socket's unless trusted
 proxies of our own forwarded it."""
 
-import time
 
 import pytest
 from django.core.cache import cache
@@ -13,22 +12,9 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from accounts.login_throttle import login_retry_after
-from tests.helpers import make_user
+from tests.helpers import MidWindowClock, make_user
 
 pytestmark = pytest.mark.django_db
-
-
-class MidWindowClock:
-    """The throttle's clock, held in the middle of a failure window (15 minutes) and of
-    a success window (a minute): the counts live in fixed windows, and a test that
-    crossed an edge (a busy machine takes seconds for 30 logins) saw its counts start
-    again. Only the window arithmetic reads it; Redis expiries run on real time."""
-
-    def __init__(self) -> None:
-        self.now = (time.time() // 900) * 900 + 450 + 0.5
-
-    def time(self) -> float:
-        return self.now
 
 
 @pytest.fixture(autouse=True)
