@@ -138,10 +138,11 @@ def redis_snapshot(url: str) -> dict[str, Any]:
     try:
         stats = client.info("commandstats")
         cpu = client.info("cpu")
+        connections = client.info("stats")["total_connections_received"]
     finally:
         client.close()
     return {"calls": {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()},
-            "cpu": cpu["used_cpu_sys"] + cpu["used_cpu_user"]}
+            "cpu": cpu["used_cpu_sys"] + cpu["used_cpu_user"], "connections": connections}
 
 
 class Meter:
@@ -185,7 +186,9 @@ class Meter:
             calls = {cmd: n - was["calls"].get(cmd, 0) for cmd, n in now["calls"].items()}
             # The INFO calls of the meter itself are not the application's.
             calls.pop("info", None)
-            redis_delta[name] = {"calls": {cmd: n for cmd, n in calls.items() if n}, "cpu": now["cpu"] - was["cpu"]}
+            redis_delta[name] = {"calls": {cmd: n for cmd, n in calls.items() if n}, "cpu": now["cpu"] - was["cpu"],
+                                 # the meter's own connection for its INFO calls
+                                 "connections": now["connections"] - was["connections"] - 1}
         cpu_each = [a - b for a, b in zip(after["cpu_each"], before["cpu_each"], strict=True)]
         return {"seconds": after["t"] - before["t"], "cpu": sum(cpu_each), "cpu_each": cpu_each,
                 "rss_kib": after["rss_kib"] - before["rss_kib"], "redis": redis_delta,
@@ -400,6 +403,7 @@ def inner(cache_url: str, layer_url: str) -> dict[str, Any]:
                                       "xacts_total": busy["xacts"],
                                       "redis_calls_total": {name: total_calls(busy, name) for name in redis_urls},
                                       "redis_cpu_s": {name: r["cpu"] for name, r in busy["redis"].items()},
+                                      "redis_connections": {name: r["connections"] for name, r in busy["redis"].items()},
                                       "redis_by_command_total": {name: r["calls"] for name, r in busy["redis"].items()}},
                 })
 
@@ -413,10 +417,12 @@ def inner(cache_url: str, layer_url: str) -> dict[str, Any]:
                 monitor_seconds = time.monotonic() - monitor_from
             figures["monitor"] = {"events": MONITOR_EVENTS, "seconds": monitor_seconds, "counts": counts}
 
-            reports = [sub for fleet in fleets for sub in fleet.ask("report", timeout=120)["subscribers"]]
-            for step in figures["steps"]:
+            reports = [fleet.ask("report", timeout=120)["subscribers"] for fleet in fleets]
+            for index, step in enumerate(figures["steps"]):
                 wanted = set(range(step["first"], step["first"] + EVENTS))
-                latencies = [t - committer.commit_times[seq] for sub in reports for seq, _, _, t in sub["events"] if seq in wanted]
+                # The fleets connected by then: a later one replayed these events when it connected.
+                latencies = [t - committer.commit_times[seq] for report in reports[:index + 1] for sub in report
+                             for seq, _, _, t in sub["events"] if seq in wanted]
                 step["delivery_ms"] = {"p50": percentile(latencies, 50) * 1000, "p99": percentile(latencies, 99) * 1000,
                                        "max": max(latencies) * 1000, "deliveries": len(latencies)}
             figures["catch_up_read"] = catch_up_reads(committer.stream)
@@ -453,6 +459,7 @@ def step_units(f: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
     for name in busy["redis_calls_total"]:
         out[f"{name}_redis_calls_per_event"] = (busy["redis_calls_total"][name] - idle["redis_calls"][name] * seconds) / events
         out[f"{name}_redis_cpu_us_per_event"] = (busy["redis_cpu_s"][name] - idle["redis_cpu"][name] * seconds) * 1e6 / events
+        out[f"{name}_redis_connections_per_event"] = busy["redis_connections"][name] / events
     return out
 
 
@@ -482,6 +489,7 @@ def units(f: dict[str, Any]) -> dict[str, Any]:
         out[f"{name}_redis_cpu_us_per_event"] = sum(s[f"{name}_redis_cpu_us_per_event"] for s in steps) / len(steps)
         # From MONITOR's few events, idle traffic included (a few calls a second).
         out[f"{name}_redis_round_trips_per_event"] = round_trips(f["monitor"]["counts"][name]) / f["monitor"]["events"]
+        out[f"{name}_redis_connections_per_event"] = sum(s[f"{name}_redis_connections_per_event"] for s in steps) / len(steps)
     return out
 
 
@@ -529,9 +537,11 @@ def print_figures(f: dict[str, Any]) -> None:
     rows += [["channel-layer Redis calls per event (sent, MONITOR)",
               f"{u['layer_redis_calls_per_event']:.1f} ({u['layer_redis_round_trips_per_event']:.1f})"],
              ["channel-layer Redis CPU per event (us)", u["layer_redis_cpu_us_per_event"]],
+             ["channel-layer Redis connections opened per event", u["layer_redis_connections_per_event"]],
              ["cache Redis calls per event (sent, MONITOR)",
               f"{u['cache_redis_calls_per_event']:.1f} ({u['cache_redis_round_trips_per_event']:.1f})"],
              ["cache Redis CPU per event (us)", u["cache_redis_cpu_us_per_event"]],
+             ["cache Redis connections opened per event", u["cache_redis_connections_per_event"]],
              ["heartbeat catch-up read, up to date: wall / CPU (ms)",
               f"{f['catch_up_read']['ms']:.2f} / {f['catch_up_read']['cpu_ms']:.2f}"]]
     print("  units (between the steps: the difference of the two, per stream or per delivery)")
