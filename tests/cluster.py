@@ -22,8 +22,8 @@ import http.server
 import json
 import os
 import queue
+import random
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -35,7 +35,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from cluster import APPS, FORWARDS, Cluster, address  # noqa: E402 - scripts/ is no package
+from cluster import APPS, FORWARDS, Cluster, address, port_free  # noqa: E402 - scripts/ is no package
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 METRICS_TOKEN = "cluster-test-metrics-token"
@@ -75,23 +75,13 @@ def cluster_unavailable() -> str | None:
 
 
 def free_port_range(count: int) -> int:
-    """A first port of `count` free consecutive ports on 127.0.0.1."""
+    """A first port of `count` free consecutive ports on 127.0.0.1, below the ephemeral
+    ports (where outgoing connections take every other one)."""
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            first = s.getsockname()[1]
-        if first + count < 65000 and all(_port_free(first + i) for i in range(count)):
+        first = random.randrange(20000, 32000 - count)
+        if all(port_free(first + i) for i in range(count)):
             return first
     raise RuntimeError("no range of free ports")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 class ClusterUnderTest(Cluster):
@@ -159,6 +149,12 @@ print(json.dumps({{"channel_id": str(channel.id), "users": [str(u.id) for u in u
         rows = self.sql("SELECT seq, payload->>'content_id', (payload->>'version')::int FROM realtime_event "
                         "WHERE stream = %s ORDER BY seq", f"channel:{channel_id}")
         return [(int(seq), content_id, version) for seq, content_id, version in rows]
+
+    def lb_changes(self) -> list[str]:
+        """The load balancer's log of app hosts going down and up, so far."""
+        lines = (self.dir / "lb.log").read_text(errors="replace").splitlines()
+        return [line.split(", reason")[0].split(". ")[0] for line in lines
+                if line.startswith("Server api/") and (" is DOWN" in line or " is UP" in line)]
 
     def streams_at(self) -> dict[str, int]:
         """Streams the load balancer holds open to each app host now."""

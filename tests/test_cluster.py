@@ -90,8 +90,10 @@ def test_400_clients_spread_over_both_hosts_get_every_event_once_and_in_order(cl
     try:
         assert fleet.wait_live(timeout=120) == 400
         spread = cluster.streams_at()
+        # None had to try twice: no host was taken out of the load balancer for
+        # answering its readiness checks late while 400 streams connected.
         failed = [(c["kind"], c["errors"]) for c in fleet.report() if c["failed_attempts"]]
-        print(f"clients that needed more than one attempt to connect: {len(failed)} {failed[:5]}")
+        assert failed == [], f"{len(failed)} clients needed more than one attempt: {failed[:5]}"
         print(f"streams held by the load balancer per host: {spread}")
         assert sum(spread.values()) == 400 and all(spread[host] >= 40 for host in APPS), spread
         for host in APPS:  # and each host serves its share itself
@@ -248,7 +250,13 @@ def test_a_rolling_restart_under_load_fails_no_request_and_loses_no_event(cluste
         wait_until_finished(cluster, submitted, within=90)
         head = cluster.stream_head(channel_id)
         assert fleet.wait_current(head, timeout=60)["current"] == 200
-        assert received_wrongly(fleet.report(), cluster.outbox(channel_id)) == []
+        report = fleet.report()
+        assert received_wrongly(report, cluster.outbox(channel_id)) == []
+        # Every stream moved at least once, and no reconnect was refused: a draining host is out of
+        # the load balancer before it refuses new streams (half way through its drain).
+        assert all(len(client["connects"]) >= 2 for client in report)
+        refused = [(c["kind"], c["errors"], c["server_errors"]) for c in report if c["failed_attempts"]]
+        assert refused == [], f"{len(refused)} clients had a reconnect refused: {refused[:5]}"
     finally:
         if submitter is not None:
             submitter.stop()
@@ -270,7 +278,7 @@ def test_a_host_killed_mid_pipeline_loses_nothing_its_clients_and_work_move_to_t
     try:
         assert fleet.wait_live(timeout=90) == 200
         before = cluster.streams_at()
-        assert all(before[host] >= 50 for host in APPS), before
+        assert all(before[host] >= 20 for host in APPS), (before, cluster.lb_changes())
         with api(cluster, setup["tokens"][0]) as owner:
             contents = [submit(owner, channel_id) for _ in range(3)]
             # Both workers busy (one content in a stage each: a host runs one at a time),
@@ -279,8 +287,12 @@ def test_a_host_killed_mid_pipeline_loses_nothing_its_clients_and_work_move_to_t
 
             killed_at = time.time()
             cluster.kill_app("app1")  # its cable pulled, every process SIGKILLed
-            # The first event committed after the kill, through the load balancer (a
-            # request that meets the dead host is sent to the other).
+            # Until the load balancer's checks mark app1 down (~3 s), round robin still
+            # sends it every other request: each is retried on app2 once its connection
+            # fails (1 s), and none fails.
+            polled = [owner.get(f"/api/contents/{channel_id}/status").status_code for _ in range(6)]
+            assert polled == [200] * 6, polled
+            # The first event committed after the kill (a create, retried likewise).
             contents.append(submit(owner, channel_id))
             marker = cluster.stream_head(channel_id)
             current = fleet.wait_current(marker, timeout=60)
@@ -299,9 +311,11 @@ def test_a_host_killed_mid_pipeline_loses_nothing_its_clients_and_work_move_to_t
             print(f"app1's mid-pipeline content completed on app2 {retried[0]:.1f} s after the kill, the others "
                   f"{sorted(round(float(at) - killed_at, 1) for _, n, at in finished if n == 1)} s after it")
             assert len(retried) == 1, finished
-            # The stall window (10 s) and a sweep (2 s), then its run (two AI calls of
-            # 1 s) on app2's worker, after what app2 was running and the marker's.
-            assert retried[0] < 10 + 2 + 2 + 2 * 2 + 10
+            # Not before its heartbeat was CONTENT_STALL_SECONDS (10) old, then within a
+            # sweep (2 s) and its run (two AI calls of 1 s) on app2's one worker, which
+            # also runs what was queued (the marker's) and the periodic jobs (sweeps
+            # every 2 s): 25 s of slack on a busy machine.
+            assert 10 - 1 < retried[0] < 10 + 2 + 25
 
         head = cluster.stream_head(channel_id)
         assert fleet.wait_current(head, timeout=60)["current"] == 200
