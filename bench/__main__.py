@@ -30,6 +30,7 @@ logging.getLogger("httpx").setLevel(logging.WARNING)  # httpx logs every request
 from bench import (  # noqa: E402
     batch,
     capacity,
+    cluster_units,
     counters,
     fanout,
     freshness,
@@ -55,10 +56,12 @@ BENCHMARKS = {
     "reconnect_storm": reconnect_storm.main,
     "servers": servers.main,
     "soak": soak.main,
-    # Run by name only: the capacity model's units (docs/scaling.md), ~4 min, past make bench's 10.
+    # Run by name only: the capacity model's units (docs/scaling.md), ~4 min, past make bench's 10,
+    # and its check on the cluster of scripts/cluster.py (root only, ~3 min).
     "unit_costs": unit_costs.main,
+    "cluster_units": cluster_units.main,
 }
-BY_NAME_ONLY = {"unit_costs"}
+BY_NAME_ONLY = {"unit_costs", "cluster_units"}
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 

@@ -120,12 +120,44 @@ def main() -> dict[str, Any] | None:
                     figures = json.loads(line[len(FIGURES_LINE):])
                 else:
                     print(line, end="", flush=True)
-        if inner.returncode != 0:
+        if inner.returncode != 0 or figures is None:
             raise RuntimeError(f"the unit-cost run failed ({inner.returncode}); its output is above")
+        figures["redis_calibration"] = calibrated = calibrate(layer)
+        if calibrated:
+            print(f"  Redis CPU when busy (redis-benchmark, 10 connections): {calibrated['round_trip_us']:.1f} us a round "
+                  f"trip (PING), {calibrated['script_of_3_us']:.1f} us a script of three commands (EVAL), "
+                  f"{calibrated['connection_us']:.1f} us a connection opened for one PING")
     finally:
         cache.stop()
         layer.stop()
     return figures
+
+
+def calibrate(redis: PrivateRedis) -> dict[str, float]:
+    """Redis CPU per round trip when busy (redis-benchmark, 10 connections back to back),
+    per script of three commands, and per connection opened for one PING: an event's
+    Redis CPU measured at a few events a second is an upper bound (an idle Redis wakes
+    up for every packet); at a shard's full load a round trip costs about this."""
+    import redis as redis_py
+
+    if shutil.which("redis-benchmark") is None:
+        return {}
+    client = redis_py.Redis(port=redis.port)
+    script = "redis.call('ZCOUNT', KEYS[1], '-inf', '+inf'); redis.call('ZADD', KEYS[1], 1, ARGV[1]); redis.call('EXPIRE', KEYS[1], 60)"
+    runs = {"round_trip_us": (["-t", "ping_mbulk"], 50000), "script_of_3_us": (["eval", script, "1", "bench-k", "m"], 50000),
+            "connection_us": (["-t", "ping_mbulk", "-k", "0"], 10000)}
+    out = {}
+    try:
+        for name, (arguments, n) in runs.items():
+            cpu = client.info("cpu")
+            before = cpu["used_cpu_sys"] + cpu["used_cpu_user"]
+            subprocess.run(["redis-benchmark", "-p", str(redis.port), "-n", str(n), "-c", "10", "-q", *arguments],
+                           capture_output=True, timeout=120, check=False)
+            cpu = client.info("cpu")
+            out[name] = (cpu["used_cpu_sys"] + cpu["used_cpu_user"] - before) * 1e6 / n
+    finally:
+        client.close()
+    return out
 
 
 # --- the inner process: Django on the private Redis ------------------------------------------
