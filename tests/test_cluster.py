@@ -300,6 +300,10 @@ def test_a_host_killed_mid_pipeline_loses_nothing_its_clients_and_work_move_to_t
             assert current["current"] == 200, current
             print(f"app1 killed with {before['app1']} of 200 streams: every client current "
                   f"{moved_in:.1f} s after the kill (streams at the LB then: {cluster.streams_at()})")
+            # Within seconds: the load balancer ends a dead host's streams once its checks
+            # fail (~3 s), rather than leave each client to notice the silence (an SSE
+            # read timeout, a WebSocket ping: 48 s measured without).
+            assert moved_in < 20
 
             # What app1's worker was running is retried by app2's once it has stalled
             # (CONTENT_STALL_SECONDS 10, swept every 2 s), and all complete.
