@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 EVENTS = int(os.environ.get("BENCH_CLUSTER_EVENTS", "300"))
-EVENT_RATE = float(os.environ.get("BENCH_CLUSTER_EVENT_RATE", "15"))
+# 4,000 deliveries a second at 400 clients: what their one process receives without falling behind.
+EVENT_RATE = float(os.environ.get("BENCH_CLUSTER_EVENT_RATE", "10"))
 IDLE_SECONDS = float(os.environ.get("BENCH_CLUSTER_IDLE_SECONDS", "20"))
 USERS = 40
 REDIS = ("redis", "channels-a", "channels-b")
@@ -115,6 +116,7 @@ class ClusterMeter:
 
 COMMIT = """
 import json, time
+from channels.layers import get_channel_layer
 from bench.reconnect_storm import Committer
 from contents.models import Channel
 channel = Channel.objects.get(id="{channel_id}")
@@ -124,13 +126,23 @@ started = time.monotonic()
 for n in range({events}):
     time.sleep(max(0.0, started + n / {rate} - time.monotonic()))
     committer.commit()
-print(json.dumps({{"first": first, "last": committer.last, "times": committer.commit_times}}))
+print(json.dumps({{"first": first, "last": committer.last, "times": committer.commit_times,
+                  "layer": [host["address"] for host in get_channel_layer().hosts]}}))
 """
 
 
 def main() -> dict[str, Any] | None:
     from bench.reconnect_storm import percentile
     from tests.cluster import ClusterUnderTest, Fleet, cluster_unavailable
+
+    class Cluster(ClusterUnderTest):
+        def purge(self) -> None:
+            """Say what the hosts logged last before their files go (a failed start)."""
+            for host in ("app1", "app2", "lb"):
+                log = self.dir / f"{host}.log"
+                if log.exists():
+                    print(f"  {host}.log, last lines:\n    " + "\n    ".join(log.read_text(errors="replace").splitlines()[-15:]))
+            super().purge()
 
     reason = cluster_unavailable()
     if reason:
@@ -139,7 +151,7 @@ def main() -> dict[str, Any] | None:
     figures: dict[str, Any] = {"events": EVENTS, "event_rate": EVENT_RATE, "idle_seconds": IDLE_SECONDS,
                                "load_before": os.getloadavg()}
     # Production's heartbeat and access log (the suite's cluster has quicker heartbeats and no access lines).
-    with ClusterUnderTest(REALTIME_HEARTBEAT_SECONDS="10", LOG_LEVEL="INFO") as cluster:
+    with Cluster(REALTIME_HEARTBEAT_SECONDS="10", LOG_LEVEL="INFO") as cluster:
         meter = ClusterMeter(cluster)
         setup = cluster.make_users(USERS)
         channel_id = setup["channel_id"]
@@ -163,6 +175,7 @@ def main() -> dict[str, Any] | None:
                 return committed
 
             figures["events_window"], committed = meter.window(work=commit_all)
+            figures["committer_layer"] = committed["layer"]
             times = {int(seq): t for seq, t in committed["times"].items()}
             latencies = [t - times[seq] for client in fleet.report() for seq, _, _, t in client["events"] if seq in times]
             figures["delivery_ms"] = {"p50": percentile(latencies, 50) * 1000, "p99": percentile(latencies, 99) * 1000,
@@ -217,6 +230,7 @@ def print_figures(f: dict[str, Any]) -> None:
         print(f"    Redis {name}: {e['redis_calls'][name]:.1f} commands, {e['redis_cpu_us'][name]:.0f} us CPU, "
               f"{e['redis_connections'][name]:.2f} connections opened; commandstats per event (idle included): "
               + ", ".join(f"{cmd} {v:.2f}" for cmd, v in sorted(by.items(), key=lambda kv: -kv[1])[:12]))
+    print(f"  the committer's channel layer: {f['committer_layer']}")
     d = f["delivery_ms"]
     print(f"  commit -> receipt over {d['deliveries']:,} deliveries: p50 {d['p50']:.0f} ms, p99 {d['p99']:.0f} ms, "
           f"max {d['max']:.0f} ms")
