@@ -16,7 +16,6 @@ comparison is docs/scaling.md's.
 `python -m bench cluster_units` (root, Debian's haproxy, postgresql and redis-server;
 about three minutes). Not in `make bench`'s default run."""
 
-import json
 import os
 import time
 from pathlib import Path
@@ -136,9 +135,16 @@ def main() -> dict[str, Any] | None:
     from tests.cluster import ClusterUnderTest, Fleet, cluster_unavailable
 
     class Cluster(ClusterUnderTest):
+        started = False
+
+        def __enter__(self) -> "Cluster":
+            super().__enter__()
+            self.started = True
+            return self
+
         def purge(self) -> None:
-            """Say what the hosts logged last before their files go (a failed start)."""
-            for host in ("app1", "app2", "lb"):
+            """Say what the hosts logged last before their files go, when the start failed."""
+            for host in ("app1", "app2", "lb") if not self.started else ():
                 log = self.dir / f"{host}.log"
                 if log.exists():
                     print(f"  {host}.log, last lines:\n    " + "\n    ".join(log.read_text(errors="replace").splitlines()[-15:]))
@@ -234,4 +240,3 @@ def print_figures(f: dict[str, Any]) -> None:
     d = f["delivery_ms"]
     print(f"  commit -> receipt over {d['deliveries']:,} deliveries: p50 {d['p50']:.0f} ms, p99 {d['p99']:.0f} ms, "
           f"max {d['max']:.0f} ms")
-    print("  " + json.dumps({"cpu_ms_per_event": e["cpu_ms"]}, default=str)[:400])
