@@ -15,6 +15,8 @@ TITLES = {
     "scaling": "6. Scaling with channel size", "capacity": "7. Capacity of one process",
     "realtime_latency": "Realtime latency (SSE / WebSocket vs the channel layer)", "reconnect_storm": "Reconnect storm",
     "soak": "Soak", "servers": "Server modes (daphne, uvicorn, granian)",
+    "unit_costs": "Unit costs (the capacity model's, docs/scaling.md)",
+    "cluster_units": "Two hosts (the capacity model's check, docs/scaling.md)",
 }
 
 
