@@ -23,9 +23,11 @@ the queue and the stream leases (REDIS_URL), one for the channel layer
 3. a few more events under MONITOR on both Redis: which commands one event costs,
    which of them are sent by a client (round trips) and which run inside a Lua script;
 4. the heartbeat's catch-up read of an up-to-date stream (realtime.delivery.events_after,
-   what each process runs once per heartbeat for each stream it serves), timed here.
+   what each process runs once per heartbeat for each stream it serves), timed here;
+5. the stream held by SPREAD processes (8), two streams each: an event's cost when a
+   channel's subscribers are spread over many processes (Redis calls, web CPU per process).
 
-`python -m bench unit_costs` (about four minutes; not in `make bench`'s default run,
+`python -m bench unit_costs` (about five minutes; not in `make bench`'s default run,
 which is near its 10 minutes already). The figures go to results.json as every
 benchmark's; docs/scaling.md builds the capacity model on them."""
 
@@ -53,6 +55,9 @@ IDLE_SECONDS = float(os.environ.get("BENCH_UNITS_IDLE_SECONDS", "20"))
 REQUEST_SECONDS = float(os.environ.get("BENCH_UNITS_REQUEST_SECONDS", "4"))
 REQUEST_CLIENTS = 8
 MONITOR_EVENTS = 30
+# Then the stream over this many processes (two streams each), SPREAD_EVENTS events; 0: not.
+SPREAD = int(os.environ.get("BENCH_UNITS_SPREAD", "8"))
+SPREAD_EVENTS = 150
 CATCH_UP_READS = 400
 DATABASE = "aistatus_bench_units"
 # The inner process's last line: the figures, for the outer one to return.
@@ -467,9 +472,56 @@ def inner(cache_url: str, layer_url: str) -> dict[str, Any]:
             for fleet in fleets:
                 fleet.close()
             servers.stop()
+        if SPREAD:
+            figures["spread"] = spread_over(SPREAD, database_url, redis_urls, channel, token, committer)
         committer.cleanup()
     figures["load_after"] = os.getloadavg()
     return figures
+
+
+def spread_over(processes: int, database_url: str, redis_urls: dict[str, str], channel: Any, token: str,
+                committer: Any) -> dict[str, Any]:
+    """The same stream held by `processes` processes, two streams each (an SSE and a
+    WebSocket): what an event costs each process it reaches, and Redis, when a
+    channel's subscribers are spread over many processes (what a load balancer that
+    ignores the channel does)."""
+    from bench import harness
+    from bench.reconnect_storm import ClientProcess
+
+    servers = harness.Servers(processes, database_url, "units-spread", env={"WEB_MAX_OPEN_PER_CLIENT": "0"})
+    meter = Meter(servers.daphnes, redis_urls)
+    fleet: ClientProcess | None = None
+    try:
+        servers.start()
+        fleet = ClientProcess(ports=servers.ports, channel_id=str(channel.id), token=token, count=2 * processes,
+                              log_path=servers.workdir / "clients.log", ramp_seconds=0.01)
+        if fleet.ask("wait_live", timeout=90)["live"] < 2 * processes:
+            raise RuntimeError("not every spread subscriber connected")
+        time.sleep(12)
+        idle, _ = meter.window(IDLE_SECONDS / 2)
+
+        def commit_all() -> dict[str, Any]:
+            assert fleet is not None
+            started = time.monotonic()
+            for n in range(SPREAD_EVENTS):
+                time.sleep(max(0.0, started + n / EVENT_RATE - time.monotonic()))
+                committer.commit()
+            return fleet.ask("wait_current", last=committer.last, timeout=60)
+
+        busy, answer = meter.window(work=commit_all)
+        if answer["current"] < 2 * processes:
+            raise RuntimeError("not every spread subscriber received every event")
+    finally:
+        if fleet is not None:
+            fleet.close()
+        servers.stop()
+    seconds = busy["seconds"]
+    return {"processes": processes, "subscribers": 2 * processes, "events": SPREAD_EVENTS, "seconds": seconds,
+            "cpu_ms_per_event": (busy["cpu"] - idle["cpu"] / idle["seconds"] * seconds) * 1000 / SPREAD_EVENTS,
+            "layer_redis_calls_per_event": (total_calls(busy, "layer") - total_calls(idle, "layer") / idle["seconds"] * seconds)
+            / SPREAD_EVENTS,
+            "layer_redis_cpu_us_per_event": (busy["redis"]["layer"]["cpu"] - idle["redis"]["layer"]["cpu"] / idle["seconds"] * seconds)
+            * 1e6 / SPREAD_EVENTS}
 
 
 # --- the figures, as the model uses them ----------------------------------------------------
@@ -516,6 +568,10 @@ def units(f: dict[str, Any]) -> dict[str, Any]:
             "cpu_us_per_delivery": per_delivery,
             "cpu_ms_per_event_per_process": (lo["cpu_ms_per_event"] - lo["subscribers"] * per_delivery / 1000) / processes,
         })
+    spread = f.get("spread")
+    if spread and "cpu_us_per_delivery" in out:
+        out["spread_cpu_ms_per_event_per_process"] = (
+            spread["cpu_ms_per_event"] - spread["subscribers"] * out["cpu_us_per_delivery"] / 1000) / spread["processes"]
     for name in ("layer", "cache"):
         out[f"{name}_redis_calls_per_event"] = sum(s[f"{name}_redis_calls_per_event"] for s in steps) / len(steps)
         out[f"{name}_redis_cpu_us_per_event"] = sum(s[f"{name}_redis_cpu_us_per_event"] for s in steps) / len(steps)
@@ -576,6 +632,14 @@ def print_figures(f: dict[str, Any]) -> None:
              ["cache Redis connections opened per event", u["cache_redis_connections_per_event"]],
              ["heartbeat catch-up read, up to date: wall / CPU (ms)",
               f"{f['catch_up_read']['ms']:.2f} / {f['catch_up_read']['cpu_ms']:.2f}"]]
+    spread = f.get("spread")
+    if spread:
+        print(f"  the stream over {spread['processes']} processes, 2 streams each, {spread['events']} events: "
+              f"{spread['cpu_ms_per_event']:.1f} ms of web CPU per event in all "
+              f"({u.get('spread_cpu_ms_per_event_per_process', float('nan')):.2f} ms per process, its deliveries "
+              f"taken out at the unit below), {spread['layer_redis_calls_per_event']:.1f} channel-layer Redis calls "
+              f"and {spread['layer_redis_cpu_us_per_event']:.0f} us of its CPU per event (7 + 10 x processes: "
+              f"{7 + 10 * spread['processes']})")
     print("  units (between the steps: the difference of the two, per stream or per delivery)")
     harness.print_table(["unit", "value"], rows)
     m = f["monitor"]
