@@ -90,11 +90,21 @@ function jobItem(job) {
     job.status === 'queued' && job.queue_position ? el('p', { className: 'muted' }, t('queue_position', { position: job.queue_position })) : null,
     when ? el('p', { className: 'eta' }, t('eta', { when })) : null,
     job.status === 'failed' && job.error !== 'Cancelled' ? el('p', { className: 'error-message' }, job.error ?? '') : null,
-    job.status === 'completed' && job.result_url
-      ? el('video', { className: 'result', src: job.result_url, controls: true, preload: 'metadata', muted: true, playsInline: true })
-      : null,
   ];
-  node.replaceChildren(...parts.filter((part) => part !== null));
+  const shown = parts.filter((part) => part !== null);
+  const resultUrl = job.status === 'completed' ? job.result_url : null;
+  // The result's player is kept in place when the card is drawn again for another
+  // reason (its video's title arriving, say): a media element taken out of the page,
+  // even for a moment, stops playing.
+  const player = /** @type {HTMLVideoElement | null} */ (node.querySelector(':scope > video.result'));
+  if (player && resultUrl && player.getAttribute('src') === resultUrl) {
+    for (const child of [...node.children]) if (child !== player) child.remove();
+    player.before(...shown);
+    return node;
+  }
+  node.replaceChildren(...shown, ...(resultUrl
+    ? [el('video', { className: 'result', src: resultUrl, controls: true, preload: 'metadata', muted: true, playsInline: true })]
+    : []));
   return node;
 }
 
