@@ -22,7 +22,8 @@ ASSUMPTIONS = {
     "subscribers_per_channel": 100,
     "streaming_share": 0.9,  # half SSE, half WebSocket; the rest poll
     "poll_every_s": 5.0,  # the conditional status poll of the seeds' hooks (3-5 s)
-    "connects_per_s": 200_000 / 60,  # Centrifugo's anchor: 200,000 connects/disconnects a minute
+    # Centrifugo's anchor: 200,000 connects/disconnects a minute for 1,000,000 (a stream lasts 5 minutes).
+    "connects_per_subscriber_s": 200_000 / 60 / 1_000_000,
     "heartbeat_s": 10.0,  # REALTIME_HEARTBEAT_SECONDS
     "host_vcpus": 16,
     "host_gib": 32,
@@ -86,6 +87,7 @@ def model(a: dict[str, Any], x: dict[str, float], placement: str) -> dict[str, A
     streams = a["subscribers"] * a["streaming_share"]
     per_channel_rate = a["events_per_s"] / channels
     polls = a["subscribers"] * (1 - a["streaming_share"]) / a["poll_every_s"]
+    connects = a["subscribers"] * a["connects_per_subscriber_s"]
     # A poll sees a new head (a 200) when its channel had an event since the last poll.
     changed = 1 - math.exp(-per_channel_rate * a["poll_every_s"])
     poll_ms = changed * x["poll_200_ms"] + (1 - changed) * x["poll_304_ms"]
@@ -103,7 +105,7 @@ def model(a: dict[str, Any], x: dict[str, float], placement: str) -> dict[str, A
             "idle streams": streams * x["idle_us_per_stream_s"] / 1e6,
             "heartbeat reads": channels * f / a["heartbeat_s"] * x["catch_up_read_ms"] / 1e3,
             "polls": polls * poll_ms / 1e3,
-            "subscribes": a["connects_per_s"] * SUBSCRIBE_CPU_MS / 1e3,
+            "subscribes": connects * SUBSCRIBE_CPU_MS / 1e3,
         }
         vcpus = sum(cores.values()) / a["cpu_target"]
         if abs(vcpus - processes) < 1:
@@ -125,7 +127,7 @@ def model(a: dict[str, Any], x: dict[str, float], placement: str) -> dict[str, A
         "layer_shards": (math.ceil(layer_busy / a["redis_target"]), math.ceil(layer_low / a["redis_target"])),
         "cache_round_trips_per_s": a["events_per_s"] * x["cache_round_trips_per_event"] + polls * (changed * 5 + (1 - changed)),
         "sql": {"event writes": a["events_per_s"] * (1 + SQL_PER_EVENT_PIPELINE), "heartbeat reads": heartbeat_sql,
-                "subscribes": a["connects_per_s"] * SUBSCRIBE_SQL, "polls (cache misses)": polls * 0.05},
+                "subscribes": connects * SUBSCRIBE_SQL, "polls (cache misses)": polls * 0.05},
         "wal_mib_s": a["events_per_s"] * WAL_KIB_PER_EVENT / 1024,
         "outbox_rows_24h": a["events_per_s"] * 86400,
         "db_client_connections": vcpus * 10,
@@ -183,7 +185,7 @@ def main(argv: list[str]) -> None:
     x = units(results)
     print(f"capacity model: {a['subscribers']:,} subscribers ({a['streaming_share']:.0%} streaming, the rest polling every "
           f"{a['poll_every_s']:.0f} s), {a['subscribers_per_channel']} a channel, {a['events_per_s']:,} events/s, "
-          f"{a['connects_per_s']:,.0f} subscribes/s; hosts of {a['host_vcpus']} vCPU used to {a['cpu_target']:.0%}")
+          f"{a['subscribers'] * a['connects_per_subscriber_s']:,.0f} subscribes/s; hosts of {a['host_vcpus']} vCPU used to {a['cpu_target']:.0%}")
     print("  units (results.json, unit_costs): " + ", ".join(f"{k} {v:.3g}" for k, v in x.items()))
     for placement in ("any process", "host by channel", "process by channel"):
         m = model(a, x, placement)
