@@ -153,8 +153,8 @@ def checks(results: dict[str, Any], x: dict[str, float]) -> list[tuple[str, floa
             idle = (cluster["idle"]["cpu"][host]["web"] / cluster["idle"]["seconds"]
                     - cluster["no_stream"]["cpu"][host]["web"] / cluster["no_stream"]["seconds"])
             out.append((f"two hosts: idle web CPU ms/s on {host}", held * x["idle_us_per_stream_s"] / 1000, idle * 1000))
-        # One host's formula, plus what a second shard adds: a connection (HELLO, PING) and a
-        # pipeline (MULTI, ZREMRANGEBYSCORE, EXEC); a user-stream publish for a quarter of the events.
+        # One host's formula, plus what a second shard adds: a connection (HELLO, PING), a
+        # pipeline (MULTI, EXEC) and a script (EVAL); a user-stream publish for a quarter of the events.
         out.append(("two hosts: channel-layer calls per event, both shards", layer_calls(2) + 5 + 0.25 * 4,
                     sum(v for k, v in e["redis_calls"].items() if k.startswith("channels"))))
         out.append(("two hosts: cache Redis calls per event", units_figures["units"]["cache_redis_calls_per_event"],
