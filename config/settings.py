@@ -511,13 +511,13 @@ METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # scripts/run_stack.sh creates it when told to stop (SIGTERM) and stops the server
 # WEB_DRAIN_SECONDS later; empty: never draining.
 WEB_DRAIN_FILE = os.environ.get("WEB_DRAIN_FILE", "")
-# prometheus_client's multiprocess mode sums every process's counts from files in
-# PROMETHEUS_MULTIPROC_DIR (scripts/run_stack.sh sets it; the tests' settings give a
-# test session a directory of its own).
 # How long a drain lasts (run_stack.sh stops the processes then). Streams are ended half
 # way, once a load balancer polling /readyz has stopped sending them here, so that their
 # clients reconnect to another host with their last event id (realtime.hub).
 WEB_DRAIN_SECONDS = env_float("WEB_DRAIN_SECONDS", 5.0)
+# prometheus_client's multiprocess mode sums every process's counts from files in
+# PROMETHEUS_MULTIPROC_DIR (scripts/run_stack.sh sets it; the tests' settings give a
+# test session a directory of its own).
 # How often each process copies its database pool's state into the metrics
 # (core.metrics_sources): a gauge is as old as this at most.
 METRICS_SAMPLE_SECONDS = env_float("METRICS_SAMPLE_SECONDS", 5.0)
