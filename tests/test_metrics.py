@@ -205,8 +205,12 @@ def test_a_fresh_stacks_first_scrape_has_every_family_with_its_zero_series():
     assert set(label_sets(text, "aistatus_redis_used_memory_bytes", "role")) == {("queue",), ("cache",)}
     assert all(used > 0 for used in label_sets(text, "aistatus_redis_used_memory_bytes", "role").values())
     assert set(label_sets(text, "aistatus_redis_maxmemory_bytes", "role")) == {("queue",), ("cache",)}
-    for name in ("aistatus_queue_jobs", "aistatus_queue_oldest_job_age_seconds", "aistatus_queue_failed_jobs"):
-        assert label_sets(text, name, "queue") == {("default",): 0}, name
+    # The queue's series are there; its depth and oldest job's age are whatever they are
+    # (the cron enqueues the first period's periodic jobs as it starts, before the worker
+    # may have taken them), and nothing has failed.
+    for name in ("aistatus_queue_jobs", "aistatus_queue_oldest_job_age_seconds"):
+        assert set(label_sets(text, name, "queue")) == {("default",)}, name
+    assert label_sets(text, "aistatus_queue_failed_jobs", "queue") == {("default",): 0}
     assert set(label_sets(text, "aistatus_queue_workers", "queue")) == {("default",)}
     # The health checks that saw the stack up were counted before the scrape.
     assert label_sets(text, "aistatus_http_request_duration_seconds_count", "route").get(("healthz",), 0) >= 1
