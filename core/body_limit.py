@@ -86,15 +86,20 @@ def body_deadline(declared: int | None, limit: int) -> float:
 
 async def _refuse(send: Callable[[dict[str, Any]], Awaitable[None]], limit: int) -> None:
     detail = f"The request body is larger than this endpoint accepts ({limit} bytes)."
-    await _answer(send, 413, "too_large", detail)
+    await send_problem(send, 413, "too_large", detail)
 
 
 async def _refuse_slow(send: Callable[[dict[str, Any]], Awaitable[None]], seconds: float) -> None:
     detail = f"The request body did not arrive within {seconds:.0f} seconds."
-    await _answer(send, 408, "timeout", detail)
+    await send_problem(send, 408, "timeout", detail)
 
 
-async def _answer(send: Callable[[dict[str, Any]], Awaitable[None]], status: int, code: str, detail: str) -> None:
+async def send_problem(
+    send: Callable[[dict[str, Any]], Awaitable[None]], status: int, code: str, detail: str,
+    extra_headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    """A problem answer sent at the ASGI level, by a layer in front of Django, on a
+    connection that then closes (the rest of the body is not read)."""
     body = problem(status, type_="client_error", errors=[{"code": code, "detail": detail, "attr": None}], detail=detail)
     payload = json.dumps(body, separators=(",", ":")).encode()
     await send({
@@ -103,7 +108,7 @@ async def _answer(send: Callable[[dict[str, Any]], Awaitable[None]], status: int
         "headers": [
             (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
             (b"content-length", str(len(payload)).encode()),
-            # The rest of the body is not read: the connection cannot carry another request.
+            *extra_headers,
             (b"connection", b"close"),
         ],
     })

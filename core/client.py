@@ -56,3 +56,15 @@ def identity_of(address: str) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, settings.CLIENT_IPV6_PREFIX), strict=False))
     return str(ip)
+
+
+class ScopeRequest:
+    """What this module reads of a request (its META: the peer and X-Forwarded-For),
+    from an ASGI scope, for the layers in front of Django."""
+
+    def __init__(self, scope: Any) -> None:
+        client = scope.get("client") or ("", 0)
+        self.META = {"REMOTE_ADDR": client[0] or ""}
+        for name, value in scope.get("headers", ()):
+            if name == b"x-forwarded-for":
+                self.META["HTTP_X_FORWARDED_FOR"] = value.decode("latin-1")

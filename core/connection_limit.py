@@ -14,34 +14,22 @@ request. The stack has a few worker processes, so a client's bound is that many 
 the setting; a shared count in Redis would cost a round trip on every request.
 """
 
-import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
 
-from core.client import client_identity
-from core.errors import PROBLEM_CONTENT_TYPE, problem
+from core.body_limit import send_problem
+from core.client import ScopeRequest, client_identity
 
 ASGIApp = Callable[..., Awaitable[None]]
 ASGIMessage = dict[str, Any]
 
 
-class _ScopeRequest:
-    """What core.client reads of a request (its META), from an ASGI scope."""
-
-    def __init__(self, scope: dict[str, Any]) -> None:
-        client = scope.get("client") or ("", 0)
-        self.META = {"REMOTE_ADDR": client[0] or ""}
-        for name, value in scope.get("headers", ()):
-            if name == b"x-forwarded-for":
-                self.META["HTTP_X_FORWARDED_FOR"] = value.decode("latin-1")
-
-
 def scope_client(scope: dict[str, Any]) -> str:
     """The client identity of an ASGI connection, as the throttles see it."""
-    return client_identity(_ScopeRequest(scope))
+    return client_identity(ScopeRequest(scope))
 
 
 async def _refuse(scope: dict[str, Any], send: Callable[[ASGIMessage], Awaitable[None]], limit: int) -> None:
@@ -50,19 +38,7 @@ async def _refuse(scope: dict[str, Any], send: Callable[[ASGIMessage], Awaitable
         await send({"type": "websocket.close", "code": 1008})
         return
     detail = f"This client has {limit} requests open, the most one client may hold at once; try again when one ends."
-    body = problem(429, type_="client_error", errors=[{"code": "too_many_open", "detail": detail, "attr": None}], detail=detail)
-    payload = json.dumps(body, separators=(",", ":")).encode()
-    await send({
-        "type": "http.response.start",
-        "status": 429,
-        "headers": [
-            (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-            (b"content-length", str(len(payload)).encode()),
-            (b"retry-after", b"1"),
-            (b"connection", b"close"),
-        ],
-    })
-    await send({"type": "http.response.body", "body": payload})
+    await send_problem(send, 429, "too_many_open", detail, ((b"retry-after", b"1"),))
 
 
 class OpenRequestsPerClient:

@@ -43,7 +43,7 @@ from django.urls import Resolver404, resolve
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.functional import SimpleLazyObject, empty
 
-from core.client import client_address
+from core.client import ScopeRequest, client_address
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _HEADER = REQUEST_ID_HEADER.lower().encode()
@@ -120,17 +120,6 @@ Receive = Callable[[], Awaitable[ASGIMessage]]
 Send = Callable[[ASGIMessage], Awaitable[None]]
 
 
-class _ScopeMeta:
-    """What core.client reads of a request (its META), from an ASGI scope."""
-
-    def __init__(self, scope: dict[str, Any]) -> None:
-        client = scope.get("client") or ("", 0)
-        self.META = {"REMOTE_ADDR": client[0] or ""}
-        for name, value in scope.get("headers", ()):
-            if name == b"x-forwarded-for":
-                self.META["HTTP_X_FORWARDED_FOR"] = value.decode("latin-1")
-
-
 def _incoming_id(scope: dict[str, Any]) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == _HEADER:
@@ -159,7 +148,7 @@ class Exchange:
         self.method = "GET" if self.websocket else str(scope.get("method", ""))
         self.request_id = _incoming_id(scope) or new_request_id()
         self.path = str(scope.get("path", ""))  # to name its route, never logged
-        self.client = client_address(_ScopeMeta(scope))
+        self.client = client_address(ScopeRequest(scope))
         self.route: str | None = None
         self.user_id: str | None = None
         self.status: int | None = None
