@@ -184,6 +184,7 @@ DELIVERY_DROP_REASONS = ("wakeup_not_sent", "wakeup_missed", "table_unreadable")
 SWEEP_ACTIONS = ("requeued", "retried", "failed")
 STAGE_OUTCOMES = ("ok", "failed", "stopped")
 STREAM_KINDS = ("channel", "user")
+PERIODIC_OUTCOMES = ("ran", "failed", "overlapping")
 
 _event_types: set[tuple[str, str]] = set()
 _job_stages: set[tuple[str, str]] = set()
@@ -224,6 +225,14 @@ def initialise_known_series() -> None:
             SWEEP_RUNS.labels(job, action)
     for state in ("in_use", "idle"):
         DB_POOL_CONNECTIONS.labels(state)
+    # The schedule (settings.PERIODIC_JOBS) is read here, not registered by an app: it
+    # is assembled in config/, where every app may be imported. Imported late, as
+    # core.periodic counts into this module.
+    from core.periodic import periodic_job_names
+
+    for name in periodic_job_names():
+        for outcome in PERIODIC_OUTCOMES:
+            PERIODIC_RUNS.labels(name, outcome)
 
 # --- What the counting places call ----------------------------------------------------
 

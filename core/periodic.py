@@ -76,6 +76,11 @@ def periodic_jobs() -> list[PeriodicJob]:
     return schedule()
 
 
+def periodic_job_names() -> list[str]:
+    """Each periodic job's name as the cron and the metrics know it (RQ's CronJob name: the dotted path)."""
+    return [f"{job.func.__module__}.{job.func.__name__}" for job in periodic_jobs()]
+
+
 def period_of(timestamp: float, interval: int) -> int:
     """The number of the period `timestamp` falls in: the same on every host."""
     return int(timestamp // interval)

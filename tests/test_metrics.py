@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from contents.services import channel_create
 from core import metrics
+from core.periodic import periodic_job_names
 from tests.helpers import api_client_for, make_user, run_burst_worker
 from tests.live import ROOT, Daphne, Stack
 from tests.stream_clients import SSECollector, wait_for
@@ -191,6 +192,13 @@ def test_a_fresh_stacks_first_scrape_has_every_family_with_its_zero_series():
         series = label_sets(text, name, *labels)
         assert set(series) == expected, (name, set(series) ^ expected)
         assert set(series.values()) == {0.0}, (name, series)
+
+    # Every periodic job's runs by outcome exist from the first scrape; the cron enqueues
+    # the first period's jobs as it starts, so a quick worker may have run some already.
+    periodic = label_sets(text, "aistatus_periodic_runs_total", "job", "outcome")
+    expected_periodic = {(name, outcome) for name in periodic_job_names() for outcome in ("ran", "failed", "overlapping")}
+    assert len(expected_periodic) == 18
+    assert set(periodic) == expected_periodic, set(periodic) ^ expected_periodic
 
     # The pool is sampled per process: the web worker's, with its bound. (Its first
     # caller waited while the pool opened its first connection: waits are counted.)
