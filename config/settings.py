@@ -415,6 +415,10 @@ AI_MODEL = os.environ.get("AI_MODEL", "gpt-4o-mini")
 AI_TIMEOUT = env_float("AI_TIMEOUT", 60.0)
 AI_SUMMARY_SENTENCES = env_int("AI_SUMMARY_SENTENCES", 3)
 AI_QA_COUNT = env_int("AI_QA_COUNT", 3)
+# While a stage generates, its partial result (the summary so far, the Q&A pairs done)
+# is written on the content and pushed as a `content_status_update` at most once per
+# this many seconds per content, at sentence or pair boundaries (contents.progress).
+AI_PARTIAL_INTERVAL = env_float("AI_PARTIAL_INTERVAL", 0.25)
 
 # The periodic jobs manage.py run_cron runs: each app's, listed in config/schedule.py
 # (core's command imports no app).

@@ -34,8 +34,48 @@ def stage_averages() -> dict[str, float]:
     return averages
 
 
+OUTPUT_CACHE_KEY = "contents:stage-output-averages"
+
+
+def output_averages() -> dict[str, float]:
+    """{stage: mean of what its last ETA_SAMPLE_SIZE runs produced} (summary
+    characters, Q&A pairs), learned as the durations are: a running stage's progress
+    is what it has produced so far against this."""
+    cached = cache.get(OUTPUT_CACHE_KEY)
+    if cached is not None:
+        return cached
+    recent = (
+        StageRun.objects.filter(produced__isnull=False)
+        .annotate(rank=Window(RowNumber(), partition_by=[F("stage")], order_by=F("finished_at").desc()))
+        .filter(rank__lte=settings.ETA_SAMPLE_SIZE)
+        .values_list("stage", "produced")
+    )
+    totals: dict[str, list[int]] = {}
+    for stage, produced in recent:
+        if produced is not None:  # filtered out above; the type does not know it
+            totals.setdefault(stage, []).append(produced)
+    averages = {stage: sum(values) / len(values) for stage, values in totals.items()}
+    cache.set(OUTPUT_CACHE_KEY, averages, CACHE_SECONDS)
+    return averages
+
+
 def forget_stage_averages() -> None:
-    cache.delete(CACHE_KEY)
+    cache.delete_many([CACHE_KEY, OUTPUT_CACHE_KEY])
+
+
+def refine_completion(stage: str, *, produced: float, expected: float, elapsed: float, now: datetime) -> datetime | None:
+    """When a content now in `stage` should be done, from the rate its run has produced
+    at so far (`produced` units in `elapsed` seconds, `expected` in all) and the recorded
+    durations of the stages after it; None when there is no rate yet or a later stage
+    has no recorded runs (the caller keeps the estimate it has)."""
+    if stage not in ACTIVE_STAGES or produced <= 0 or elapsed <= 0:
+        return None
+    averages = stage_averages()
+    later = ACTIVE_STAGES[ACTIVE_STAGES.index(ProcessingStatus(stage)) + 1:]
+    if any(s not in averages for s in later):
+        return None
+    left_here = max(expected - produced, 0.0) / (produced / elapsed)
+    return now + timedelta(seconds=left_here + sum(averages[s] for s in later))
 
 
 def estimate_completion(stage: str, *, stage_started_at: datetime, now: datetime) -> datetime | None:
@@ -52,4 +92,4 @@ def estimate_completion(stage: str, *, stage_started_at: datetime, now: datetime
     return now + timedelta(seconds=seconds)
 
 
-__all__ = ["estimate_completion", "forget_stage_averages", "stage_averages"]
+__all__ = ["estimate_completion", "forget_stage_averages", "output_averages", "refine_completion", "stage_averages"]

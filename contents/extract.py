@@ -10,7 +10,7 @@ import trafilatura
 from django.conf import settings
 from trafilatura.metadata import extract_metadata
 
-from core.netguard import FetchError, fetch
+from core.netguard import FetchError, ReadProgress, fetch
 
 HTML_TYPES = {"text/html", "application/xhtml+xml", ""}
 MAX_SOURCE_CHARS = 50_000
@@ -43,10 +43,10 @@ def link_preview(html: str, url: str) -> dict[str, Any]:
     }
 
 
-def read_page(url: str) -> tuple[dict[str, Any], str]:
-    """The page's link preview and its main text."""
+def read_page(url: str, *, on_read: ReadProgress | None = None) -> tuple[dict[str, Any], str]:
+    """The page's link preview and its main text; `on_read` hears the download's progress."""
     try:
-        page = fetch(url, max_bytes=settings.FETCH_MAX_PAGE_BYTES)
+        page = fetch(url, max_bytes=settings.FETCH_MAX_PAGE_BYTES, on_read=on_read)
     except FetchError as exc:
         raise StageFailed(str(exc)) from exc
     if page.content_type == "text/plain":
@@ -76,12 +76,15 @@ def check_media(url: str, kind: str) -> None:
         raise StageFailed(f"{url} claims to be {declared}, but its content is {sniffed.mime}.")
 
 
-def gather_source(*, url: str, img_url: str, video_url: str, title: str, description: str) -> dict[str, Any]:
-    """What the uploading stage stores: the link preview and the text the AI reads."""
+def gather_source(
+    *, url: str, img_url: str, video_url: str, title: str, description: str, on_read: ReadProgress | None = None
+) -> dict[str, Any]:
+    """What the uploading stage stores: the link preview and the text the AI reads.
+    `on_read` hears how much of the link's page has been read (the media are only sniffed)."""
     preview = None
     parts: list[str | None] = [description]
     if url:
-        preview, main_text = read_page(url)
+        preview, main_text = read_page(url, on_read=on_read)
         parts.append(main_text or preview.get("description"))
     if img_url:
         check_media(img_url, "image")

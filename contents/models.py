@@ -184,6 +184,9 @@ class StageRun(models.Model):
     content = models.ForeignKey(Content, on_delete=models.CASCADE, related_name="stage_runs")
     stage = models.CharField(max_length=20, choices=ProcessingStatus.choices)
     seconds = models.FloatField()
+    # What the stage produced (the summary's characters, the Q&A pairs): a running
+    # stage's progress is what it has produced so far against the recent average.
+    produced = models.PositiveIntegerField(null=True, blank=True)
     finished_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

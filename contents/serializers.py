@@ -8,6 +8,9 @@ from rest_framework import serializers
 from contents.models import ContentStatus, ProcessingStatus
 from core.batch import BatchIdsField, NotFoundListField
 
+# The stages whose events carry the partial result so far.
+GENERATING = frozenset({ProcessingStatus.SUMMARIZING, ProcessingStatus.QA_GENERATING})
+
 
 class QAPairSerializer(serializers.Serializer):
     question = serializers.CharField()
@@ -61,7 +64,8 @@ class ContentEventSerializer(serializers.Serializer):
     """The payload of every content event (`content_status_update`, `processing_complete`,
     `processing_error`): the content's full current status, not a delta, so a late or
     repeated event is harmless (clients keep the highest `version`). `ai_gen_metadata`
-    only once complete, in the shape the REST answers give it."""
+    once complete, in the shape the REST answers give it, and while generating
+    (summarizing, qa_generating) the partial result so far, once there is one."""
 
     content_id = serializers.UUIDField(source="id")
     status = serializers.ChoiceField(choices=ContentStatus.choices)
@@ -71,11 +75,16 @@ class ContentEventSerializer(serializers.Serializer):
     error_message = serializers.CharField(allow_null=True, source="error_message_or_none")
     version = serializers.IntegerField()
     timestamp = OffsetDateTimeField(source="updated_at")
-    ai_gen_metadata = AIGenMetadataSerializer(allow_null=True, required=False, help_text="Only once `completed`.")
+    ai_gen_metadata = AIGenMetadataSerializer(
+        allow_null=True, required=False,
+        help_text="Once `completed`; while `summarizing` or `qa_generating`, the partial result so far (the summary "
+        "growing sentence by sentence, the Q&A pairs done), on `content_status_update`.",
+    )
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         data = super().to_representation(instance)
-        if instance.processing_status != ProcessingStatus.COMPLETED:
+        partial = instance.processing_status in GENERATING and instance.ai_gen_metadata is not None
+        if instance.processing_status != ProcessingStatus.COMPLETED and not partial:
             del data["ai_gen_metadata"]
         return data
 

@@ -1,7 +1,7 @@
 """Writes on channels and contents. A content's status changes only in `content_move()`."""
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -44,7 +44,20 @@ def record_stage_time(content: Content, move: Move) -> None:
     """Leaving a stage for the next one records how long it took (the ETA averages them)."""
     started = move.before(content, "stage_started_at")
     if move.source in ACTIVE_STAGES and move.to != Stage.FAILED and started:
-        StageRun.objects.create(content_id=content.id, stage=move.source, seconds=(move.now - started).total_seconds())
+        StageRun.objects.create(
+            content_id=content.id, stage=move.source, seconds=(move.now - started).total_seconds(),
+            produced=produced_by(move.source, content),
+        )
+
+
+def produced_by(stage: str, content: Content) -> int | None:
+    """What a finished stage produced, in the units its progress counts (contents.progress)."""
+    result = content.ai_gen_metadata or {}
+    if stage == Stage.SUMMARIZING:
+        return len(result.get("summary") or "")
+    if stage == Stage.QA_GENERATING:
+        return len(result.get("qa_list") or [])
+    return None
 
 
 def count_in_totals(content: Content, move: Move) -> None:
@@ -79,6 +92,14 @@ def content_move(
     compare-and-set, version + 1, the event) and MOVE_STEPS, in one transaction. None if
     the content was moved meanwhile; TransitionNotAllowed for an edge there is not."""
     return lifecycle.transition(CONTENT, content, to=to, changes=changes, error=error_message, steps=MOVE_STEPS)
+
+
+def content_record_progress(content: Content, *, changes: Mapping[str, Any]) -> Content | None:
+    """A running stage's partial result and progress on the content, in its status:
+    lifecycle.record_progress (fenced by the run id, version + 1, the
+    `content_status_update` event in the same transaction). None if the content was
+    moved meanwhile or its run handed to another job: that run must stop."""
+    return lifecycle.record_progress(CONTENT, content, changes=changes)
 
 
 def content_move_again_if_lost(content: Content, *, to: str, **kwargs: Any) -> Content | None:

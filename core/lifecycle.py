@@ -10,6 +10,9 @@ policy. This module holds the one mechanism they share:
   version, and writes the kind's event in the same transaction (sent on commit).
   A refused edge raises `TransitionNotAllowed`; a row someone else moved is left
   alone (None).
+- `record_progress()`: the same fenced compare-and-set for an update within a
+  status (a run's partial result, its progress): same match, version + 1, the
+  kind's event in the transaction. A stale run's write is refused (None).
 - run ids: `new_run_id()`, and `enqueue_on_commit()` which hands a run to RQ once
   the row naming it is committed.
 - `keep_alive()`: the heartbeat of a run, fenced by its run id.
@@ -169,6 +172,32 @@ def transition(
         row.version += 1
         for step in steps:
             step(row, done)
+        kind.publish(*kind.event(row))
+    return row
+
+
+def record_progress(kind: Kind, row: Any, *, changes: Mapping[str, Any]) -> Any | None:
+    """Write `changes` (a partial result, the progress) on `row` in the status it is in,
+    fenced as `transition()` is: the UPDATE matches the row as it was read (status,
+    version, run id and the kind's guard), so a run the sweep handed to another job,
+    or a row moved on meanwhile, writes nothing and gets None. On success the version
+    rises by one and the kind's event is written in the same transaction (sent once it
+    commits), so a client that reconnects replays partial results like any change.
+    A running row's heartbeat is touched too: the run is evidently alive."""
+    status = kind.status_of(row)
+    values: dict[str, Any] = dict(changes)
+    if status in kind.running:
+        values["heartbeat_at"] = timezone.now()
+    match = {
+        "pk": row.pk, kind.status_field: status, "version": row.version, kind.fence_field: kind.run_of(row),
+        **kind.guard(row, status),
+    }
+    with transaction.atomic():
+        if not kind.model._default_manager.filter(**match).update(version=F("version") + 1, **values):
+            return None
+        for name, value in values.items():
+            setattr(row, name, value)
+        row.version += 1
         kind.publish(*kind.event(row))
     return row
 

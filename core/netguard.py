@@ -25,7 +25,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -279,11 +279,19 @@ def _translate_errors(url: str) -> Iterator[None]:
         raise FetchError(COULD_NOT_FETCH) from exc
 
 
-def fetch(url: str, *, max_bytes: int, read_bytes: int | None = None, allow_loopback: bool | None = None) -> FetchedResponse:
+# Told the bytes read so far and the body's declared length (None when not sent).
+ReadProgress = Callable[[int, int | None], None]
+
+
+def fetch(
+    url: str, *, max_bytes: int, read_bytes: int | None = None, allow_loopback: bool | None = None,
+    on_read: ReadProgress | None = None,
+) -> FetchedResponse:
     """GET `url` through the guard. Reads at most `read_bytes` (default: all, up to
     `max_bytes`); a body known or seen to exceed `max_bytes` is an error. The whole
     fetch, redirects included, ends within FETCH_TOTAL_TIMEOUT (a wall-clock deadline
-    over every socket operation, see Deadline)."""
+    over every socket operation, see Deadline). `on_read` hears after each chunk how
+    much of the body has been read (a caller shows it as progress)."""
     validate_url(url)
     deadline = Deadline(settings.FETCH_TOTAL_TIMEOUT)
     limit = max_bytes if read_bytes is None else min(read_bytes, max_bytes)
@@ -300,9 +308,12 @@ def fetch(url: str, *, max_bytes: int, read_bytes: int | None = None, allow_loop
         chunks: list[bytes] = []
         received = 0
         truncated = False
+        total = int(declared) if declared and declared.isdigit() else None
         for chunk in response.iter_bytes():
             chunks.append(chunk)
             received += len(chunk)
+            if on_read is not None:
+                on_read(received, total)
             if received > limit:
                 if read_bytes is None:
                     raise FetchError(f"{url} is over the {max_bytes}-byte limit.")

@@ -4,8 +4,14 @@
   TextRank-ranked key sentences turned into questions).
 - `openai`: any OpenAI-compatible chat-completions server (OpenAI, vLLM, Ollama),
   configured by AI_BASE_URL, AI_API_KEY and AI_MODEL.
+
+Both stream: `stream_summary` yields the summary so far each time it grows, and
+`stream_qa` the pairs done so far each time one completes, so the pipeline can show
+a partial result while the rest is generated. A provider that cannot stream yields
+once, its whole result. The last yield is the result.
 """
 
+from collections.abc import Iterator
 from typing import Protocol, TypedDict
 
 from django.conf import settings
@@ -21,9 +27,33 @@ class AIProviderError(Exception):
 
 
 class AIProvider(Protocol):
-    def summarize(self, text: str, *, title: str = "") -> str: ...
+    def stream_summary(self, text: str, *, title: str = "") -> Iterator[str]:
+        """The summary so far, each time it grows (each yield extends the one before)."""
+        ...
 
-    def generate_qa(self, text: str, *, summary: str, count: int) -> list[QAPair]: ...
+    def stream_qa(self, text: str, *, summary: str, count: int) -> Iterator[list[QAPair]]:
+        """The pairs done so far, each time one more is complete."""
+        ...
+
+
+
+def last[T](partials: Iterator[T], *, what: str) -> T:
+    """The final result of a stream: its last yield."""
+    result: T | None = None
+    for result in partials:  # noqa: B007 - the last one is the result
+        pass
+    if result is None:
+        raise AIProviderError(f"The AI provider returned no {what}.")
+    return result
+
+
+def summarize(provider: AIProvider, text: str, *, title: str = "") -> str:
+    """The whole summary, for callers that do not show it growing."""
+    return last(provider.stream_summary(text, title=title), what="summary")
+
+
+def generate_qa(provider: AIProvider, text: str, *, summary: str, count: int) -> list[QAPair]:
+    return last(provider.stream_qa(text, summary=summary, count=count), what="questions")
 
 
 def get_provider() -> AIProvider:

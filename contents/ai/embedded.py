@@ -2,6 +2,7 @@
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 
 from django.conf import settings
 from nltk.tokenize.punkt import PunktSentenceTokenizer
@@ -12,7 +13,7 @@ from sumy.summarizers.lex_rank import LexRankSummarizer
 from sumy.summarizers.text_rank import TextRankSummarizer
 from sumy.utils import get_stop_words
 
-from contents.ai import AIProviderError, QAPair
+from contents.ai import AIProviderError, QAPair, generate_qa, summarize
 
 WORD = re.compile(r"\w+(?:'\w+)?")
 # LexRank is quadratic in sentences; a long article is cut to its first part.
@@ -56,14 +57,18 @@ class EmbeddedProvider:
             raise AIProviderError("The text has no sentences to summarize.")
         return document
 
-    def summarize(self, text: str, *, title: str = "") -> str:
+    def stream_summary(self, text: str, *, title: str = "") -> Iterator[str]:
+        """LexRank ranks the whole text first (it needs every sentence); then the chosen
+        sentences, in the text's order, come out one at a time."""
         document = self._document(text)
         summarizer = LexRankSummarizer(Stemmer("english"))
         summarizer.stop_words = self.stop_words
-        sentences = summarizer(document, settings.AI_SUMMARY_SENTENCES)
-        return " ".join(str(s) for s in sentences)
+        chosen = [str(s) for s in summarizer(document, settings.AI_SUMMARY_SENTENCES)]
+        for count in range(1, len(chosen) + 1):
+            yield " ".join(chosen[:count])
 
-    def generate_qa(self, text: str, *, summary: str, count: int) -> list[QAPair]:
+    def stream_qa(self, text: str, *, summary: str, count: int) -> Iterator[list[QAPair]]:
+        """A pair as soon as its question is made, the key sentences ranked first."""
         document = self._document(text)
         summarizer = TextRankSummarizer(Stemmer("english"))
         summarizer.stop_words = self.stop_words
@@ -78,7 +83,15 @@ class EmbeddedProvider:
             if question.lower() not in asked:
                 asked.add(question.lower())
                 pairs.append({"question": question, "answer": sentence})
-        return pairs
+                yield list(pairs)
+        if not pairs:
+            yield []  # none could be made: the (empty) result all the same
+
+    def summarize(self, text: str, *, title: str = "") -> str:
+        return summarize(self, text, title=title)
+
+    def generate_qa(self, text: str, *, summary: str, count: int) -> list[QAPair]:
+        return generate_qa(self, text, summary=summary, count=count)
 
     def _question_for(self, sentence: str, frequencies: Counter, asked: set[str]) -> str:
         match = DEFINITION.match(sentence.rstrip(".!?"))

@@ -1,0 +1,185 @@
+"""Partial AI results pushed as they are generated (issue 21): a real RQ worker runs the
+pipeline against a streaming OpenAI-compatible stub (or the embedded provider), a real
+daphne serves the channel's SSE and WebSocket streams, and the clients see the summary
+grow, the version rise and the progress move inside a stage."""
+
+import itertools
+import subprocess
+import sys
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+from knox.models import AuthToken
+
+from contents.lifecycle import CONTENT
+from contents.models import Content
+from contents.progress import Fenced, PartialWriter
+from contents.services import channel_create
+from core import lifecycle
+from realtime.models import Event
+from tests.factories import make_content
+from tests.helpers import api_client_for, kill_tree, make_user
+from tests.live import ROOT, Daphne, subprocess_env
+from tests.openai_stub import LONG_SUMMARY, OpenAICompatibleServer
+from tests.stream_clients import SSECollector, WSCollector, ticket, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TWENTY_SENTENCES = " ".join(
+    f"The {animal} of the rocky shore {habit} during the {time} tide."
+    for animal, habit, time in itertools.islice(
+        itertools.product(
+            ["anemone", "starfish", "crab", "limpet", "barnacle"],
+            ["feeds", "hides", "rests", "moves"],
+            ["low"],
+        ),
+        20,
+    )
+)
+
+
+class BurstWorker:
+    """`manage.py rqworker --burst` in its own process (the worker `make run` runs, in
+    burst mode: it drains the queue, jobs enqueued meanwhile included, and exits)."""
+
+    def __init__(self, **env: str) -> None:
+        self.log_path = Path(tempfile.mkstemp(prefix="worker-", suffix=".log")[1])
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", "rqworker", "default", "--burst", "--worker-class", "core.worker.DjangoWorker"],
+                cwd=ROOT, env=subprocess_env(**env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def wait(self, timeout: float = 120) -> None:
+        try:
+            self.process.wait(timeout=timeout)
+        finally:
+            kill_tree(self.process.pid)
+            self.process.wait()
+        assert self.process.returncode == 0, self.log_path.read_text()[-3000:]
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def daphne():
+    server = Daphne()
+    yield server
+    server.close()
+
+
+class Channel:
+    """A channel, its owner's API client, and stream clients on the daphne."""
+
+    def __init__(self, daphne: Daphne) -> None:
+        self.owner = make_user()
+        self.channel = channel_create(owner=self.owner, name="partials")
+        _, self.token = AuthToken.objects.create(user=self.owner)
+        self.api = api_client_for(self.owner)
+        self.daphne = daphne
+
+    def sse(self, last_event_id: int | None = None) -> SSECollector:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        return SSECollector(self.daphne.url(f"/api/contents/{self.channel.id}/events"), headers=headers)
+
+    def ws(self, since: int | None = None) -> WSCollector:
+        subscribe: dict[str, Any] = {"type": "subscribe", "channel_id": str(self.channel.id)}
+        if since is not None:
+            subscribe["since"] = since
+        return WSCollector(
+            self.daphne.ws_url(f"/api/contents/{self.channel.id}/ws?ticket={ticket(self.api)}"),
+            origin=self.daphne.origin, subscribe=subscribe,
+        )
+
+    def submit(self, **fields: str) -> str:
+        response = self.api.post("/api/contents", {"channel_id": str(self.channel.id), **fields}, format="json")
+        assert response.status_code == 201, response.content
+        return str(response.json()["id"])
+
+    def stored(self, after: int = 0) -> list[dict[str, Any]]:
+        """The stream's events as stored (the outbox), after `after`, as a client reads them."""
+        return [
+            {"id": e.seq, "type": e.type, **e.payload}
+            for e in Event.objects.filter(stream=f"channel:{self.channel.id}", seq__gt=after).order_by("seq")
+        ]
+
+
+def summarizing_partials(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        e for e in events
+        if e["type"] == "content_status_update" and e["processing_status"] == "summarizing" and e.get("ai_gen_metadata")
+    ]
+
+
+def assert_grows_until_complete(events: list[dict[str, Any]], *, final_summary: str) -> None:
+    """What a client watching a generation must see: at least 5 partial summaries before
+    `processing_complete`, each a prefix of the next, the version strictly rising, the
+    progress never falling and moving inside `summarizing`, the final summary complete."""
+    types = [e["type"] for e in events]
+    assert types.count("processing_complete") == 1, types
+    done = types.index("processing_complete")
+    partials = summarizing_partials(events[:done])
+    assert len(partials) >= 5, [(e["type"], e["processing_status"], e.get("ai_gen_metadata")) for e in events]
+    summaries = [e["ai_gen_metadata"]["summary"] for e in events if e.get("ai_gen_metadata")]
+    for earlier, later in itertools.pairwise(summaries):
+        assert later.startswith(earlier), (earlier, later)
+    assert len({e["ai_gen_metadata"]["summary"] for e in partials}) == len(partials), "each partial adds a sentence"
+    versions = [e["version"] for e in events]
+    assert versions == sorted(set(versions)), versions
+    progress = [e["progress"] for e in events]
+    assert progress == sorted(progress), progress
+    assert any(30 < e["progress"] < 65 for e in partials), [e["progress"] for e in partials]
+    assert events[done]["ai_gen_metadata"]["summary"] == final_summary
+
+
+def test_a_streamed_summary_grows_on_sse_and_websocket_before_the_content_completes(daphne):
+    ai = OpenAICompatibleServer(stream=True, chunks=40, chunk_delay=0.1)  # 40 chunks over 4 s
+    world = Channel(daphne)
+    sse, ws = world.sse(), world.ws()
+    try:
+        content_id = world.submit(title="Tide pools", description="Tide pools hold water. Starfish live there.")
+        worker = BurstWorker(AI_PROVIDER="openai", AI_BASE_URL=ai.url("/v1"))
+        worker.wait()
+
+        row = Content.objects.get(id=content_id)
+        assert row.status == "complete", worker.output()[-3000:]
+        assert row.ai_gen_metadata["summary"] == LONG_SUMMARY
+        assert ai.bodies[0]["body"]["stream"] is True
+        stored = [e for e in world.stored() if e["content_id"] == content_id]
+        assert row.version == len(stored), "every partial write raises the version by one, with one event"
+        for client in (sse, ws):
+            assert wait_for(lambda c=client: "processing_complete" in [e["type"] for e in c.events], timeout=30), client.ended
+            events = [e for e in client.events if e["content_id"] == content_id]
+            assert_grows_until_complete(events, final_summary=row.ai_gen_metadata["summary"])
+            assert events == stored, "the clients see exactly the outbox"
+    finally:
+        sse.close()
+        ws.close()
+        ai.close()
+
+
+def test_a_fenced_out_run_cannot_write_a_partial():
+    content = make_content()
+    Content.objects.filter(id=content.id).update(status="generating", processing_status="summarizing", job_id="old-run")
+    old_runner = Content.objects.get(id=content.id)
+    writer = PartialWriter(old_runner, expected=100.0, interval=0)
+    writer.offer(10, {"ai_gen_metadata": {"summary": "Written by the old run.", "qa_list": []}})
+    before = Event.objects.count()
+
+    later = timezone.now() + timedelta(seconds=settings.CONTENT_STALL_SECONDS + 1)
+    assert lifecycle.sweep_stalled(CONTENT, now=later) == {"retried": 1, "failed": 0}
+
+    with pytest.raises(Fenced):
+        writer.offer(40, {"ai_gen_metadata": {"summary": "Written by the old run. Late.", "qa_list": []}})
+    row = Content.objects.get(id=content.id)
+    assert row.ai_gen_metadata == {"summary": "Written by the old run.", "qa_list": []}
+    assert row.version == old_runner.version, "the refused write raised nothing"
+    assert Event.objects.count() == before, "and published nothing"
