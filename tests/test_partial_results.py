@@ -183,3 +183,70 @@ def test_a_fenced_out_run_cannot_write_a_partial():
     assert row.ai_gen_metadata == {"summary": "Written by the old run.", "qa_list": []}
     assert row.version == old_runner.version, "the refused write raised nothing"
     assert Event.objects.count() == before, "and published nothing"
+
+
+def test_the_embedded_providers_summary_grows_sentence_by_sentence(daphne):
+    # The embedded provider ranks the text first, then hands out its sentences within
+    # microseconds of each other: the coalescing (AI_PARTIAL_INTERVAL, 0.25 s) would
+    # rightly keep only the first, so this test sets it to 0 to see each sentence.
+    world = Channel(daphne)
+    sse, ws = world.sse(), world.ws()
+    try:
+        content_id = world.submit(title="The shore", description=TWENTY_SENTENCES)
+        worker = BurstWorker(AI_PROVIDER="embedded", AI_SUMMARY_SENTENCES="8", AI_PARTIAL_INTERVAL="0")
+        worker.wait()
+
+        row = Content.objects.get(id=content_id)
+        assert row.status == "complete", worker.output()[-3000:]
+        stored = [e for e in world.stored() if e["content_id"] == content_id]
+        qa_partials = [e for e in stored if e["processing_status"] == "qa_generating" and e.get("ai_gen_metadata")]
+        # The stage's entry carries the whole summary and no pair yet; then one pair more each time.
+        assert [len(e["ai_gen_metadata"]["qa_list"]) for e in qa_partials] == list(range(len(row.ai_gen_metadata["qa_list"]) + 1))
+        for client in (sse, ws):
+            assert wait_for(lambda c=client: "processing_complete" in [e["type"] for e in c.events], timeout=30), client.ended
+            events = [e for e in client.events if e["content_id"] == content_id]
+            assert_grows_until_complete(events, final_summary=row.ai_gen_metadata["summary"])
+            assert len(summarizing_partials(events)) == 8, "one per sentence"
+            assert events == stored
+    finally:
+        sse.close()
+        ws.close()
+
+
+def test_a_client_that_reconnects_mid_stream_gets_exactly_the_partials_it_missed(daphne):
+    ai = OpenAICompatibleServer(stream=True, chunks=40, chunk_delay=0.1, hold_at=8)
+    world = Channel(daphne)
+    sse, ws = world.sse(), world.ws()
+    worker = None
+    try:
+        content_id = world.submit(title="Tide pools", description="Tide pools hold water. Starfish live there.")
+        worker = BurstWorker(AI_PROVIDER="openai", AI_BASE_URL=ai.url("/v1"))
+        assert ai.held.wait(60), "the stream reached its hold"
+        # Both clients have what the outbox has so far (a partial among it), then leave.
+        assert wait_for(lambda: summarizing_partials(world.stored()), timeout=30)
+        head = world.stored()[-1]["id"]
+        assert wait_for(lambda: sse.ids[-1:] == [head] and ws.ids[-1:] == [head], timeout=30), (sse.ids, ws.ids, head)
+        sse.close()
+        ws.close()
+        seen = {"sse": list(sse.events), "ws": list(ws.events)}
+
+        ai.release.set()
+        # Partials the clients miss while away; they come back while the stream goes on.
+        assert wait_for(lambda: len(summarizing_partials(world.stored(after=head))) >= 2, timeout=30)
+        sse, ws = world.sse(last_event_id=head), world.ws(since=head)
+        worker.wait()
+
+        missed = world.stored(after=head)
+        assert len(summarizing_partials(missed)) >= 2 and missed[-1]["type"] == "processing_complete"
+        for client in (sse, ws):
+            assert wait_for(lambda c=client: c.ids[-1:] == [missed[-1]["id"]], timeout=30), (client.ids, client.ended)
+            assert client.events == missed, "exactly what was missed, in order, none twice"
+        events = [e for e in seen["sse"] + sse.events if e["content_id"] == content_id]
+        assert_grows_until_complete(events, final_summary=Content.objects.get(id=content_id).ai_gen_metadata["summary"])
+    finally:
+        ai.release.set()
+        if worker is not None and worker.process.poll() is None:
+            kill_tree(worker.process.pid)
+        sse.close()
+        ws.close()
+        ai.close()
