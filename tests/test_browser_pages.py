@@ -8,6 +8,7 @@ without a violation.
 The screenshots in docs/screenshots/ are written here (UPDATE_SCREENSHOTS=1)."""
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -20,7 +21,16 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from knox.models import AuthToken
-from playwright.sync_api import Browser, ConsoleMessage, FilePayload, Page, Response, sync_playwright
+from playwright.sync_api import (
+    APIResponse,
+    Browser,
+    ConsoleMessage,
+    FilePayload,
+    Page,
+    Response,
+    Route,
+    sync_playwright,
+)
 
 from contents.services import channel_create
 from notifications.models import Notification
@@ -274,14 +284,17 @@ def test_a_submitted_link_goes_from_waiting_to_complete_live_and_the_bell_rises_
     worker.start()
     wait(page, f"document.querySelector('{card}').dataset.status === 'generating'", "generating")
     assert "This content is still being generated." in text_of(page, card)
-    assert page.eval_on_selector(f"{card} progress", "p => p.value") in (30, 65)
+    # 30 on entering summarizing, 65 on qa_generating, and in between while a stage writes.
+    assert 30 <= page.eval_on_selector(f"{card} progress", "p => p.value") < 100
     wait(page, f"document.querySelector('{card}').dataset.status === 'complete'", "complete")
 
     assert page.evaluate("window.__sameDocument") is True, "no reload"
     history = card_history(page, content_id)
     assert_forward_only(history)
-    assert [c["stage"] for c in history] == PIPELINE, "every stage was drawn, live"
-    assert applied(page, content_id) == [1, 2, 3, 4]
+    assert list(dict.fromkeys(c["stage"] for c in history)) == PIPELINE, "every stage was drawn, live"
+    # One version a transition, and one more for each partial result a stage wrote.
+    versions = applied(page, content_id)
+    assert versions[0] == 1 and versions == sorted(set(versions)) and len(versions) >= 4, versions
     assert page.text_content(f"{card} .summary p") == "Tide pools are rocky pools full of life."
     assert page.text_content(f"{card} .qa dt") == "Where do tide pools form?"
     assert page.get_attribute(f"{card} .source", "href") == site.url("/tide-pools")
@@ -338,6 +351,106 @@ def test_a_daphne_restart_mid_pipeline_costs_the_card_no_step_and_repeats_none(
     reopened_from = [e["detail"]["from"] for e in log[first_close:] if e["kind"] == "open"]
     assert reopened_from and reopened_from[0] >= seen_before, (seen_before, reopened_from)
     assert page.text_content(f"{card} .summary p") == "Tide pools are rocky pools full of life."
+
+
+# Every (title, source) a card was drawn with, in order: recorded in the page by a
+# MutationObserver, so that a title shown for a moment is seen too.
+RECORD_TITLES = """
+window.__titles = [];
+new MutationObserver(() => {
+  for (const card of document.querySelectorAll('[data-content-id]')) {
+    const drawn = { id: card.dataset.contentId, title: card.querySelector('.card-title')?.textContent ?? null,
+                    source: card.querySelector('.source')?.textContent ?? null };
+    const last = window.__titles.filter((t) => t.id === drawn.id).pop();
+    if (!last || last.title !== drawn.title || last.source !== drawn.source) window.__titles.push(drawn);
+  }
+}).observe(document, { subtree: true, childList: true, characterData: true });
+"""
+
+
+def titles_drawn(page: Page, content_id: str) -> list[tuple[str, str]]:
+    return [(t["title"], t["source"]) for t in page.evaluate("window.__titles") if t["id"] == content_id]
+
+
+def logged(page: Page, kind: str, content_id: str) -> str:
+    """A condition for wait(): the kit logged `kind` (apply, fill...) for the content."""
+    return f"window.aistatus.channelLog.some((e) => e.kind === '{kind}' && e.detail.id === '{content_id}')"
+
+
+def test_a_content_first_known_from_a_stream_event_is_drawn_with_its_title_and_link(owner_with_channel, server, browser):
+    """Submitted elsewhere (another tab, another member): the page learns of it from the
+    event, which has no title or link, and fetches its detail. No worker runs, so the
+    content stays at its first version: nothing but the detail can draw its title."""
+    from contents.services import content_submit
+
+    owner, channel = owner_with_channel
+    page = new_page(browser)
+    page.add_init_script(RECORD_TITLES)
+    log_in(page, server, "owner", f"/app/channels/{channel.id}/")
+    wait(page, "document.querySelector('#channel-mode').dataset.mode === 'live'", "the live stream")
+
+    submitted: list[str] = []
+    in_own_thread(lambda: submitted.append(str(content_submit(channel=channel, provider=owner, url="https://example.com/tide-pools").id)))
+    (content_id,) = submitted
+    wait(page, logged(page, "apply", content_id), "the event applied")
+    wait(page, logged(page, "fill", content_id), "the detail merged")
+    card = f'[data-content-id="{content_id}"]'
+    assert page.get_attribute(card, "data-version") == "1", "still the event's version: the detail came at the same one"
+    assert titles_drawn(page, content_id) == [("https://example.com/tide-pools", "example.com")], "never 'Untitled' or 'Text'"
+
+
+def test_the_users_own_title_is_never_drawn_untitled_when_the_event_beats_the_forms_answer(owner_with_channel, server, browser):
+    """The form's POST answer is held back (Playwright) until the page has the content's
+    event: the title comes from the content's detail, fetched at once. Then the same with
+    the detail failing too: the card drawn from the event takes the title when the form's
+    answer arrives, at the same version."""
+    _, channel = owner_with_channel
+    page = new_page(browser)
+    page.add_init_script(RECORD_TITLES)
+    log_in(page, server, "owner", f"/app/channels/{channel.id}/")
+    wait(page, "document.querySelector('#channel-mode').dataset.mode === 'live'", "the live stream")
+    held: list[tuple[Route, APIResponse]] = []
+
+    def hold(route: Route) -> None:
+        if route.request.method == "POST":
+            held.append((route, route.fetch()))
+        else:
+            route.continue_()
+
+    page.route("**/api/contents", hold)
+
+    def submit_text(title: str) -> tuple[str, Route, APIResponse]:
+        page.fill("#submit-form input[name=title]", title)
+        page.fill("#submit-form textarea[name=description]", "Tide pools hold sea water at low tide. Crabs hide in them.")
+        page.click("#submit-form button[type=submit]")
+        deadline = time.monotonic() + 30
+        while not held:  # the route handler runs while Playwright waits
+            assert time.monotonic() < deadline, "the form's request never came"
+            page.wait_for_timeout(50)
+        ((route, response),) = held
+        held.clear()
+        content_id = str(response.json()["id"])
+        wait(page, logged(page, "apply", content_id), "the event, before the form's answer")
+        return content_id, route, response
+
+    # The detail fetched on the event describes the card before it is drawn.
+    content_id, route, response = submit_text("Tides")
+    wait(page, logged(page, "fill", content_id), "the detail merged")
+    route.fulfill(response=response)
+    wait(page, "!document.querySelector('#submit-form button[type=submit]').disabled", "the form's answer")
+    assert page.input_value("#submit-form input[name=title]") == "", "the form was answered and reset"
+    assert titles_drawn(page, content_id) == [("Tides", "Text")]
+
+    # The detail cannot be fetched: the card is drawn from the event, and redrawn with the
+    # title the form's answer carries, although its version is the same.
+    detail = re.compile(r".*/api/contents/[0-9a-f-]{36}$")
+    page.route(detail, lambda route: route.abort() if route.request.method == "GET" else route.continue_())
+    content_id, route, response = submit_text("Glaciers")
+    wait(page, f"document.querySelector('[data-content-id=\"{content_id}\"]') !== null", "the card drawn from the event")
+    route.fulfill(response=response)
+    wait(page, logged(page, "fill", content_id), "the form's answer merged")
+    assert page.get_attribute(f'[data-content-id="{content_id}"]', "data-version") == "1"
+    assert titles_drawn(page, content_id)[-1] == ("Glaciers", "Text"), titles_drawn(page, content_id)
 
 
 @pytest.fixture

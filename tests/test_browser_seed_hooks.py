@@ -86,7 +86,9 @@ def test_the_seeds_sse_and_websocket_hooks_see_a_content_complete(submitted, ser
     assert sse_content["type"] == "processing_complete", "the merged event carried its type beside the fields"
     assert (ws_content["status"], ws_content["processing_status"]) == ("complete", "completed")
     assert ws_content["ai_gen_metadata"]["qa_list"], "refetched after processing_complete"
-    assert ws_types == ["subscribed", "content_status_update", "content_status_update", "processing_complete"]
+    # Entering summarizing and qa_generating, and any partial result the stages wrote between.
+    assert ws_types[0] == "subscribed" and ws_types[-1] == "processing_complete", ws_types
+    assert set(ws_types[1:-1]) == {"content_status_update"} and len(ws_types) >= 4, ws_types
 
 
 @pytest.fixture

@@ -215,3 +215,115 @@ def test_a_stream_that_never_opens_counts_as_failed_and_the_feed_polls(kit):
     """, {"opens": [], "openTimeoutMs": 30})
     assert result["modes"][:2] == ["reconnecting", "polling"], result
     assert result["opens"] >= 3 and result["closed"] >= 3, "each held attempt was closed"
+
+
+def test_partial_results_merge_by_version_and_a_new_run_replaces_the_old_ones(kit):
+    result = run(kit, """
+        const { mergeContent } = channel;
+        const at = (version, fields) => ({ id: 'a', version, status: 'generating', processing_status: 'summarizing',
+                                           progress: 30 + version, ...fields });
+        let state = mergeContent(undefined, at(2, { ai_gen_metadata: { summary: 'Tide', qa_list: [] } }));
+        state = mergeContent(state, at(3, { ai_gen_metadata: { summary: 'Tide pools', qa_list: [] } })) ?? state;
+        const lateShorter = mergeContent(state, at(2, { ai_gen_metadata: { summary: 'Tide', qa_list: [] } }));
+        const pairs = mergeContent(state, at(4, { processing_status: 'qa_generating',
+            ai_gen_metadata: { summary: 'Tide pools.', qa_list: [{ question: 'Q1', answer: 'A1' }] } }));
+        // The sweep hands the content to a new run, whose first partial starts over: a higher version, reset.
+        const retried = mergeContent(pairs, at(5, { ai_gen_metadata: { summary: '', qa_list: [] } }));
+        const oldRunLate = mergeContent(retried, at(4, { ai_gen_metadata: { summary: 'Tide pools, old run', qa_list: [] } }));
+        const regenerated = mergeContent(pairs, { id: 'a', version: 6, status: 'idle', processing_status: 'uploading', progress: 0 });
+        return { state, lateShorter, pairs, retried, oldRunLate, regenerated };
+    """)
+    assert result["state"]["ai_gen_metadata"]["summary"] == "Tide pools" and result["state"]["progress"] == 33
+    assert result["lateShorter"] is None, "an older partial never shortens the summary shown"
+    assert result["pairs"]["ai_gen_metadata"]["qa_list"] == [{"question": "Q1", "answer": "A1"}]
+    assert result["retried"]["ai_gen_metadata"] == {"summary": "", "qa_list": []}, "a new run's reset replaces the old partial"
+    assert result["oldRunLate"] is None, "the old run's partial, late, is not mixed back in"
+    assert result["regenerated"]["ai_gen_metadata"] is None, "a regenerate drops the partial result"
+
+
+def test_details_fill_in_at_any_version_and_a_known_title_is_never_emptied(kit):
+    result = run(kit, """
+        const { mergeContent } = channel;
+        // The event that made the content known, then partial events raising the version
+        // while its detail (read at version 2) was on its way.
+        let state = mergeContent(undefined, { id: 'a', version: 4, status: 'generating', processing_status: 'summarizing',
+                                              progress: 40, ai_gen_metadata: { summary: 'Tide pools', qa_list: [] } });
+        const detail = { id: 'a', version: 2, status: 'generating', processing_status: 'summarizing', progress: 30,
+                         ai_gen_metadata: null, title: 'Tides', url: '', description: 'Tide pools hold sea water.',
+                         created_at: '2026-01-01T00:00:00Z' };
+        state = mergeContent(state, detail);
+        const emptied = mergeContent(state, { id: 'a', version: 5, status: 'generating', processing_status: 'summarizing',
+                                              progress: 45, title: '', description: null,
+                                              ai_gen_metadata: { summary: 'Tide pools hold', qa_list: [] } });
+        return { state, emptied };
+    """)
+    state = result["state"]
+    assert (state["title"], state["description"], state["created_at"]) == ("Tides", "Tide pools hold sea water.", "2026-01-01T00:00:00Z")
+    assert (state["version"], state["progress"], state["ai_gen_metadata"]["summary"]) == (4, 40, "Tide pools"), \
+        "an older detail describes the content but never moves its state back"
+    assert result["emptied"]["title"] == "Tides" and result["emptied"]["description"] == "Tide pools hold sea water."
+    assert result["emptied"]["ai_gen_metadata"]["summary"] == "Tide pools hold"
+
+
+# A fetch whose answers the test releases: each request waits in `pending` until the
+# test answers it (`answer(path, body)` or `fail(path)`).
+FAKE_FETCH = """
+    const pending = [];
+    const fetch = (url, init) => new Promise((resolve, reject) => pending.push({ url: String(url), init, resolve, reject }));
+    const take = async (path) => {
+        for (let i = 0; i < 400; i += 1) {
+            const index = pending.findIndex((p) => p.url.endsWith(path));
+            if (index >= 0) return pending.splice(index, 1)[0];
+            await new Promise((r) => setTimeout(r, 5));
+        }
+        throw new Error('no request for ' + path + ': ' + JSON.stringify(pending.map((p) => p.url)));
+    };
+    const answer = async (path, body) => (await take(path)).resolve(new Response(JSON.stringify(body), { status: 200 }));
+    const fail = async (path) => (await take(path)).reject(new TypeError('Failed to fetch'));
+    const feed = new channel.ChannelFeed({ channelId: 'c', fetch });
+    const seen = [];
+    feed.subscribe((state) => seen.push(state.contents.map((c) => ({ id: c.id, version: c.version, title: c.title ?? null }))));
+    const event = { type: 'content_status_update', content_id: 'a', status: 'idle', processing_status: 'uploading',
+                    progress: 0, estimated_completion: null, error_message: null, version: 1, timestamp: '2026-01-01T00:00:00+00:00' };
+    const detail = { id: 'a', version: 1, status: 'idle', processing_status: 'uploading', progress: 0, title: 'Tides',
+                     url: '', description: 'Tide pools.', ai_gen_metadata: null, created_at: '2026-01-01T00:00:00Z' };
+"""
+
+
+def test_a_content_first_known_from_an_event_is_published_with_its_detail(kit):
+    result = run(kit, FAKE_FETCH + """
+        feed.applyEvent(event);
+        const beforeDetail = feed.store.getState().contents.length;
+        await answer('/api/contents/a', detail);
+        await new Promise((r) => setTimeout(r, 0));
+        return { beforeDetail, seen };
+    """)
+    assert result["beforeDetail"] == 0, "not published from the event alone (it has no title)"
+    assert [state for state in result["seen"] if state] == [[{"id": "a", "version": 1, "title": "Tides"}]]
+
+
+def test_a_content_whose_detail_cannot_be_fetched_is_published_as_the_events_have_it(kit):
+    result = run(kit, FAKE_FETCH + """
+        feed.applyEvent(event);
+        await fail('/api/contents/a');
+        await new Promise((r) => setTimeout(r, 0));
+        return seen;
+    """)
+    assert [state for state in result if state] == [[{"id": "a", "version": 1, "title": None}]]
+
+
+def test_while_polling_a_generating_content_is_shown_with_its_partial_result(kit):
+    result = run(kit, FAKE_FETCH + """
+        feed.mergeAll([{ ...detail, status: 'generating', processing_status: 'summarizing', progress: 30, version: 2,
+                         ai_gen_metadata: { summary: 'Tide', qa_list: [] } }]);
+        const polled = feed.poll();
+        await answer('/api/contents/c/status', { processing_contents: [{ id: 'a' }], completed_contents: [], failed_contents: [] });
+        await answer('/api/contents/status/batch', { statuses: [{ id: 'a', status: 'generating', processing_status: 'summarizing',
+            progress: 41, estimated_completion: null, error_message: null, version: 3 }], not_found: [] });
+        await answer('/api/contents/a', { ...detail, status: 'generating', processing_status: 'summarizing', progress: 41,
+                                          version: 3, ai_gen_metadata: { summary: 'Tide pools', qa_list: [] } });
+        await polled;
+        return feed.get('a');
+    """)
+    assert (result["version"], result["progress"]) == (3, 41)
+    assert result["ai_gen_metadata"]["summary"] == "Tide pools", "the batch row (no result) was replaced by the detail"

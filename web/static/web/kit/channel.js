@@ -47,7 +47,8 @@ import {
  * @property {number} progress 0-100.
  * @property {string | null} [estimated_completion] ISO 8601.
  * @property {string | null} [error_message]
- * @property {AIGenMetadata | null} [ai_gen_metadata] Present once complete.
+ * @property {AIGenMetadata | null} [ai_gen_metadata] The result: while generating, the partial
+ *   result so far (the summary growing, the Q&A pairs done); complete once `completed`.
  * @property {LinkPreview | null} [link_preview_metadata]
  * @property {number} version
  * @property {string} [created_at]
@@ -74,26 +75,49 @@ const BATCH_LIMIT = 100;
 const DETAIL_LIMIT = 10;
 
 /**
- * `incoming` merged over `existing` if it is newer; null if it changes nothing.
- * An older version is dropped (a late or replayed event). The same version is the
- * same state: it only fills in what was missing (an event carries the AI result, a
- * batch status row does not). A newer version without the AI result drops the old
- * one, so that a regenerated content never shows the previous summary.
+ * The fields that make a content's state at a version: a newer version replaces them
+ * (a reset summary included), an older one never touches them. The rest (title, url,
+ * description, link preview, created_at...) describe the content: any answer may fill
+ * them in, and an empty value never replaces a known one.
+ */
+const STATE_FIELDS = new Set([
+  'status', 'processing_status', 'progress', 'estimated_completion', 'error_message', 'ai_gen_metadata',
+  'version', 'updated_at',
+]);
+
+const isEmpty = (/** @type {unknown} */ value) => value === undefined || value === null || value === '';
+
+/**
+ * `incoming` merged over `existing`; null if it changes nothing.
+ * - A newer version replaces the state: a regenerated or retried content's partial or
+ *   final result is replaced by the new run's (an event without `ai_gen_metadata`, or
+ *   with a reset one, drops the old result), so two runs are never mixed.
+ * - The same version is the same state: it only fills in what was missing (an event
+ *   carries the AI result, a batch status row does not; a detail carries the title).
+ * - An older version (a detail fetched while partial events kept raising the version)
+ *   never moves the state back, but still fills in the description it lacked.
+ * - A known title (or url, description...) is never replaced by an empty one.
  * @param {Content | undefined} existing
  * @param {Partial<Content> & {id: string, version: number}} incoming
  * @returns {Content | null}
  */
 export function mergeContent(existing, incoming) {
   if (!existing) return /** @type {Content} */ ({ ...incoming });
-  if (incoming.version < existing.version) return null;
   const newer = incoming.version > existing.version;
+  const older = incoming.version < existing.version;
   /** @type {Record<string, unknown>} */
   const merged = { ...existing };
   let changed = false;
   for (const [key, value] of Object.entries(incoming)) {
-    if (value === undefined || (!newer && value === null)) continue;
-    const missing = merged[key] === undefined || merged[key] === null;
-    if ((newer || missing) && JSON.stringify(merged[key]) !== JSON.stringify(value)) {
+    if (value === undefined) continue;
+    const known = merged[key];
+    let take;
+    if (STATE_FIELDS.has(key)) {
+      take = newer || (!older && value !== null && (known === undefined || known === null));
+    } else {
+      take = isEmpty(known) ? !isEmpty(value) || known === undefined : newer && !isEmpty(value);
+    }
+    if (take && JSON.stringify(known) !== JSON.stringify(value)) {
       merged[key] = value;
       changed = true;
     }
@@ -122,6 +146,13 @@ export class ChannelFeed {
     this.byId = new Map();
     /** @type {Set<string>} Contents being fetched one by one. */
     this.fetching = new Set();
+    /**
+     * Contents known only from events (which carry no title, link or text): left out
+     * of `contents` until their detail arrives, so that no card is drawn "Untitled"
+     * and then renamed. A failed fetch shows them as they are.
+     * @type {Set<string>}
+     */
+    this.undescribed = new Set();
     /** @type {string | null} The status poll's ETag. */
     this.etag = null;
     /** @type {Store<ChannelState>} */
@@ -171,7 +202,9 @@ export class ChannelFeed {
 
   publish() {
     const time = (/** @type {string | undefined} */ iso) => (iso ? Date.parse(iso) : Number.MAX_SAFE_INTEGER);
-    const contents = [...this.byId.values()].sort((a, b) => time(b.created_at) - time(a.created_at));
+    const contents = [...this.byId.values()]
+      .filter((c) => !this.undescribed.has(c.id))
+      .sort((a, b) => time(b.created_at) - time(a.created_at));
     this.store.set({ contents, mode: this.connection.mode, pollSeconds: this.connection.pollSeconds });
   }
 
@@ -184,11 +217,13 @@ export class ChannelFeed {
     for (const row of rows) {
       const existing = this.byId.get(row.id);
       const merged = mergeContent(existing, row);
+      // A row with `created_at` is a whole content (list, detail, submit answer).
+      if ('created_at' in row && this.undescribed.delete(row.id)) changed = true;
       if (merged) {
         this.byId.set(row.id, merged);
         changed = true;
-        // `apply`: a new version; `fill`: the same version, with fields it lacked.
-        const kind = existing && existing.version === row.version ? 'fill' : 'apply';
+        // `apply`: a new version; `fill`: the same or an older version, with fields it lacked.
+        const kind = existing && existing.version >= row.version ? 'fill' : 'apply';
         this.connection.log(kind, { id: row.id, version: row.version, status: merged.status });
       } else {
         this.connection.log('stale', { id: row.id, version: row.version });
@@ -227,7 +262,9 @@ export class ChannelFeed {
   applyEvent(data) {
     const row = fromEvent(data);
     if (!this.byId.has(row.id)) {
-      // Someone else's submission: the event has its status, the detail the rest.
+      // Someone else's submission, or one's own whose POST has not answered yet: the
+      // event has its status, the detail the rest (held back until then).
+      this.undescribed.add(row.id);
       this.fetchOne(row.id);
     }
     this.mergeAll([row]);
@@ -244,6 +281,8 @@ export class ChannelFeed {
       this.mergeAll([body]);
     } catch (error) {
       this.connection.log('error', { during: 'fetch', id, message: String(error) });
+      // Shown as the events have it rather than not at all.
+      if (this.undescribed.delete(id)) this.publish();
     } finally {
       this.fetching.delete(id);
     }
@@ -273,9 +312,11 @@ export class ChannelFeed {
       });
       /** @type {Content[]} */
       const rows = answer.body.statuses;
-      // A content newly complete is shown with its result, not before: its detail
-      // (at least as new as the row) replaces the row.
-      const done = rows.filter((row) => row.status === 'complete' && row.version > (this.byId.get(row.id)?.version ?? 0));
+      // A content newly complete is shown with its result, not before, and one still
+      // generating with its partial result (the rows carry none): its detail (at least
+      // as new as the row) replaces the row.
+      const done = rows.filter((row) => (row.status === 'complete' || row.status === 'generating')
+        && row.version > (this.byId.get(row.id)?.version ?? 0));
       const details = await Promise.all(done.map((row) => this.api.get(`/api/contents/${row.id}`).then(
         (answer) => answer.body, () => row,
       )));

@@ -58,6 +58,26 @@ function progress(c) {
     el('span', { className: 'percent' }, `${c.progress ?? 0}%`));
 }
 
+/**
+ * The result: the summary and the Q&A, complete, or while generating the part written
+ * so far (the summary growing, the pairs appearing), marked as partial.
+ * @param {Content} c
+ * @param {boolean} partial
+ */
+function result(c, partial) {
+  const meta = c.ai_gen_metadata ?? {};
+  const qa = meta.qa_list ?? [];
+  const extra = partial ? ' partial' : '';
+  return [
+    partial && !meta.summary ? null
+      : el('section', { className: `summary${extra}` }, el('h4', {}, t('summary')), el('p', {}, meta.summary ?? '')),
+    qa.length
+      ? el('section', { className: `qa${extra}` }, el('h4', {}, t('qa')),
+        el('dl', {}, ...qa.flatMap((pair) => [el('dt', {}, pair.question), el('dd', {}, pair.answer)])))
+      : null,
+  ];
+}
+
 /** @param {Content} c */
 function body(c) {
   switch (c.status) {
@@ -74,18 +94,10 @@ function body(c) {
         el('p', { className: 'stage' }, t(`stage_${c.processing_status}`)),
         progress(c),
         eta(c),
+        ...result(c, true),
       ];
-    case 'complete': {
-      const meta = c.ai_gen_metadata ?? {};
-      const qa = meta.qa_list ?? [];
-      return [
-        el('section', { className: 'summary' }, el('h4', {}, t('summary')), el('p', {}, meta.summary ?? '')),
-        qa.length
-          ? el('section', { className: 'qa' }, el('h4', {}, t('qa')),
-            el('dl', {}, ...qa.flatMap((pair) => [el('dt', {}, pair.question), el('dd', {}, pair.answer)])))
-          : null,
-      ];
-    }
+    case 'complete':
+      return result(c, false);
     case 'error':
       return [
         el('p', { className: 'error-message' }, c.error_message ?? ''),
@@ -96,17 +108,35 @@ function body(c) {
   }
 }
 
-/** A card, drawn again only when its content's version moved. @param {Content} c */
+/**
+ * Everything a card shows of its content. A card is drawn again when this changes,
+ * whatever the version: details (the title, the link) arrive at the same version as
+ * the event that first showed the content, and partial results at a new one each.
+ * @param {Content} c
+ */
+function shown(c) {
+  return JSON.stringify([
+    c.status, c.processing_status, c.progress, c.estimated_completion, c.error_message, c.ai_gen_metadata,
+    title(c), c.url, c.img_url, c.video_url, c.link_preview_metadata?.site_name,
+  ]);
+}
+
+/** What each card was last drawn from (`shown`). @type {WeakMap<HTMLElement, string>} */
+const drawn = new WeakMap();
+
+/** A card, drawn again only when something it shows changed. @param {Content} c */
 function card(c) {
   const existing = /** @type {HTMLElement | null} */ (cards.querySelector(`[data-content-id="${CSS.escape(c.id)}"]`));
-  if (existing && existing.dataset.version === String(c.version) && existing.dataset.full === String(Boolean(c.ai_gen_metadata))) {
+  const key = shown(c);
+  if (existing && drawn.get(existing) === key) {
+    existing.dataset.version = String(c.version);
     return existing;
   }
   const node = existing ?? el('article', { className: 'card', dataset: { contentId: c.id } });
+  drawn.set(node, key);
   node.dataset.status = c.status;
   node.dataset.stage = c.processing_status;
   node.dataset.version = String(c.version);
-  node.dataset.full = String(Boolean(c.ai_gen_metadata));
   node.replaceChildren(
     el('header', {},
       el('span', { className: `badge status-${c.status}` }, t(`status_${c.status}`)),
