@@ -1,9 +1,13 @@
 import binascii
+from datetime import datetime
 from hmac import compare_digest
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.db import transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.utils import timezone
 from knox.auth import TokenAuthentication
 from knox.crypto import hash_token
@@ -20,6 +24,14 @@ if TYPE_CHECKING:
     from rest_framework.request import Request
 
 INVALID_TOKEN = "Invalid token."  # noqa: S105 - a message, not a password
+
+
+class CachedToken(NamedTuple):
+    """A token the cache says holds: its user (a row as loaded, the password deferred)
+    and its expiry."""
+
+    user: Any
+    expiry: datetime | None
 
 
 class BearerTokenAuthentication(TokenAuthentication):
@@ -66,8 +78,46 @@ class BearerTokenAuthentication(TokenAuthentication):
         cache.add(key, _cache_entry(auth_token), _seconds_to_trust(auth_token))
         return user, auth_token
 
+    async def cached_token(self, digest: str) -> CachedToken | None:
+        """The token of `digest` as this class would let it in from its cache entry
+        alone, read on the event loop in one round trip (the streams' subscribes, which
+        realtime.auth finds here by this method's name); None when the cache does not
+        say yes (no entry, a revocation's tombstone, an expired token, an inactive user,
+        Redis away): the caller then asks the full path (authenticate_credentials, or
+        the database), which gives every refusal its usual answer."""
+        from core.fast_path import REDIS_ERRORS, cache_key, loaded, redis_client
+
+        try:
+            raw = await redis_client().call("GET", cache_key(token_cache_key(digest)))
+        except REDIS_ERRORS:
+            return None
+        if raw is None:
+            return None
+        try:
+            entry = loaded(raw)
+            if not isinstance(entry, dict):
+                return None  # the tombstone
+            auth_token = _from_cache_entry(entry)
+        except Exception:  # noqa: BLE001 - an entry of another version: the full path reads the database
+            return None
+        if auth_token.digest != digest or _expired(auth_token) or not auth_token.user.is_active:
+            return None
+        return CachedToken(auth_token.user, auth_token.expiry)
+
 
 NOT_CACHED_USER_FIELDS = frozenset({"password"})
+
+
+@receiver(post_delete, sender=AuthToken, dispatch_uid="accounts.authentication.forget_deleted_token")
+def forget_deleted_token(sender: Any, instance: AuthToken, **kwargs: Any) -> None:
+    """A token's row deleted any way at all (tokens_revoke, a logout, the admin, a
+    queryset's delete()) is refused by the cache too: its entry goes now (a check in the
+    transaction reads the database) and its tombstone is written on commit (so that no
+    earlier read can add it back). The streams trust the cache's "yes" to open
+    (realtime.auth.credential_holder), as the API does to answer."""
+    key = token_cache_key(instance.digest)
+    cache.delete(key)
+    transaction.on_commit(lambda: cache.set(key, REVOKED, TOKEN_CACHE_SECONDS), robust=True)
 
 
 def _cache_entry(auth_token: AuthToken) -> dict[str, dict[str, Any]]:

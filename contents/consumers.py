@@ -1,6 +1,6 @@
 from typing import Any
 
-from realtime.access import may_read_stream
+from contents.streams import may_read_channel
 from realtime.consumers import StreamConsumer, SubscriptionRefused
 from realtime.streams import channel_stream
 
@@ -14,7 +14,7 @@ class ChannelEventsConsumer(StreamConsumer):
         claimed = message.get("channel_id")
         if claimed is not None and str(claimed) != str(channel_id):
             raise SubscriptionRefused("channel_mismatch", "channel_id differs from the channel in the URL.")
-        if not await may_read_stream(self.user, channel_stream(channel_id)):
+        if not await may_read_channel(self.user, channel_id):
             raise SubscriptionRefused("forbidden", "You may not read this channel.", close=True)
         return channel_stream(channel_id)
 

@@ -21,7 +21,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from core.cache import UNREACHABLE
-from realtime.credentials import Credential, password_stamp, session_credential, token_credential
+from realtime.credentials import Credential, password_stamp, session_credential, token_credential, token_credential_id
 from realtime.delivery import db_read
 from realtime.tickets import ENDED, KEPT, SCOPE_KEY, Ticket, credential_note
 
@@ -73,9 +73,24 @@ def credential_holder_sync(user_id: Any, credential: Credential) -> StreamCaller
     return None
 
 
-# Read after a stream is attached to the hub (so that a revocation from then on reaches
-# it), to refuse a credential revoked before: see realtime.hub.StreamHub.attach.
-credential_holder = db_read(credential_holder_sync)
+_credential_holder_db = db_read(credential_holder_sync)
+
+
+async def credential_holder(user_id: Any, credential: Credential) -> StreamCaller | None:
+    """credential_holder_sync, answered from the token cache when it says the token holds
+    (no SQL, no thread: a subscribe asks this once or twice); anything else (a session,
+    no entry, a tombstone, another user's token) is read from the database.
+
+    Read after a stream is attached to the hub (so that a revocation from then on
+    reaches it), to refuse a credential revoked before: see
+    realtime.hub.StreamHub.attach. A revocation writes the token's tombstone on commit
+    before it tells the streams (accounts.services.tokens_revoke), so an entry read
+    here before the tombstone means the streams are told after this stream attached."""
+    if credential.is_token:
+        cached = await _cached_token(credential.token_digest)
+        if cached is not None and str(cached.user.pk) == str(user_id):
+            return StreamCaller(cached.user, replace(credential, expires_at=cached.expiry))
+    return await _credential_holder_db(user_id, credential)
 
 
 async def ticket_caller(scope: Mapping[str, Any]) -> StreamCaller | None:
@@ -105,8 +120,44 @@ def _token_authenticators() -> list[Any]:
     return [cls() for cls in classes if issubclass(cls, TokenAuthentication)]
 
 
+def _token_digest(token: str) -> str | None:
+    """The digest knox stores of `token`; None for a token no authenticator could take
+    (not encodable, a NUL), which the full path then refuses."""
+    from knox.crypto import hash_token
+
+    if not token or "\x00" in token:
+        return None
+    try:
+        token.encode("utf-8")
+        return hash_token(token)
+    except (UnicodeError, TypeError, ValueError):
+        return None
+
+
+async def _cached_token(digest: str) -> Any:
+    """What the first configured token authentication with a cache of its own
+    (a `cached_token` coroutine: accounts.authentication) says of the token: its user
+    and expiry when the cache says it holds, else None."""
+    for authenticator in _token_authenticators():
+        reader = getattr(authenticator, "cached_token", None)
+        if reader is not None:
+            return await reader(digest)
+    return None
+
+
+async def _bearer_caller(token: str) -> StreamCaller:
+    """The caller of a Bearer token: from the token cache when it says the token holds,
+    else as the API authenticates it (which refuses, or reads the database)."""
+    digest = _token_digest(token)
+    if digest is not None:
+        cached = await _cached_token(digest)
+        if cached is not None:
+            return StreamCaller(cached.user, Credential(token_credential_id(digest), expires_at=cached.expiry))
+    return await _bearer_caller_full(token)
+
+
 @db_read
-def _bearer_caller(token: str) -> StreamCaller:
+def _bearer_caller_full(token: str) -> StreamCaller:
     from rest_framework.exceptions import AuthenticationFailed
 
     for authenticator in _token_authenticators():

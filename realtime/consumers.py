@@ -19,7 +19,7 @@ from core import metrics, parsers, request_log
 from core.health import draining
 from core.parsers import JSONTooDeep
 from realtime.auth import StreamCaller, credential_holder, session_caller, ticket_caller
-from realtime.delivery import Resync, StreamCursor, latest_seq
+from realtime.delivery import Resync, StreamCursor, subscribe_position
 from realtime.event_ids import InvalidEventId, parse_event_id
 from realtime.hub import (
     CREDENTIAL_REVOKED,
@@ -238,10 +238,12 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             # The hub reads the stream before the table is read: nothing committed in between is missed.
             await self.hub.read(self.subscription, stream)
             self.stream = stream
-            self.cursor = StreamCursor(stream, since if since is not None else await latest_seq(stream))
+            start, missed = await subscribe_position(stream, since)
+            self.cursor = StreamCursor(stream, start)
             metrics.replay_requested("ws", since)
             await self.send_json({"type": "subscribed", **self.subscribed_fields(message), "timestamp": timezone.now().isoformat()})
-            await self._deliver_locked(self.cursor.catch_up())
+            if missed:
+                await self._deliver_locked(self.cursor.catch_up())
             self.subscription.cursor = self.cursor
 
     def subscribed_fields(self, message: dict[str, Any]) -> dict[str, Any]:

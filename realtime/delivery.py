@@ -11,8 +11,9 @@ from typing import Any
 from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 
+from core.fast_path import REDIS_ERRORS, cache_key, redis_client
 from realtime.models import Event
-from realtime.streams import current_seq
+from realtime.streams import current_seq, head_key, known_seq
 
 
 def db_read(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -77,6 +78,42 @@ events_after = db_read(_events_after)
 
 
 latest_seq = db_read(current_seq)
+
+# The stream's last id from its head in Redis, else from the database (which then sets
+# the head for the subscribes after this one).
+known_latest_seq = db_read(known_seq)
+
+
+async def cached_head(stream: str) -> int | None:
+    """The stream's head as Redis holds it (realtime.streams: raised on every commit,
+    expiring HEAD_SECONDS after the last), read on the event loop; None when unknown."""
+    try:
+        raw = await redis_client().call("GET", cache_key(head_key(stream)))
+    except REDIS_ERRORS:
+        return None
+    try:
+        return None if raw is None else int(raw)
+    except ValueError:
+        return None
+
+
+async def subscribe_position(stream: str, since: int | None) -> tuple[int, bool]:
+    """Where a new subscription's cursor starts (`since`, else the stream's last id) and
+    whether it may have missed anything, read after the hub reads the stream.
+
+    Nothing is missed when `since` is the head Redis holds: a commit after that head is
+    raised reaches the subscription as a wake-up (the head is raised before the
+    wake-up is sent, and the hub is in the stream's group already), and one whose head
+    was never raised (its writer died, Redis away) is read by the hub's heartbeat as
+    for any missed wake-up. So the subscribe that misses nothing costs one Redis read
+    and no SQL; any other position (behind, ahead, a head unknown) reads the table."""
+    head = await cached_head(stream)
+    if since is None:
+        if head is not None:
+            return head, False
+        # Read after the hub reads the stream: later commits come as wake-ups.
+        return await known_latest_seq(stream), False
+    return since, head != since
 
 
 class StreamCursor:

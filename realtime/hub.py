@@ -173,6 +173,8 @@ class StreamHub:
         # Joins and leaves of the layer's groups happen one at a time, so that a group
         # is joined before its first subscriber reads the table.
         self.membership = asyncio.Lock()
+        # The layer's groups this process is in (joined, and not left since).
+        self.joined: set[str] = set()
         self.tasks: list[asyncio.Task[None]] = []
         self.leases = StreamLeases()
         # Draining (told to stop, half way through the drain): no new streams.
@@ -196,38 +198,52 @@ class StreamHub:
         A revoke sent before this returns may not reach the subscription (this process
         may not have been in the user's group yet): the caller checks its credential
         after attaching (realtime.auth.credential_holder), which sees any revocation
-        committed before the revoke was sent."""
+        committed before the revoke was sent.
+
+        Its cost: the lease (one round trip), and a join of the user's group only for
+        the user's first stream in this process; no lock is held across the lease, so
+        a storm's subscribes do not wait for each other's round trips."""
         await self._start()
         if self.draining:
             raise ServerDraining
         subscription = Subscription(str(user_id), credential)
         limit = settings.REALTIME_MAX_STREAMS_PER_USER
-        async with self.membership:
-            if len(self.by_user.get(subscription.user_id, ())) >= limit:
+        users = self.by_user[subscription.user_id]
+        if len(users) >= limit:
+            raise TooManyStreams(limit)
+        # Its place in this process, counted and taken with no await in between.
+        users.add(subscription)
+        leased = False
+        try:
+            leased = await self.leases.acquire(subscription.user_id, subscription.lease, limit)
+            if not leased:
                 raise TooManyStreams(limit)
-            if not await self.leases.acquire(subscription.user_id, subscription.lease, limit):
-                raise TooManyStreams(limit)
-            if not self.by_user[subscription.user_id]:
-                await self.layer.group_add(access_group(subscription.user_id), self.started_channel)
-            self.by_user[subscription.user_id].add(subscription)
+            await self._join(access_group(subscription.user_id))
+        except BaseException:
+            subscription.detached = True
+            users.discard(subscription)
+            if leased:
+                await self.leases.release(subscription.user_id, subscription.lease)
+            await self._discard_if_empty(None, subscription.user_id)
+            raise
         return subscription
 
     async def read(self, subscription: Subscription, stream: str | None) -> None:
         """Move the subscription to `stream` (None: to no stream). When this returns,
         every event committed from now on reaches its inbox."""
-        async with self.membership:
-            if subscription.stream is not None:
-                self._leave_stream(subscription)
-            subscription.stream, subscription.cursor = stream, None
-            # What the inbox holds for the stream it left is not for the next one.
-            kept = [item for item in _drain(subscription.inbox) if item[0] == REVOKE]
-            for item in kept:
-                subscription.inbox.put_nowait(item)
-            if stream is not None:
-                if not self.by_stream[stream]:
-                    await self.layer.group_add(group_name(stream), self.started_channel)
-                self.by_stream[stream].add(subscription)
-        await self._discard_empty_groups()
+        left = subscription.stream
+        if left is not None:
+            self._leave_stream(subscription)
+        subscription.stream, subscription.cursor = stream, None
+        # What the inbox holds for the stream it left is not for the next one.
+        kept = [item for item in _drain(subscription.inbox) if item[0] == REVOKE]
+        for item in kept:
+            subscription.inbox.put_nowait(item)
+        if stream is not None:
+            self.by_stream[stream].add(subscription)
+            await self._join(group_name(stream))
+        if left is not None and left != stream:
+            await self._discard_if_empty(left, None)
 
     async def detach(self, subscription: Subscription) -> None:
         """The connection is gone. Idempotent: an SSE response that never started
@@ -235,29 +251,49 @@ class StreamHub:
         if subscription.detached:
             return
         subscription.detached = True
-        async with self.membership:
-            if subscription.stream is not None:
-                self._leave_stream(subscription)
-            users = self.by_user.get(subscription.user_id)
-            if users is not None:
-                users.discard(subscription)
+        stream = subscription.stream
+        if stream is not None:
+            self._leave_stream(subscription)
+        users = self.by_user.get(subscription.user_id)
+        if users is not None:
+            users.discard(subscription)
         await self.leases.release(subscription.user_id, subscription.lease)
-        await self._discard_empty_groups()
+        await self._discard_if_empty(stream, subscription.user_id)
 
     def _leave_stream(self, subscription: Subscription) -> None:
         subscribers = self.by_stream.get(subscription.stream or "")
         if subscribers is not None:
             subscribers.discard(subscription)
 
-    async def _discard_empty_groups(self) -> None:
+    async def _join(self, group: str) -> None:
+        """Be in the layer's `group` when this returns: one group_add for the process,
+        not one per connection (a group this process is in already costs nothing)."""
+        if group in self.joined:
+            return
         async with self.membership:
-            for stream in [s for s, subs in self.by_stream.items() if not subs]:
-                del self.by_stream[stream]
+            # Joined meanwhile by another connection (or left and joined again).
+            if group not in self.joined:
+                await self.layer.group_add(group, self.started_channel)
+                self.joined.add(group)
+
+    async def _discard_if_empty(self, stream: str | None, user_id: str | None) -> None:
+        """Leave the groups of `stream` and of `user_id` if no local connection reads
+        them any longer (only those: a storm's detaches must not each walk every
+        stream and user of the process)."""
+        async with self.membership:
+            if stream is not None and not self.by_stream.get(stream):
+                self.by_stream.pop(stream, None)
                 self.woken.pop(stream, None)
-                await self.layer.group_discard(group_name(stream), self.started_channel)
-            for user_id in [u for u, subs in self.by_user.items() if not subs]:
-                del self.by_user[user_id]
-                await self.layer.group_discard(access_group(user_id), self.started_channel)
+                group = group_name(stream)
+                if group in self.joined:
+                    self.joined.discard(group)
+                    await self.layer.group_discard(group, self.started_channel)
+            if user_id is not None and not self.by_user.get(user_id):
+                self.by_user.pop(user_id, None)
+                group = access_group(user_id)
+                if group in self.joined:
+                    self.joined.discard(group)
+                    await self.layer.group_discard(group, self.started_channel)
 
     async def _start(self) -> None:
         # Under the membership lock: two first connections must not start two hubs' worth
@@ -368,10 +404,8 @@ class StreamHub:
         """Join again what this process reads: group_add renews the membership's
         timestamp, so only a dead process's memberships reach the group expiry."""
         async with self.membership:
-            for stream in list(self.by_stream):
-                await self.layer.group_add(group_name(stream), self.started_channel)
-            for user_id in list(self.by_user):
-                await self.layer.group_add(access_group(user_id), self.started_channel)
+            for group in list(self.joined):
+                await self.layer.group_add(group, self.started_channel)
 
 
 def _credential_matches(subscription: Subscription, message: dict[str, Any]) -> bool:

@@ -21,7 +21,7 @@ from core.errors import problem_response
 from core.health import draining
 from realtime.auth import credential_holder
 from realtime.credentials import Credential
-from realtime.delivery import Delivery, Resync, StreamCursor, latest_seq
+from realtime.delivery import Delivery, Resync, StreamCursor, subscribe_position
 from realtime.hub import (
     CREDENTIAL_REVOKED,
     DRAINING,
@@ -84,11 +84,11 @@ async def event_stream(
         # Read by the hub before the table is read, so nothing committed in between is missed.
         await hub.read(subscription, stream)
         yield f"retry: {settings.SSE_RETRY_MILLISECONDS}\n\n"
-        start = await latest_seq(stream) if last_event_id is None else last_event_id
+        start, missed = await subscribe_position(stream, last_event_id)
         metrics.replay_requested("sse", last_event_id)
         cursor = StreamCursor(stream, start)
         try:
-            for delivery in await cursor.catch_up():
+            for delivery in await cursor.catch_up() if missed else ():
                 metrics.event_delivered("sse")
                 yield sse_frame(delivery, named=named)
         except Resync as resync:

@@ -8,10 +8,12 @@ foreign WebSocket Origin, a body over its limit), and leaves the outcome in the 
 for whoever authenticates (realtime.auth). A URL that was logged or leaked is worth
 nothing once it has been used."""
 
+import asyncio
 import functools
 import json
 import secrets
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,11 +21,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import redis
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from core.cache import UNREACHABLE
+from core.fast_redis import LeanClient, RedisPyClient, client_for
 from realtime.credentials import Credential
 
 PREFIX = "realtime:ticket:"
@@ -71,9 +73,45 @@ def ticket_redeem(ticket: str) -> Ticket | None:
     """Whom the ticket was issued to, once; None if unknown, expired or used (or
     written before tickets named their credential: one that cannot be revoked is
     refused)."""
-    if not ticket or len(ticket) > 100:
+    if not _plausible(ticket):
         return None
-    raw = _redis().getdel(PREFIX + ticket)
+    return _ticket(_redis().getdel(PREFIX + ticket))
+
+
+def _plausible(ticket: str) -> bool:
+    return bool(ticket) and len(ticket) <= 100
+
+
+# The event loop's client of REDIS_URL for redemptions: a subscribe spends its ticket
+# on the loop, in one round trip, with no thread hop (a reconnect storm is thousands).
+_loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LeanClient | RedisPyClient] = weakref.WeakKeyDictionary()
+
+
+def _loop_redis() -> LeanClient | RedisPyClient:
+    loop = asyncio.get_running_loop()
+    client = _loop_clients.get(loop)
+    if client is None:
+        client = _loop_clients[loop] = client_for(settings.REDIS_URL, timeout=5, connect_timeout=2)
+    return client
+
+
+async def aticket_redeem(tickets: list[str]) -> list[Ticket | None]:
+    """ticket_redeem of each, on this event loop, all in one round trip (a pipeline).
+    Redis unreachable raises redis' ConnectionError, as the sync client does."""
+    plausible = [ticket for ticket in tickets if _plausible(ticket)]
+    client = _loop_redis()
+    try:
+        raws = await asyncio.gather(*(client.call("GETDEL", PREFIX + ticket) for ticket in plausible))
+    except (redis.RedisError, OSError) as error:  # OSError, TimeoutError: the connection could not be made
+        if isinstance(error, RedisConnectionError | redis.TimeoutError):
+            raise
+        raise RedisConnectionError(f"Redis unreachable: {error}") from error
+    # In the URL's order: a ticket given twice is spent by its first mention.
+    answers = iter(raws)
+    return [_ticket(next(answers)) if _plausible(ticket) else None for ticket in tickets]
+
+
+def _ticket(raw: Any) -> Ticket | None:
     if not raw:
         return None
     try:
@@ -140,8 +178,8 @@ class TicketRedemptionMiddleware:
 async def _redeem_all(tickets: list[str]) -> Ticket | Exception | None:
     """The first ticket; every one of them is spent."""
     try:
-        redeemed = await sync_to_async(lambda: [ticket_redeem(t) for t in tickets], thread_sensitive=False)()
-    except UNREACHABLE as error:
+        redeemed = await aticket_redeem(tickets)
+    except (RedisConnectionError, redis.TimeoutError) as error:
         # Raised where the request authenticates, which answers 503 (core.middleware).
         return error
     return redeemed[0]

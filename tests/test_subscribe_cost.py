@@ -1,0 +1,320 @@
+"""What one subscribe costs (issue 20): a reconnect storm is thousands of them, so a
+subscribe that misses nothing is answered from Redis (the ticket, the token's cache
+entry, the user's stream lease, the reader's cache entry, the stream's head) with no
+SQL and no channel-layer join when the process already reads the stream; and the
+publisher of a process sends every event on one channel-layer connection.
+
+Everything runs through the project's whole ASGI application (config.asgi) on an
+event loop of the test's own, against the real Redis and PostgreSQL: the counts are
+of the commands Redis received (MONITOR) and of the SQL any thread sent."""
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import redis
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.db import transaction
+from knox.models import AuthToken
+
+from accounts.authentication import BearerTokenAuthentication
+from config.asgi import application
+from contents.selectors import channel_readable
+from realtime import streams
+from realtime.credentials import token_credential
+from realtime.hub import get_hub
+from realtime.tickets import ticket_issue
+from tests.factories import make_channel
+from tests.helpers import make_user
+from tests.test_fast_poll import queries, redis_round_trips
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HOST = "127.0.0.1:8000"
+# The hub's standing wait on the channel layer: no subscribe's round trip.
+STANDING = {"BZPOPMIN"}
+
+
+class Loop:
+    """One event loop for a test: the hub, the Redis clients and the streams of the
+    application belong to it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def run(self, coroutine: Any, timeout: float = 30) -> Any:
+        return self.loop.run_until_complete(asyncio.wait_for(coroutine, timeout))
+
+    def close(self) -> None:
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self.loop.run_until_complete(cancel_all())
+        self.loop.close()
+
+
+@pytest.fixture
+def loop(settings) -> Iterator[Loop]:
+    # No heartbeat during a test: its reads and lease renewals are not a subscribe's.
+    settings.REALTIME_HEARTBEAT_SECONDS = 3600
+    running = Loop()
+    yield running
+    running.close()
+
+
+class Reader:
+    """A member of a channel with a bearer token whose cache entry is warm (it has
+    authenticated once), whose access is cached, on a stream whose head Redis holds."""
+
+    ticket_value = ""  # the ticket of the next WebSocket subscribe
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # The head must outlive the test's slowest step on a busy machine.
+        monkeypatch.setattr(streams, "HEAD_SECONDS", 600)
+        self.user = make_user("reader")
+        self.channel = make_channel(owner=self.user, name="storm")
+        self.stream = streams.channel_stream(self.channel.id)
+        self.auth_token, self.token = AuthToken.objects.create(user=self.user)
+        BearerTokenAuthentication().authenticate_credentials(self.token.encode())
+        assert channel_readable(user=self.user, channel_id=self.channel.id)
+        with transaction.atomic():
+            self.head = streams.publish(self.stream, "content_status_update", {"n": 1}).seq
+
+    def ticket(self) -> str:
+        return ticket_issue(user_id=self.user.id, credential=token_credential(self.auth_token))[0]
+
+
+@pytest.fixture
+def reader(monkeypatch) -> Reader:
+    return Reader(monkeypatch)
+
+
+async def ws_subscribe(reader: Reader, *, since: int | None) -> tuple[WebsocketCommunicator, dict[str, Any]]:
+    communicator = WebsocketCommunicator(
+        application, f"/api/contents/{reader.channel.id}/ws?ticket={reader.ticket_value}",
+        headers=[(b"host", HOST.encode()), (b"origin", f"http://{HOST}".encode())],
+    )
+    connected, _ = await communicator.connect(timeout=10)
+    assert connected
+    message: dict[str, Any] = {"type": "subscribe", "channel_id": str(reader.channel.id)}
+    if since is not None:
+        message["since"] = since
+    await communicator.send_json_to(message)
+    return communicator, await communicator.receive_json_from(timeout=10)
+
+
+def subscribe_ws(loop: Loop, reader: Reader, *, since: int | None) -> tuple[WebsocketCommunicator, dict[str, Any]]:
+    reader.ticket_value = reader.ticket()  # issued before anything is counted
+    return loop.run(ws_subscribe(reader, since=since))
+
+
+class SSE:
+    """GET .../events through the ASGI application, read until the stream says it is
+    connected; `leave()` is the client going away."""
+
+    def __init__(self, reader: Reader, headers: dict[str, str], *, last_event_id: int | None = None) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.connected = asyncio.Event()
+        self.gone = asyncio.Event()
+        path = f"/api/contents/{reader.channel.id}/events"
+        if last_event_id is not None:
+            headers = {**headers, "Last-Event-ID": str(last_event_id)}
+        self.scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+            "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in {"Host": HOST, **headers}.items()],
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+        }
+        self.task: asyncio.Task[None] | None = None
+        self.requested = False
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.requested:
+            self.requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+        if b": connected at" in message.get("body", b""):
+            self.connected.set()
+
+    @property
+    def status(self) -> int:
+        return self.sent[0]["status"]
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.sent[1:])
+
+    async def open(self) -> "SSE":
+        self.task = asyncio.ensure_future(application(self.scope, self.receive, self.send))
+        connected = asyncio.ensure_future(self.connected.wait())
+        await asyncio.wait([self.task, connected], return_when=asyncio.FIRST_COMPLETED)
+        connected.cancel()
+        return self
+
+    async def leave(self) -> None:
+        self.gone.set()
+        if self.task is not None:
+            await self.task
+
+
+def bearer(reader: Reader) -> dict[str, str]:
+    return {"Authorization": f"Bearer {reader.token}", "Accept": "text/event-stream"}
+
+
+def round_trips(commands: list[str]) -> list[str]:
+    return [command for command in commands if command.strip('"').upper() not in STANDING]
+
+
+# --- WebSocket -------------------------------------------------------------------------------
+
+
+def test_a_websocket_subscribe_that_misses_nothing_costs_six_redis_round_trips_and_no_sql(loop, reader):
+    first, subscribed = subscribe_ws(loop, reader, since=None)  # the process now reads the stream
+    assert subscribed["type"] == "subscribed"
+    reader.ticket_value = reader.ticket()
+    with redis_round_trips() as commands, queries() as sql:
+        second, subscribed = loop.run(ws_subscribe(reader, since=reader.head))
+    assert subscribed["type"] == "subscribed"
+    assert sql == []
+    # The ticket spent; the token's entry (who opens it, then again once attached to
+    # the hub); the user's stream lease; the reader's entry; the stream's head. No
+    # channel-layer join: the process is in the user's and the stream's groups already.
+    assert [c.strip('"').upper() for c in round_trips(commands)] == ["GETDEL", "GET", "EVALSHA", "GET", "GET", "GET"]
+    loop.run(second.disconnect())
+    loop.run(first.disconnect())
+
+
+def test_a_websocket_subscribe_that_missed_events_reads_them_from_the_table(loop, reader):
+    with transaction.atomic():
+        later = streams.publish(reader.stream, "content_status_update", {"n": 2}).seq
+    reader.ticket_value = reader.ticket()
+    with queries() as sql:
+        communicator, subscribed = loop.run(ws_subscribe(reader, since=reader.head))
+        replayed = loop.run(communicator.receive_json_from(timeout=10))
+    assert subscribed["type"] == "subscribed"
+    assert (replayed["id"], replayed["data"]) == (later, {"n": 2})
+    assert sql, "a client behind the head is caught up from the outbox"
+    loop.run(communicator.disconnect())
+
+
+def test_the_first_subscribe_of_a_process_joins_the_groups_once(loop, reader):
+    with redis_round_trips() as commands:
+        first, _ = subscribe_ws(loop, reader, since=None)
+    joins = [c for c in round_trips(commands) if c.strip('"').upper() == "ZADD"]
+    assert len(joins) == 2, commands  # the user's group and the stream's
+    with redis_round_trips() as commands:
+        second, _ = subscribe_ws(loop, reader, since=None)
+    assert not [c for c in round_trips(commands) if c.strip('"').upper() == "ZADD"], commands
+    loop.run(second.disconnect())
+    loop.run(first.disconnect())
+    assert not get_hub_of(loop).joined, "the last connection gone, the process leaves the groups"
+
+
+def get_hub_of(loop: Loop) -> Any:
+    async def hub() -> Any:
+        return get_hub()
+
+    return loop.run(hub())
+
+
+# --- SSE -------------------------------------------------------------------------------------
+
+
+def test_an_sse_subscribe_that_misses_nothing_costs_five_redis_round_trips_and_no_sql(loop, reader):
+    first = loop.run(SSE(reader, bearer(reader)).open())
+    assert first.status == 200 and first.connected.is_set()
+    with redis_round_trips() as commands, queries() as sql:
+        second = loop.run(SSE(reader, bearer(reader), last_event_id=reader.head).open())
+    assert second.status == 200 and second.connected.is_set(), second.body
+    assert sql == []
+    # The token's entry (who opens it, then again once attached); the reader's entry;
+    # the user's stream lease; the stream's head.
+    assert [c.strip('"').upper() for c in round_trips(commands)] == ["GET", "GET", "EVALSHA", "GET", "GET"]
+    loop.run(second.leave())
+    loop.run(first.leave())
+
+
+# --- Who may not subscribe is still refused, from the cache or past it -------------------------
+
+
+def test_a_token_deleted_without_revocation_is_refused_at_once(loop, reader):
+    """The cache's "yes" is trusted only because every deletion of a token's row turns
+    its entry into a tombstone (accounts.authentication.forget_deleted_token)."""
+    reader.ticket_value = reader.ticket()
+    AuthToken.objects.filter(digest=reader.auth_token.digest).delete()
+
+    async def refused() -> dict[str, Any]:
+        communicator = WebsocketCommunicator(
+            application, f"/api/contents/{reader.channel.id}/ws?ticket={reader.ticket_value}",
+            headers=[(b"host", HOST.encode()), (b"origin", f"http://{HOST}".encode())],
+        )
+        assert (await communicator.connect(timeout=10))[0]
+        message = await communicator.receive_json_from(timeout=10)
+        assert (await communicator.receive_output(timeout=10))["code"] == 4401
+        return message
+
+    assert loop.run(refused())["code"] == "not_authenticated"
+    sse = loop.run(SSE(reader, bearer(reader)).open())
+    assert sse.status == 401
+
+
+def test_a_removed_reader_is_refused_though_the_cache_said_yes_before(loop, reader):
+    from contents.models import ChannelMembership
+    from contents.services import channel_remove_member
+
+    member = make_user("member")
+    ChannelMembership.objects.create(channel=reader.channel, user=member)
+    assert channel_readable(user=member, channel_id=reader.channel.id)
+    _, token = AuthToken.objects.create(user=member)
+    channel_remove_member(channel=reader.channel, user_id=member.id)
+    sse = loop.run(SSE(reader, {"Authorization": f"Bearer {token}"}).open())
+    assert sse.status == 404
+
+
+# --- The publisher ------------------------------------------------------------------------------
+
+
+@contextmanager
+def layer_clients(group: str) -> Iterator[set[str]]:
+    """The client connections (address:port) that sent a command naming the
+    channel layer's `group` meanwhile (MONITOR)."""
+    from bench.reconnect_storm import group_key
+
+    key = group_key(group).decode()
+    raw = redis.Redis.from_url(settings.REDIS_URL)
+    ender = redis.Redis.from_url(settings.REDIS_URL)
+    ender.ping()
+    clients: set[str] = set()
+    with raw.monitor() as monitor:
+        marker = f"end-{uuid.uuid4().hex}"
+        yield clients
+        ender.echo(marker)
+        while True:
+            seen = monitor.next_command()
+            if marker in seen["command"]:
+                break
+            if key in seen["command"] and seen.get("client_type") != "lua":
+                clients.add(f"{seen['client_address']}:{seen['client_port']}")
+
+
+def test_a_process_publishes_every_event_on_one_channel_layer_connection():
+    stream = f"channel:{uuid.uuid4()}"
+    with layer_clients(streams.group_name(stream)) as clients:
+        for n in range(10):
+            with transaction.atomic():
+                streams.publish(stream, "content_status_update", {"n": n})
+    assert len(clients) == 1, clients
+    payloads = [json.dumps(p) for p in streams.Event.objects.filter(stream=stream).values_list("payload", flat=True)]
+    assert len(payloads) == 10
