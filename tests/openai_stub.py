@@ -76,6 +76,8 @@ class OpenAICompatibleServer(LocalHTTPServer):
         self.held, self.release = threading.Event(), threading.Event()
         self.chunks_sent = 0
         self.summaries_asked = 0
+        # (first chunk, last chunk) times of each streamed answer, time.monotonic().
+        self.stream_times: list[tuple[float, float]] = []
         self.routes["/v1/chat/completions"] = self._complete
 
     def _complete(self, handler) -> None:
@@ -110,6 +112,7 @@ class OpenAICompatibleServer(LocalHTTPServer):
         handler.end_headers()
         role = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
         handler.wfile.write(b"data: " + json.dumps(role).encode() + b"\n\n")
+        started = time.monotonic()
         for piece in pieces:
             if self.fail_at is not None and self.chunks_sent >= self.fail_at:
                 handler.close_connection = True
@@ -120,4 +123,5 @@ class OpenAICompatibleServer(LocalHTTPServer):
             handler.wfile.write(chunk_event(piece))
             self.chunks_sent += 1
             time.sleep(self.chunk_delay)
+        self.stream_times.append((started, time.monotonic()))
         handler.wfile.write(b"data: [DONE]\n\n")

@@ -250,3 +250,124 @@ def test_a_client_that_reconnects_mid_stream_gets_exactly_the_partials_it_missed
         sse.close()
         ws.close()
         ai.close()
+
+
+def after_stall() -> Any:
+    return timezone.now() + timedelta(seconds=settings.CONTENT_STALL_SECONDS + 1)
+
+
+def run_numbered(run: int) -> str:
+    """The stub's summary for its `run`-th summary request: the runs tell themselves apart."""
+    return f"Run {run} begins here. " + LONG_SUMMARY
+
+
+def partial_summaries(events: list[dict[str, Any]]) -> list[str]:
+    return [e["ai_gen_metadata"]["summary"] for e in events if e.get("ai_gen_metadata")]
+
+
+def test_a_run_handed_to_another_mid_stream_writes_nothing_more_and_the_new_run_starts_clean():
+    ai = OpenAICompatibleServer(stream=True, chunks=40, chunk_delay=0.05, hold_at=10, summary=run_numbered)
+    content = make_content(title="Tide pools", description="Tide pools hold water. Starfish live there.")
+    stream = f"channel:{content.channel_id}"
+    worker = BurstWorker(AI_PROVIDER="openai", AI_BASE_URL=ai.url("/v1"))
+    try:
+        assert ai.held.wait(60), worker.output()[-3000:]
+        assert wait_for(lambda: Content.objects.get(id=content.id).ai_gen_metadata, timeout=30), "a partial of run 1"
+        assert lifecycle.sweep_stalled(CONTENT, now=after_stall()) == {"retried": 1, "failed": 0}
+        handed_over = Event.objects.filter(stream=stream).latest("seq")
+        ai.release.set()
+        worker.wait()
+
+        row = Content.objects.get(id=content.id)
+        assert (row.status, row.attempts) == ("complete", 2), worker.output()[-3000:]
+        assert row.ai_gen_metadata["summary"] == run_numbered(2)
+        after = [e.payload for e in Event.objects.filter(stream=stream, seq__gt=handed_over.seq).order_by("seq")]
+        # The new run's first write replaces what the dead one left, at a higher version.
+        assert (after[0]["processing_status"], after[0]["ai_gen_metadata"], after[0]["progress"]) == (
+            "summarizing", {"summary": "", "qa_list": []}, 30,
+        )
+        assert after[0]["version"] == handed_over.payload["version"] + 1
+        assert not any(s.startswith("Run 1") for s in partial_summaries(after)), "nothing of run 1 after the hand-over"
+        assert len([s for s in partial_summaries(after) if s.startswith("Run 2")]) >= 3
+        assert "handed to another run" in worker.output()
+    finally:
+        ai.release.set()
+        kill_tree(worker.process.pid)
+        ai.close()
+
+
+def test_a_regenerate_mid_stream_resets_the_summary_and_the_old_runs_partials_never_follow(client_for):
+    # A content can be regenerated once it is complete or failed (the contract): here the
+    # sweep gives a run up mid-stream (its last attempt), and its provider regenerates it
+    # while the old run's model is still writing.
+    ai = OpenAICompatibleServer(stream=True, chunks=40, chunk_delay=0.05, hold_at=10, summary=run_numbered)
+    content = make_content(title="Tide pools", description="Tide pools hold water. Starfish live there.")
+    stream = f"channel:{content.channel_id}"
+    worker = BurstWorker(AI_PROVIDER="openai", AI_BASE_URL=ai.url("/v1"))
+    try:
+        assert ai.held.wait(60), worker.output()[-3000:]
+        assert wait_for(lambda: Content.objects.get(id=content.id).ai_gen_metadata, timeout=30), "a partial of run 1"
+        Content.objects.filter(id=content.id).update(attempts=settings.CONTENT_MAX_ATTEMPTS)
+        assert lifecycle.sweep_stalled(CONTENT, now=after_stall()) == {"retried": 0, "failed": 1}
+        failed = Content.objects.get(id=content.id)
+        assert failed.ai_gen_metadata["summary"].startswith("Run 1"), "what the user saw stays with the error"
+
+        regenerated = client_for(content.provider).post(f"/api/contents/{content.id}/regenerate")
+        assert regenerated.status_code == 202
+        assert regenerated.json()["ai_gen_metadata"] is None
+        reset = Event.objects.filter(stream=stream).latest("seq")
+        assert (reset.payload["processing_status"], reset.payload["version"]) == ("uploading", failed.version + 1)
+        ai.release.set()
+        worker.wait()
+
+        row = Content.objects.get(id=content.id)
+        assert row.status == "complete", worker.output()[-3000:]
+        assert row.ai_gen_metadata["summary"] == run_numbered(2)
+        after = [e.payload for e in Event.objects.filter(stream=stream, seq__gt=reset.seq).order_by("seq")]
+        assert not any(s.startswith("Run 1") for s in partial_summaries(after)), "no partial of the old run after it"
+        assert all(e["version"] > reset.payload["version"] for e in after)
+        assert len(summarizing_partials([{"type": "content_status_update", **e} for e in after])) >= 3
+    finally:
+        ai.release.set()
+        kill_tree(worker.process.pid)
+        ai.close()
+
+
+def test_an_error_mid_stream_keeps_the_partial_until_the_content_fails_with_its_message():
+    ai = OpenAICompatibleServer(stream=True, chunks=40, chunk_delay=0.05, fail_at=20)
+    content = make_content(title="Tide pools", description="Tide pools hold water. Starfish live there.")
+    worker = BurstWorker(AI_PROVIDER="openai", AI_BASE_URL=ai.url("/v1"))
+    worker.wait()
+
+    row = Content.objects.get(id=content.id)
+    assert (row.status, row.processing_status) == ("error", "failed")
+    assert row.error_message == "The AI provider's answer stopped before it was finished."
+    events = [{"type": e.type, **e.payload} for e in Event.objects.filter(stream=f"channel:{content.channel_id}").order_by("seq")]
+    assert events[-1]["type"] == "processing_error" and "ai_gen_metadata" not in events[-1]
+    partials = summarizing_partials(events)
+    assert partials, "the user saw a partial summary"
+    # The merge {...content, ...data} keeps the last partial beside the error; so does the row.
+    assert row.ai_gen_metadata == partials[-1]["ai_gen_metadata"]
+    assert LONG_SUMMARY.startswith(row.ai_gen_metadata["summary"])
+
+
+def test_a_long_streamed_summary_costs_rows_and_events_bounded_by_the_coalescing():
+    # About 2,000 tokens: 100 sentences of ~80 characters, in 400 chunks over 2 s.
+    long_summary = " ".join(f"Sentence number {n} of a long summary says one more thing about tide pools." for n in range(100))
+    ai = OpenAICompatibleServer(stream=True, chunks=400, chunk_delay=0.005, summary=long_summary)
+    content = make_content(title="Long", description="Tide pools hold water. Starfish live there.")
+    worker = BurstWorker(AI_PROVIDER="openai", AI_BASE_URL=ai.url("/v1"))
+    worker.wait()
+
+    row = Content.objects.get(id=content.id)
+    assert row.status == "complete" and row.ai_gen_metadata["summary"] == long_summary
+    events = [{"type": e.type, **e.payload} for e in Event.objects.filter(stream=f"channel:{content.channel_id}").order_by("seq")]
+    partials = summarizing_partials(events)
+    started, ended = ai.stream_times[0]
+    # At most one write per AI_PARTIAL_INTERVAL while the summary streamed (the first at
+    # once), against 100 sentence boundaries.
+    bound = int((ended - started) / settings.AI_PARTIAL_INTERVAL) + 2
+    assert 2 <= len(partials) <= bound < 50, (len(partials), bound)
+    assert all(e["ai_gen_metadata"]["summary"].endswith(".") for e in partials), "written at sentence boundaries only"
+    # One row update and one event per write: the version counts them all.
+    assert row.version == len(events) == 4 + len([e for e in events if e["type"] == "content_status_update"]) - 3
