@@ -7,6 +7,7 @@ import itertools
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -371,3 +372,50 @@ def test_a_long_streamed_summary_costs_rows_and_events_bounded_by_the_coalescing
     assert all(e["ai_gen_metadata"]["summary"].endswith(".") for e in partials), "written at sentence boundaries only"
     # One row update and one event per write: the version counts them all.
     assert row.version == len(events) == 4 + len([e for e in events if e["type"] == "content_status_update"]) - 3
+
+
+PAGE = (
+    b"<!doctype html><html><head><title>Tide pools</title></head><body><article><p>"
+    + b"A tide pool is a rocky pool on the shore that the sea fills at high tide. " * 40
+    + b"</p></article><!-- " + b"x" * 200_000 + b" --></body></html>"
+)
+
+
+def slow_page(*, length: bool):
+    """The page in 20 pieces 0.1 s apart, with or without a Content-Length."""
+
+    def answer(handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/html; charset=utf-8")
+        if length:
+            handler.send_header("Content-Length", str(len(PAGE)))
+        handler.end_headers()
+        size = -(-len(PAGE) // 20)
+        for start in range(0, len(PAGE), size):
+            handler.wfile.write(PAGE[start:start + size])
+            handler.wfile.flush()
+            time.sleep(0.1)
+
+    return answer
+
+
+def test_fetching_a_link_moves_the_progress_by_the_bytes_read_against_its_content_length(http_server):
+    http_server.routes["/sized"] = slow_page(length=True)
+    http_server.routes["/unsized"] = slow_page(length=False)
+    sized = make_content(url=http_server.url("/sized"), title="", description="")
+    unsized = make_content(channel=sized.channel, url=http_server.url("/unsized"), title="", description="")
+    worker = BurstWorker(FETCH_ALLOW_LOOPBACK="1")
+    worker.wait()
+
+    def uploading_progress(content: Content) -> list[int]:
+        return [
+            e.payload["progress"] for e in Event.objects.filter(stream=f"channel:{content.channel_id}").order_by("seq")
+            if e.payload["content_id"] == str(content.id) and e.payload["processing_status"] == "uploading"
+        ]
+
+    for content in (sized, unsized):
+        assert Content.objects.get(id=content.id).status == "complete", worker.output()[-3000:]
+    moving = uploading_progress(sized)
+    assert moving[0] == 0 and len(moving) >= 4, moving
+    assert moving == sorted(set(moving)) and moving[-1] < 30, moving
+    assert uploading_progress(unsized) == [0], "no length, no share of it to show"
