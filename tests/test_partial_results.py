@@ -17,16 +17,18 @@ from django.conf import settings
 from django.utils import timezone
 from knox.models import AuthToken
 
+from contents.ai.openai import OpenAICompatibleProvider
+from contents.eta import forget_stage_averages, refine_completion
 from contents.lifecycle import CONTENT
-from contents.models import Content
-from contents.progress import Fenced, PartialWriter
+from contents.models import Content, StageRun
+from contents.progress import Fenced, PartialWriter, progress_within
 from contents.services import channel_create
 from core import lifecycle
 from realtime.models import Event
 from tests.factories import make_content
 from tests.helpers import api_client_for, kill_tree, make_user
 from tests.live import ROOT, Daphne, subprocess_env
-from tests.openai_stub import LONG_SUMMARY, OpenAICompatibleServer
+from tests.openai_stub import LONG_QA, LONG_SUMMARY, OpenAICompatibleServer
 from tests.stream_clients import SSECollector, WSCollector, ticket, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -227,6 +229,10 @@ def test_a_client_that_reconnects_mid_stream_gets_exactly_the_partials_it_missed
         assert wait_for(lambda: summarizing_partials(world.stored()), timeout=30)
         head = world.stored()[-1]["id"]
         assert wait_for(lambda: sse.ids[-1:] == [head] and ws.ids[-1:] == [head], timeout=30), (sse.ids, ws.ids, head)
+        # A late subscriber's snapshot shows the latest partial, at its version.
+        snapshot = world.api.get(f"/api/contents/{content_id}").json()
+        latest = world.stored()[-1]
+        assert (snapshot["ai_gen_metadata"], snapshot["version"]) == (latest["ai_gen_metadata"], latest["version"])
         sse.close()
         ws.close()
         seen = {"sse": list(sse.events), "ws": list(ws.events)}
@@ -419,3 +425,34 @@ def test_fetching_a_link_moves_the_progress_by_the_bytes_read_against_its_conten
     assert moving[0] == 0 and len(moving) >= 4, moving
     assert moving == sorted(set(moving)) and moving[-1] < 30, moving
     assert uploading_progress(unsized) == [0], "no length, no share of it to show"
+
+
+def test_the_openai_provider_streams_the_summary_growing_and_the_pairs_one_by_one():
+    ai = OpenAICompatibleServer(stream=True, chunks=40, chunk_delay=0)
+    try:
+        provider = OpenAICompatibleProvider(base_url=ai.url("/v1"), api_key="sk-test", model="tiny", timeout=5)
+        summaries = list(provider.stream_summary("Tide pools hold water.", title="Pools"))
+        pairs = list(provider.stream_qa("Tide pools hold water.", summary=summaries[-1], count=3))
+    finally:
+        ai.close()
+    assert ai.bodies[0]["body"]["stream"] is True
+    assert len(summaries) >= 20 and summaries[-1] == LONG_SUMMARY
+    assert all(later.startswith(earlier) and later != earlier for earlier, later in itertools.pairwise(summaries))
+    assert [len(p) for p in pairs] == [1, 2, 3] and pairs[-1] == LONG_QA
+
+
+def test_progress_rises_inside_a_stage_never_reaching_the_next_one():
+    steps = [progress_within("summarizing", produced, 400) for produced in range(0, 4000, 10)]
+    assert steps[0] == 30 and steps == sorted(steps) and 60 <= max(steps) < 65
+    assert progress_within("uploading", 50_000, 100_000) == 14
+    assert progress_within("qa_generating", 3, 3) == 95, "the average reached: 91 % of the way, slowing"
+
+
+def test_the_estimated_completion_follows_the_rate_the_run_produces_at():
+    content = make_content()
+    StageRun.objects.create(content=content, stage="qa_generating", seconds=10.0, produced=3)
+    forget_stage_averages()
+    now = timezone.now()
+    # 100 of 400 characters in 2 s: 6 s more here, then the 10 s questions usually take.
+    assert refine_completion("summarizing", produced=100, expected=400, elapsed=2, now=now) == now + timedelta(seconds=16)
+    assert refine_completion("summarizing", produced=0, expected=400, elapsed=2, now=now) is None
