@@ -7,6 +7,7 @@ the pages, the admin and the API docs run under the site's Content-Security-Poli
 without a violation.
 The screenshots in docs/screenshots/ are written here (UPDATE_SCREENSHOTS=1)."""
 
+import itertools
 import os
 import re
 import subprocess
@@ -451,6 +452,128 @@ def test_the_users_own_title_is_never_drawn_untitled_when_the_event_beats_the_fo
     wait(page, logged(page, "fill", content_id), "the form's answer merged")
     assert page.get_attribute(f'[data-content-id="{content_id}"]', "data-version") == "1"
     assert titles_drawn(page, content_id)[-1] == ("Glaciers", "Text"), titles_drawn(page, content_id)
+
+
+# Every state a card showed, as the person saw it: its status, stage, progress bar, the
+# summary's text and the number of Q&A pairs, recorded at each change of any of them.
+RECORD_RESULTS = """
+window.__shown = [];
+new MutationObserver(() => {
+  for (const card of document.querySelectorAll('[data-content-id]')) {
+    const shown = { id: card.dataset.contentId, status: card.dataset.status, stage: card.dataset.stage,
+                    progress: card.querySelector('progress')?.value ?? null,
+                    summary: card.querySelector('.summary p')?.textContent ?? null,
+                    pairs: card.querySelectorAll('.qa dt').length,
+                    error: card.querySelector('.error-message')?.textContent ?? null };
+    const last = window.__shown.filter((s) => s.id === shown.id).pop();
+    if (!last || Object.keys(shown).some((key) => last[key] !== shown[key])) window.__shown.push(shown);
+  }
+}).observe(document, { subtree: true, childList: true, characterData: true, attributes: true });
+"""
+
+
+def shown_states(page: Page, content_id: str) -> list[dict]:
+    return [s for s in page.evaluate("window.__shown") if s["id"] == content_id]
+
+
+def submit_text(page: Page, title: str, text: str) -> str:
+    page.fill("#submit-form input[name=title]", title)
+    page.fill("#submit-form textarea[name=description]", text)
+    return submit_link(page, "")
+
+
+TIDE_TEXT = "Tide pools hold sea water at low tide. Starfish and anemones live in them. Crabs hide under rocks."
+
+
+@pytest.fixture
+def streaming_ai() -> Iterator[OpenAICompatibleServer]:
+    """An OpenAI-compatible model that streams: the summary in 40 chunks over 4 s."""
+    server = OpenAICompatibleServer(stream=True, chunks=40, chunk_delay=0.1)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def streaming_worker(streaming_ai) -> Iterator[Worker]:
+    process = Worker(AI_PROVIDER="openai", AI_BASE_URL=streaming_ai.url("/v1"), AI_API_KEY="test")
+    yield process
+    process.stop()
+
+
+def test_the_channel_page_shows_the_summary_growing_the_pairs_appearing_and_progress_moving_inside_a_stage(
+    owner_with_channel, server, streaming_worker, browser,
+):
+    _, channel = owner_with_channel
+    page = new_page(browser)
+    page.add_init_script(RECORD_RESULTS)
+    log_in(page, server, "owner", f"/app/channels/{channel.id}/")
+    wait(page, "document.querySelector('#channel-mode').dataset.mode === 'live'", "the live stream")
+    content_id = submit_text(page, "Tides", TIDE_TEXT)
+    streaming_worker.start()
+    card = f'[data-content-id="{content_id}"]'
+    wait(page, f"document.querySelector('{card}').dataset.status === 'complete'", "complete", timeout=60)
+
+    states = shown_states(page, content_id)
+    final = text_of(page, f"{card} .summary p")
+    assert final.startswith("Sentence 1 tells how the anemones") and final.endswith("refill the pools twice a day."), final
+    # The summary grew on the page while the model wrote it, each text a prefix of the next.
+    growing = list(dict.fromkeys(s["summary"] for s in states if s["status"] == "generating" and s["summary"]))
+    assert len({len(text) for text in growing}) >= 3, growing
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(growing)), growing
+    assert final.startswith(growing[-1])
+    # The progress bar moved inside summarizing (not only from stage to stage), never back.
+    summarizing = [s["progress"] for s in states if s["stage"] == "summarizing"]
+    assert len({p for p in summarizing if 30 < p < 65}) >= 2, summarizing
+    progress = [s["progress"] for s in states if s["progress"] is not None]
+    assert progress == sorted(progress), progress
+    # The Q&A pairs appeared before the content was complete.
+    assert any(s["stage"] == "qa_generating" and s["pairs"] >= 1 for s in states), states
+    assert page.locator(f"{card} .qa dt").count() == 3
+    errors = [m for m in console_of(page) if m.startswith(("error", "pageerror"))]
+    assert errors == []
+
+
+@pytest.fixture
+def cut_ai() -> Iterator[OpenAICompatibleServer]:
+    """A model whose stream is cut after 20 of its 40 chunks, as a crashed model server's."""
+    server = OpenAICompatibleServer(stream=True, chunks=40, chunk_delay=0.1, fail_at=20)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def cut_worker(cut_ai) -> Iterator[Worker]:
+    process = Worker(AI_PROVIDER="openai", AI_BASE_URL=cut_ai.url("/v1"), AI_API_KEY="test")
+    yield process
+    process.stop()
+
+
+def test_an_error_mid_stream_keeps_the_partial_summary_shown_until_failed_with_its_message(
+    owner_with_channel, server, cut_worker, browser,
+):
+    _, channel = owner_with_channel
+    page = new_page(browser)
+    page.add_init_script(RECORD_RESULTS)
+    log_in(page, server, "owner", f"/app/channels/{channel.id}/")
+    wait(page, "document.querySelector('#channel-mode').dataset.mode === 'live'", "the live stream")
+    content_id = submit_text(page, "Tides", TIDE_TEXT)
+    cut_worker.start()
+    card = f'[data-content-id="{content_id}"]'
+    wait(page, f"document.querySelector('{card}').dataset.status === 'error'", "failed", timeout=60)
+
+    states = shown_states(page, content_id)
+    generating = [s for s in states if s["status"] == "generating"]
+    assert generating and generating[-1]["summary"], f"a partial summary was shown before the cut: {states}"
+    seen = generating[-1]["summary"]
+    # From the first partial to the failure, the summary shown never went back or away.
+    after_first = states[next(i for i, s in enumerate(states) if s["summary"]):]
+    summaries = [s["summary"] for s in after_first]
+    assert all(summaries) and all(seen.startswith(text) for text in summaries), after_first
+    assert [len(text) for text in summaries] == sorted(len(text) for text in summaries), after_first
+    failed = states[-1]
+    assert failed["status"] == "error" and failed["error"], failed
+    assert failed["summary"] == seen, "the failed card keeps what was written before the cut"
+    assert page.is_visible(f"{card} .retry")
 
 
 @pytest.fixture

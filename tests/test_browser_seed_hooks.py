@@ -1,13 +1,18 @@
 """The seed's own client code, in real headless Chromium, against a running server."""
 
+import subprocess
+import sys
+from collections.abc import Iterator
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from contents.services import channel_create, content_submit
 from tests.chromium import SEED_BATCH_CLIENTS, SEED_HOOKS, console_of, in_own_thread
 from tests.helpers import make_user
-from tests.live import Daphne, run_burst_worker_process
+from tests.live import ROOT, Daphne, run_burst_worker_process, subprocess_env
 from tests.media import make_video
+from tests.openai_stub import LONG_SUMMARY, OpenAICompatibleServer
 from videos.services import video_like, video_upload, video_view
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -89,6 +94,67 @@ def test_the_seeds_sse_and_websocket_hooks_see_a_content_complete(submitted, ser
     # Entering summarizing and qa_generating, and any partial result the stages wrote between.
     assert ws_types[0] == "subscribed" and ws_types[-1] == "processing_complete", ws_types
     assert set(ws_types[1:-1]) == {"content_status_update"} and len(ws_types) >= 4, ws_types
+
+
+@pytest.fixture
+def streaming_ai() -> Iterator[OpenAICompatibleServer]:
+    """An OpenAI-compatible model that streams its summary in 40 chunks over 4 s."""
+    server = OpenAICompatibleServer(stream=True, chunks=40, chunk_delay=0.1)
+    yield server
+    server.close()
+
+
+def test_the_seeds_unchanged_sse_hook_shows_a_partial_summary_before_the_content_completes(
+    submitted, server, streaming_ai, browser_page,
+):
+    channel, _ = submitted
+    page = browser_page
+    page.goto(server.url("/accounts/login/"))
+    page.fill("input[name=username]", "owner")
+    page.fill("input[name=password]", "pw-owner")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/api/docs/")
+
+    page.add_script_tag(content=SEED_HOOKS)
+    page.evaluate(
+        """async (channelId) => {
+            const fetchList = async (id) => (await fetch(`/contents/channel/${id}`)).json();
+            window.sseCache = createQueryClient(fetchList);
+            currentQueryClient = window.sseCache;
+            sseCache.setQueryData(queryKeys.contents.byChannel(channelId), await fetchList(channelId));
+            // What a component rendering the cache would show after each of the hook's updates
+            // (the harness's query client records; the hook itself is the seed's).
+            window.shown = [];
+            const setQueryData = sseCache.setQueryData;
+            sseCache.setQueryData = (key, updater) => {
+                setQueryData(key, updater);
+                const c = sseCache.getQueryData(key).contents[0];
+                shown.push({ status: c.status, stage: c.processing_status, version: c.version,
+                             summary: c.ai_gen_metadata?.summary ?? null });
+            };
+            const { eventSource } = useContentEvents(channelId);
+            if (eventSource.readyState !== EventSource.OPEN) {
+                await new Promise((resolve) => eventSource.addEventListener('open', resolve, { once: true }));
+            }
+        }""",
+        str(channel.id),
+    )
+    page.wait_for_timeout(500)  # as above: the stream's position is fixed just after its headers
+
+    subprocess.run(
+        [sys.executable, "manage.py", "rqworker", "default", "--burst", "--worker-class", "core.worker.DjangoWorker"],
+        cwd=ROOT, env=subprocess_env(AI_PROVIDER="openai", AI_BASE_URL=streaming_ai.url("/v1"), AI_API_KEY="test"),
+        check=True, capture_output=True, timeout=120,
+    )
+    page.wait_for_function("shown.length && shown.at(-1).status === 'complete'", timeout=20000)
+    shown = page.evaluate("shown")
+    final = shown[-1]["summary"]
+    assert final == LONG_SUMMARY, shown[-1]
+    partial = [s["summary"] for s in shown if s["stage"] == "summarizing" and s["summary"]]
+    assert partial, f"no partial summary was shown before the content completed: {shown}"
+    assert all(final.startswith(summary) for summary in partial), partial
+    assert len(set(partial)) >= 2 and min(map(len, partial)) < len(final), f"the summary grew while generating: {partial}"
+    assert [s["version"] for s in shown] == sorted({s["version"] for s in shown}), "each event a higher version"
 
 
 @pytest.fixture

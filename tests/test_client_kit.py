@@ -231,7 +231,12 @@ def test_partial_results_merge_by_version_and_a_new_run_replaces_the_old_ones(ki
         const retried = mergeContent(pairs, at(5, { ai_gen_metadata: { summary: '', qa_list: [] } }));
         const oldRunLate = mergeContent(retried, at(4, { ai_gen_metadata: { summary: 'Tide pools, old run', qa_list: [] } }));
         const regenerated = mergeContent(pairs, { id: 'a', version: 6, status: 'idle', processing_status: 'uploading', progress: 0 });
-        return { state, lateShorter, pairs, retried, oldRunLate, regenerated };
+        // A failure mid-stream: its event carries no result; what was written stays until a retry.
+        const failed = mergeContent(pairs, { id: 'a', version: 7, status: 'error', processing_status: 'failed',
+                                             progress: 70, error_message: 'The stream was cut.' });
+        const retriedAfterFailure = mergeContent(failed, { id: 'a', version: 8, status: 'idle', processing_status: 'uploading',
+                                                           progress: 0, error_message: null });
+        return { state, lateShorter, pairs, retried, oldRunLate, regenerated, failed, retriedAfterFailure };
     """)
     assert result["state"]["ai_gen_metadata"]["summary"] == "Tide pools" and result["state"]["progress"] == 33
     assert result["lateShorter"] is None, "an older partial never shortens the summary shown"
@@ -239,6 +244,9 @@ def test_partial_results_merge_by_version_and_a_new_run_replaces_the_old_ones(ki
     assert result["retried"]["ai_gen_metadata"] == {"summary": "", "qa_list": []}, "a new run's reset replaces the old partial"
     assert result["oldRunLate"] is None, "the old run's partial, late, is not mixed back in"
     assert result["regenerated"]["ai_gen_metadata"] is None, "a regenerate drops the partial result"
+    assert result["failed"]["error_message"] == "The stream was cut."
+    assert result["failed"]["ai_gen_metadata"]["summary"] == "Tide pools.", "a failure keeps what was written"
+    assert result["retriedAfterFailure"]["ai_gen_metadata"] is None, "a retry drops it"
 
 
 def test_details_fill_in_at_any_version_and_a_known_title_is_never_emptied(kit):

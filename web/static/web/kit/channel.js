@@ -91,7 +91,8 @@ const isEmpty = (/** @type {unknown} */ value) => value === undefined || value =
  * `incoming` merged over `existing`; null if it changes nothing.
  * - A newer version replaces the state: a regenerated or retried content's partial or
  *   final result is replaced by the new run's (an event without `ai_gen_metadata`, or
- *   with a reset one, drops the old result), so two runs are never mixed.
+ *   with a reset one, drops the old result), so two runs are never mixed. A failure
+ *   keeps the partial result it stopped.
  * - The same version is the same state: it only fills in what was missing (an event
  *   carries the AI result, a batch status row does not; a detail carries the title).
  * - An older version (a detail fetched while partial events kept raising the version)
@@ -122,7 +123,9 @@ export function mergeContent(existing, incoming) {
       changed = true;
     }
   }
-  if (newer && !('ai_gen_metadata' in incoming) && merged.ai_gen_metadata) {
+  // A failure keeps the partial result written before it (its event does not carry it,
+  // the content's detail still has it); any other new state without it drops it.
+  if (newer && !('ai_gen_metadata' in incoming) && merged.ai_gen_metadata && merged.status !== 'error') {
     merged.ai_gen_metadata = null;
   }
   return changed || newer ? /** @type {Content} */ (/** @type {unknown} */ (merged)) : null;

@@ -99,9 +99,11 @@ function body(c) {
     case 'complete':
       return result(c, false);
     case 'error':
+      // What was written before the failure stays below its message.
       return [
         el('p', { className: 'error-message' }, c.error_message ?? ''),
         el('button', { type: 'button', className: 'retry', onclick: () => retry(c.id) }, t('retry')),
+        ...result(c, true),
       ];
     default:
       return [];
