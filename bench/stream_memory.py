@@ -21,7 +21,6 @@ _HELD (20,000; 0: no held row), _HOLD_SECONDS (600), _SERVER (the held row's ser
 `python -m bench stream_memory`, or `python -m bench.stream_memory` alone."""
 
 import asyncio
-import contextvars
 import json
 import os
 import queue
@@ -170,85 +169,19 @@ async def traced_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def _lean_patches() -> None:
-    """The project-side changes proposed (issue 20), applied in this server process only,
-    to measure them before they land in their owners' files:
-
-    - core.asgi_handler: a stream whose body is async (SSE) gives its request's
-      one-thread executor back to the idle ones once its response is made, instead of
-      holding it (an idle OS thread) until it ends: its close still runs on that same
-      executor (one call at a time), which another request may meanwhile use;
-    - realtime.consumers: the consumer takes no channel of its own in the channel layer
-      (the hub delivers to its Subscription): no channel-layer receive (with its lock
-      and queue tasks) per socket."""
+    """The project-side change proposed for realtime/ (issue 20), applied in this server
+    process only, to measure it before it lands in its owner's files: the WebSocket
+    consumer takes no channel of its own in the channel layer (the hub delivers to its
+    Subscription): no channel-layer receive (with its lock and queue tasks) per socket.
+    (The other one measured this way, an SSE stream giving its request's thread back,
+    is core.asgi_handler's now.)"""
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     django.setup(set_prefix=False)
-    from asgiref.sync import ThreadSensitiveContext
-
-    from core import asgi_handler
     from realtime.consumers import StreamConsumer
 
-    handler = asgi_handler.OneHopASGIHandler
-
-    async def handle(self: Any, scope: Any, receive: Any, send: Any) -> None:
-        from contextlib import closing
-
-        from asgiref.sync import sync_to_async
-        from django.core.exceptions import RequestAborted
-        from django.core.handlers.asgi import get_script_prefix
-        from django.urls import set_script_prefix
-
-        try:
-            body_file = await self.read_body(receive)
-        except RequestAborted:
-            return
-        with closing(body_file):
-            set_script_prefix(get_script_prefix(scope))
-            response = await self._respond_in_thread(scope, body_file)
-            if not response.streaming:
-                await self.send_response(response, send)
-                return
-            if getattr(response, "is_async", False):
-                _releases.get()()  # the change: the stream holds no thread while it is sent
-            try:
-                async with asyncio.TaskGroup() as group:
-                    group.create_task(self.listen_for_disconnect(receive))
-                    await self.send_response(response, send)
-                    raise asgi_handler._StreamSent
-            except* (asgi_handler._StreamSent, RequestAborted):
-                pass
-            finally:
-                await sync_to_async(response.close)()
-
-    async def call(self: Any, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
-        executor = self._idle.pop() if self._idle else asgi_handler.ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
-        given_back = False
-
-        def release() -> None:
-            # Back to the idle ones if there is room; never shut down here: the stream's
-            # context still routes its close() to it (its thread ends with the last reference).
-            nonlocal given_back
-            if not given_back and len(self._idle) < asgi_handler.IDLE_EXECUTORS:
-                given_back = True
-                self._idle.append(executor)
-
-        token = _releases.set(release)
-        try:
-            async with ThreadSensitiveContext(executor=executor):
-                await self.handle(scope, receive, send)
-        finally:
-            _releases.reset(token)
-            release()
-
-    handler.handle = handle  # type: ignore[method-assign]
-    handler.__call__ = call  # type: ignore[method-assign]
     StreamConsumer.channel_layer_alias = "none: the hub delivers to the Subscription"
-
-
-_releases: "contextvars.ContextVar[Any]" = contextvars.ContextVar("release_executor")
 
 
 async def lean_app(scope: dict[str, Any], receive: Any, send: Any) -> None:

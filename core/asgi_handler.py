@@ -25,8 +25,16 @@ the disconnect watch and closed afterwards, as Django does.
 
 The request's thread is also reused: Django's ThreadSensitiveContext() starts a new
 one-thread executor (a thread start and a join) for every request. Here each request
-borrows an idle one-thread executor for its whole life, one request at a time, as
-WSGI servers reuse their threads; up to IDLE_EXECUTORS are kept.
+borrows an idle one-thread executor, as WSGI servers reuse their threads; up to
+IDLE_EXECUTORS are kept. A request borrows it for its whole life, except a stream
+with an async body (SSE): once its response is made, nothing of it runs in a thread
+until its close() at the end, so its executor goes back to the idle ones then, and a
+stream held for hours holds no thread (an idle thread was ~40 KiB of the ~90 KiB an
+idle SSE stream cost, issue 20: bench/stream_memory.py). The stream's context still
+sends its close() to that executor, which another request may be using meanwhile:
+calls on it run one at a time, on the thread its connections were opened on. An
+executor is never shut down here for that reason: one the pool has no room for is
+dropped, and its thread ends with the last reference to it.
 """
 
 import asyncio
@@ -39,7 +47,7 @@ from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.http import FileResponse, HttpResponseBase
+from django.http import FileResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import set_script_prefix
 
 IDLE_EXECUTORS = 64
@@ -76,7 +84,11 @@ class OneHopASGIHandler(ASGIHandler):
             response.close()
         return response
 
-    async def handle(self, scope: dict[str, Any], receive: _ReceiveCallback, send: _SendCallback) -> None:
+    async def handle(
+        self, scope: dict[str, Any], receive: _ReceiveCallback, send: _SendCallback, release: Callable[[], None] | None = None,
+    ) -> None:
+        """Django's handle() in one thread hop; `release` gives the request's executor
+        back once nothing of the request runs in its thread until close()."""
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:
@@ -87,6 +99,9 @@ class OneHopASGIHandler(ASGIHandler):
             if not response.streaming:
                 await self.send_response(response, send)
                 return
+            if isinstance(response, StreamingHttpResponse) and response.is_async and release is not None:
+                # Sent from the loop; a sync body (a file) is read in the thread: it keeps it.
+                release()
             try:
                 # A stream ends as soon as its client goes away (Django's own way).
                 async with asyncio.TaskGroup() as group:
@@ -102,16 +117,23 @@ class OneHopASGIHandler(ASGIHandler):
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         executor = self._idle.pop() if self._idle else ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
+        released = False
+
+        def release() -> None:
+            # Once. A sync call still running (its request was cancelled, or a stream's
+            # close) only delays the next request on this executor: calls never overlap.
+            # Not shut down when the pool is full: a stream's context may still use it.
+            nonlocal released
+            if not released:
+                released = True
+                if len(self._idle) < IDLE_EXECUTORS:
+                    self._idle.append(executor)
+
         try:
             async with ThreadSensitiveContext(executor=executor):
-                await self.handle(scope, receive, send)
+                await self.handle(scope, receive, send, release)
         finally:
-            # A sync call still running (its request was cancelled) only delays the next
-            # request on this executor: calls on it never overlap.
-            if len(self._idle) < IDLE_EXECUTORS:
-                self._idle.append(executor)
-            else:
-                executor.shutdown(wait=False)
+            release()
 
 
 class _StreamSent(Exception):
