@@ -15,9 +15,7 @@ from collections.abc import Iterable
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, cast
 
-from channels import DEFAULT_CHANNEL_LAYER
-from channels.layers import BaseChannelLayer, channel_layers
-from django.conf import settings
+from channels.layers import BaseChannelLayer, get_channel_layer
 from django.core.cache import cache
 from django.core.cache.backends.redis import RedisCache
 from django.db import connection, transaction
@@ -90,8 +88,8 @@ PUBLISH_TIMEOUT_SECONDS = 5.0
 
 
 class _Publisher:
-    """The process's sender of wake-ups: one event loop in a thread of its own, with one
-    channel-layer instance, so that its connection is reused by every event.
+    """The process's sender of wake-ups: one event loop in a thread of its own, on which
+    the process's channel layer keeps one connection pool, reused by every event.
 
     Before, each send was `async_to_sync(layer.group_send)`: outside a server's loop (an
     RQ work horse, a management command, a thread of a sync view) that made a new event
@@ -100,16 +98,14 @@ class _Publisher:
     placement. A forked process (RQ's work horse) starts a publisher of its own: a
     thread does not survive a fork."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self) -> None:
         self.pid = os.getpid()
-        self.config = config
-        self.layer: BaseChannelLayer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="realtime-publisher", daemon=True)
         self.thread.start()
 
-    def send(self, group: str, message: dict[str, Any]) -> None:
-        future = asyncio.run_coroutine_threadsafe(self.layer.group_send(group, message), self.loop)
+    def send(self, layer: BaseChannelLayer, group: str, message: dict[str, Any]) -> None:
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), self.loop)
         try:
             future.result(PUBLISH_TIMEOUT_SECONDS)
         except FutureTimeout:
@@ -121,32 +117,26 @@ _publisher: _Publisher | None = None
 _publisher_lock = threading.Lock()
 
 
-def publisher() -> _Publisher | None:
-    """This process's publisher (None without a channel layer); a new one after a fork
-    or when the settings name another layer (the tests change them)."""
+def publisher() -> _Publisher:
+    """This process's publisher (a new one after a fork)."""
     global _publisher  # noqa: PLW0603 - one per process, made on first use
-    config = settings.CHANNEL_LAYERS.get(DEFAULT_CHANNEL_LAYER)
-    if config is None:
-        return None
     current = _publisher
-    if current is not None and current.pid == os.getpid() and current.config is config:
+    if current is not None and current.pid == os.getpid():
         return current
     with _publisher_lock:
-        if _publisher is None or _publisher.pid != os.getpid() or _publisher.config is not config:
-            if _publisher is not None and _publisher.pid == os.getpid():
-                _publisher.loop.call_soon_threadsafe(_publisher.loop.stop)
-            _publisher = _Publisher(config)
+        if _publisher is None or _publisher.pid != os.getpid():
+            _publisher = _Publisher()
         return _publisher
 
 
 def _group_send_to(group: str, message: dict[str, Any]) -> None:
     """The fast path; a failure is logged, not raised: replay reads the rows, and
     connections check access again when they reopen."""
-    sender = publisher()
-    if sender is None:
+    layer = get_channel_layer()
+    if layer is None:
         return
     try:
-        sender.send(group, message)
+        publisher().send(layer, group, message)
     except Exception:
         logger.exception("Could not send %s to %s", message["type"], group)
         if message["type"] == "stream.event":
