@@ -45,6 +45,17 @@ class Delivery:
     def sse_data(self) -> str:
         return json.dumps({"type": self.type, **self.data}, separators=(",", ":"))
 
+    @cached_property
+    def sse_message(self) -> bytes:
+        """The whole SSE frame, encoded: every SSE connection writes these very bytes
+        (Django passes bytes through; a str would be encoded again per connection)."""
+        return f"id: {self.id}\ndata: {self.sse_data}\n\n".encode()
+
+    @cached_property
+    def sse_named_message(self) -> bytes:
+        """The frame with `event: <type>` (?named=true)."""
+        return f"id: {self.id}\nevent: {self.type}\ndata: {self.sse_data}\n\n".encode()
+
 
 class Resync(Exception):
     """The client is too far behind (past the retention window, or too many events

@@ -53,6 +53,9 @@ EVENT = "event"  # (EVENT, Delivery, stream): a wake-up
 ROWS = "rows"  # (ROWS, [Delivery], stream): the rows after the slowest local cursor
 CATCH_UP = "catch_up"  # (CATCH_UP, None, stream): read the table yourself (the shared read met a resync)
 REVOKE = "revoke"  # (REVOKE, reason, stream or None for all): its user may no longer read
+# An SSE connection's own timing, put in its inbox so that it waits on nothing else:
+HEARTBEAT = "heartbeat"  # (HEARTBEAT, None, None): nothing written for a heartbeat period
+LIFETIME = "lifetime"  # (LIFETIME, None, None): its lifetime is over
 InboxItem = tuple[str, Any, str | None]
 
 
@@ -82,6 +85,8 @@ class Subscription:
         # Whether it was told to end because the process drains (once).
         self.told_to_drain = False
         self.detached = False
+        # When its connection last wrote (an SSE connection's heartbeat is due a period after).
+        self.last_write = time.monotonic()
 
 
 class ServerDraining(Exception):
@@ -181,6 +186,8 @@ class StreamHub:
         self.draining = False
         # The highest event id whose wake-up (or table read) reached this hub, by stream.
         self.woken: dict[str, int] = {}
+        # The SSE connections, whose heartbeats the hub times (beat_while_quiet).
+        self.beating: set[Subscription] = set()
 
     @property
     def started_channel(self) -> str:
@@ -251,6 +258,7 @@ class StreamHub:
         if subscription.detached:
             return
         subscription.detached = True
+        self.beating.discard(subscription)
         stream = subscription.stream
         if stream is not None:
             self._leave_stream(subscription)
@@ -306,7 +314,27 @@ class StreamHub:
                 asyncio.create_task(self._receive_forever()),
                 asyncio.create_task(self._read_tables_forever()),
                 asyncio.create_task(self._end_streams_when_draining()),
+                asyncio.create_task(self._heartbeats_forever()),
             ]
+
+    def beat_while_quiet(self, subscription: Subscription) -> None:
+        """Put a HEARTBEAT in the subscription's inbox whenever it has written nothing
+        (its `last_write`) for REALTIME_HEARTBEAT_SECONDS, until it detaches. One timer
+        for the process, not one per connection per event: an SSE connection waits on
+        its inbox alone, as a WebSocket's pump does."""
+        if not subscription.detached:
+            self.beating.add(subscription)
+
+    async def _heartbeats_forever(self) -> None:
+        while True:
+            period = float(settings.REALTIME_HEARTBEAT_SECONDS)
+            # Due within a quarter period (at most a second) of its time.
+            await asyncio.sleep(min(1.0, period / 4))
+            now = time.monotonic()
+            for subscription in list(self.beating):
+                if now - subscription.last_write >= period:
+                    subscription.last_write = now
+                    subscription.inbox.put_nowait((HEARTBEAT, None, None))
 
     async def _end_streams_when_draining(self) -> None:
         """Told to stop (core.health: the drain file), the process ends its streams half

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -25,6 +26,8 @@ from realtime.delivery import Delivery, Resync, StreamCursor, subscribe_position
 from realtime.hub import (
     CREDENTIAL_REVOKED,
     DRAINING,
+    HEARTBEAT,
+    LIFETIME,
     REVOKE,
     ServerDraining,
     StreamHub,
@@ -33,6 +36,10 @@ from realtime.hub import (
     deliveries_for,
     get_hub,
 )
+
+# metrics.event_delivered("sse")'s child, looked up once (a label lookup per delivery
+# per connection was a twelfth of an SSE delivery's CPU).
+DELIVERED = metrics.EVENTS_DELIVERED.labels("sse")
 
 # A stream closes when its tab or its lifetime ends; a client refused for holding too
 # many polls until one has.
@@ -50,29 +57,32 @@ def credentials_revoked_response() -> HttpResponseBase:
     return response
 
 
-def sse_frame(delivery: Delivery, *, named: bool) -> str:
-    lines = [f"id: {delivery.id}"]
-    if named:
-        lines.append(f"event: {delivery.type}")
-    lines.append("data: " + delivery.sse_data)
-    return "\n".join(lines) + "\n\n"
+def sse_frame(delivery: Delivery, *, named: bool) -> bytes:
+    """The event's frame, built and encoded once per event whatever the number of
+    connections that write it (Delivery caches it), as the WebSocket's text is."""
+    return delivery.sse_named_message if named else delivery.sse_message
 
 
-def resync_frame(latest: int, *, named: bool) -> str:
+def resync_frame(latest: int, *, named: bool) -> bytes:
     return sse_frame(Delivery(latest, "resync", {"last_event_id": latest}), named=named)
 
 
 async def event_stream(
     stream: str, *, user_id: str, last_event_id: int | None, named: bool, subscription: Subscription | None = None,
     lifetime: float | None = None,
-) -> AsyncGenerator[str, None]:
+) -> AsyncGenerator[Any, None]:  # str: a control line; bytes: an event's frame, as encoded once for all
     """The frames of one SSE connection. It ends (closing the response, so that
     EventSource reconnects with Last-Event-ID) on lifetime, revoke, resync or any
     unexpected error; it never stays open and mute. A database error while reading
     the table is not an end: the cursor stays where it was and the hub reads again at
     its next heartbeat (a reconnect would meet the same database, and EventSource
     gives up on an error response). `lifetime` shortens REALTIME_MAX_CONNECTION_SECONDS
-    (a token that expires sooner)."""
+    (a token that expires sooner).
+
+    It waits on its inbox alone, as a WebSocket's pump does: the hub puts a HEARTBEAT
+    there when the connection has been quiet for a period, and a timer set once puts
+    LIFETIME there when its time is up (no timeout per event per connection, which was
+    a quarter of an SSE delivery's CPU)."""
     hub = get_hub()
     if subscription is None:
         subscription = await hub.attach(user_id)
@@ -80,6 +90,7 @@ async def event_stream(
     # Why it ends (core.metrics.STREAM_END_REASONS): unless set below, its client left
     # (the server cancels the generator).
     ending = "client_gone"
+    ends = None
     try:
         # Read by the hub before the table is read, so nothing committed in between is missed.
         await hub.read(subscription, stream)
@@ -89,7 +100,7 @@ async def event_stream(
         cursor = StreamCursor(stream, start)
         try:
             for delivery in await cursor.catch_up() if missed else ():
-                metrics.event_delivered("sse")
+                DELIVERED.inc()
                 yield sse_frame(delivery, named=named)
         except Resync as resync:
             cursor.last_sent = resync.latest
@@ -98,32 +109,29 @@ async def event_stream(
         subscription.cursor = cursor
         yield f": connected at {cursor.last_sent}\n\n"
         seconds = float(settings.REALTIME_MAX_CONNECTION_SECONDS)
-        deadline = time.monotonic() + (seconds if lifetime is None else min(lifetime, seconds))
         at_deadline = "lifetime" if lifetime is None or lifetime >= seconds else "credential_expired"
-        # The heartbeat is due a period after the last write, whatever else arrived.
-        last_write = time.monotonic()
-        while time.monotonic() < deadline:
-            quiet_for = min(
-                settings.REALTIME_HEARTBEAT_SECONDS - (time.monotonic() - last_write), deadline - time.monotonic()
-            )
-            try:
-                if quiet_for <= 0:
-                    raise TimeoutError
-                item = await asyncio.wait_for(subscription.inbox.get(), timeout=quiet_for)
-            except TimeoutError:
-                last_write = time.monotonic()
+        ends = asyncio.get_running_loop().call_later(
+            seconds if lifetime is None else max(0.0, min(lifetime, seconds)),
+            subscription.inbox.put_nowait, (LIFETIME, None, None),
+        )
+        subscription.last_write = time.monotonic()
+        hub.beat_while_quiet(subscription)
+        while True:
+            item = await subscription.inbox.get()
+            kind = item[0]
+            if kind == HEARTBEAT:
                 yield f": heartbeat {cursor.last_sent}\n\n"
                 continue
-            if item[0] == REVOKE:
+            if kind == LIFETIME:
+                ending = at_deadline
+                return
+            if kind == REVOKE:
                 # Draining: the response ends, and EventSource reconnects (through the load
                 # balancer, to another host) with Last-Event-ID.
                 ending = {CREDENTIAL_REVOKED: "credential_revoked", DRAINING: "shutdown"}.get(item[1], "revoked")
                 return
             try:
-                for delivery in await deliveries_for(cursor, item):
-                    last_write = time.monotonic()
-                    metrics.event_delivered("sse")
-                    yield sse_frame(delivery, named=named)
+                deliveries = await deliveries_for(cursor, item)
             except Resync as resync:
                 metrics.resynced("sse")
                 ending = "resync"
@@ -132,12 +140,19 @@ async def event_stream(
             except DatabaseError:
                 logger.warning("SSE %s: a gap could not be filled; the hub reads again at its heartbeat", stream, exc_info=True)
                 metrics.delivery_dropped("table_unreadable")
-        ending = at_deadline
+                continue
+            if deliveries:
+                subscription.last_write = time.monotonic()
+            for delivery in deliveries:
+                DELIVERED.inc()
+                yield sse_frame(delivery, named=named)
     except Exception:
         ending = "error"
         # Ending the response is what makes EventSource reconnect with Last-Event-ID.
         logger.exception("SSE %s: ending the stream after an unexpected error", stream)
     finally:
+        if ends is not None:
+            ends.cancel()
         metrics.stream_closed("sse")
         metrics.stream_ended("sse", "shutdown" if ending == "client_gone" and draining() else ending)
         await hub.detach(subscription)
@@ -150,11 +165,11 @@ class _Frames:
     byte); close() then gives the place back, which the frames' own ending does
     otherwise (detach is idempotent)."""
 
-    def __init__(self, frames: AsyncIterator[str], hub: StreamHub, subscription: Subscription) -> None:
+    def __init__(self, frames: AsyncIterator[Any], hub: StreamHub, subscription: Subscription) -> None:
         self.frames, self.hub, self.subscription = frames, hub, subscription
         self.loop = asyncio.get_running_loop()
 
-    def __aiter__(self) -> AsyncIterator[str]:
+    def __aiter__(self) -> AsyncIterator[Any]:
         return self.frames
 
     def close(self) -> None:
