@@ -12,13 +12,18 @@ on top. The clients (own processes, `python -m bench.stream_memory --hold CONFIG
 authenticate as a browser: a ticket from POST /v1/realtime/tickets, the handshake
 and a subscribe answered `subscribed`; SSE with a bearer token, until `: connected`.
 
-Then the held row (make bench's): HELD streams (half WebSocket, half SSE) held by one
-host as `make run` serves them for HOLD_SECONDS, /healthz probed twice a second
-meanwhile (p50/p99), and how many were still open at the end (none dropped).
+Then the held rows (make bench's): HELD streams (half WebSocket, half SSE) held by one
+host for HOLD_SECONDS, a worker per core, /healthz probed twice a second meanwhile
+(p50/p99), and how many were still open at the end (none dropped); once as `make run`
+serves them today (granian), once as proposed (SETUPS: WebSockets on uvicorn).
 
-BENCH_STREAM_MEMORY_N (2,000), _CANDIDATES (names, comma separated; default all),
-_HELD (20,000; 0: no held row), _HOLD_SECONDS (600), _SERVER (the held row's server).
-`python -m bench stream_memory`, or `python -m bench.stream_memory` alone."""
+BENCH_STREAM_MEMORY_N (2,000; 0: no comparison), _CANDIDATES (names, comma separated;
+default granian as shipped and uvicorn with websockets-sansio; "all": every one), _APPS
+(bare,app,lean), _HELD (20,000; 0: no held row), _HOLD_SECONDS (600), _SETUPS (the held
+rows: shipped,proposed). A quick run: BENCH_STREAM_MEMORY_N=300 _HELD=2000
+_HOLD_SECONDS=30. `python -m bench stream_memory`, or `python -m bench.stream_memory`
+alone; `python -m bench.stream_memory --project-share N`: the application's own Python
+allocations and tasks per stream (tracemalloc)."""
 
 import asyncio
 import json
@@ -632,7 +637,10 @@ def main() -> dict[str, Any]:
     quiet_http_logs()
     raise_fd_limit()
     workdir = Path(tempfile.mkdtemp(prefix="bench-stream-memory-"))
-    wanted = [n.strip() for n in os.environ.get("BENCH_STREAM_MEMORY_CANDIDATES", "").split(",") if n.strip()]
+    # By default the shipped server and the proposed WebSocket one (with their floors);
+    # "all": every candidate (about 25 minutes at N = 2,000 on 2 shared cores).
+    chosen = os.environ.get("BENCH_STREAM_MEMORY_CANDIDATES", "granian (as shipped),uvicorn httptools + websockets-sansio")
+    wanted = [] if chosen == "all" else [n.strip() for n in chosen.split(",") if n.strip()]
     rows: list[dict[str, Any]] = []
     figures: dict[str, Any] = {"n": N, "warm": WARM, "rows": rows, "issue_now_kib": ISSUE_NOW_KIB, "goal_kib": GOAL_KIB}
     with bench_database("aistatus_bench_stream_memory") as database_url:
