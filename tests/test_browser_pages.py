@@ -852,6 +852,36 @@ def test_the_studio_polls_when_its_websocket_is_refused_and_still_sees_the_job_f
 
 
 @pytest.fixture
+def maker_with_a_finished_job():
+    """A user whose glitch job is done (run here, before the browser starts)."""
+    from aijobs import runner
+    from aijobs.services import job_create
+
+    owner = make_user("maker")
+    video = video_upload(owner=owner, file=SimpleUploadedFile("waves.mp4", make_video(seconds=1, width=320, height=240)),
+                         title="Waves")
+    job = job_create(owner=owner, kind="glitch", video=video, params={})
+    runner.run(job.id)
+    return owner
+
+
+def test_a_studio_job_card_drawn_again_for_its_videos_title_keeps_its_player(maker_with_a_finished_job, server, browser):
+    """The videos answer after the jobs (held here until the result's player is on the
+    page): the card is drawn again to name its video, and the player it had stays the
+    same element, so that a result being watched does not stop."""
+    page = new_page(browser)
+    held: list[Route] = []
+    page.route("**/v1/videos/feed*", lambda route: held.append(route))
+    log_in(page, server, "maker", "/app/studio/")
+    page.wait_for_selector(".job[data-status='completed'] video.result")
+    assert held, "the videos were asked for"
+    page.evaluate("window.__player = document.querySelector('.job video.result')")
+    held[0].continue_()
+    wait(page, "document.querySelector('.job .job-head .muted')?.textContent.includes('Waves')", "the card naming its video")
+    assert page.evaluate("document.querySelector('.job video.result') === window.__player"), "the player was replaced"
+
+
+@pytest.fixture
 def admin_rows():
     """A superuser, a staff user who may only view videos, and a video (made before the
     browser starts)."""

@@ -5,7 +5,7 @@
  * user feed (shared with the bell), videos from the REST API.
  */
 import { Api } from '../kit/live.js';
-import { config, describe, el, fromNow, t } from './common.js';
+import { config, describe, el, fromNow, safeUrl, t } from './common.js';
 import { me } from './me.js';
 
 /** @typedef {import('../kit/user.js').AIJob} AIJob */
@@ -95,9 +95,10 @@ function jobItem(job) {
   const resultUrl = job.status === 'completed' ? job.result_url : null;
   // The result's player is kept in place when the card is drawn again for another
   // reason (its video's title arriving, say): a media element taken out of the page,
-  // even for a moment, stops playing.
+  // even for a moment, stops playing. (`el` wrote its src as an absolute URL; the API's
+  // result_url is a path.)
   const player = /** @type {HTMLVideoElement | null} */ (node.querySelector(':scope > video.result'));
-  if (player && resultUrl && player.getAttribute('src') === resultUrl) {
+  if (player && resultUrl && player.getAttribute('src') === safeUrl(resultUrl)) {
     for (const child of [...node.children]) if (child !== player) child.remove();
     player.before(...shown);
     return node;
