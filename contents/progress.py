@@ -7,9 +7,10 @@ a `content_status_update` event in the same transaction), but only:
 
 - at a boundary: a summary is cut after its last complete sentence, Q&A pairs are
   written whole, and nothing is written until that cut (or the progress) has grown;
-- at most once per AI_PARTIAL_INTERVAL seconds per content (the first at once), so a
-  2,000-token summary costs tens of rows and events, not one per token. What is left
-  when the stage ends is written by the transition that leaves it.
+- at most once per AI_PARTIAL_INTERVAL seconds per content (counted from the run's
+  first offer), so a 2,000-token summary costs tens of rows and events, not one per
+  token, and a stage that produces everything at once writes no partial at all. What
+  is left when the stage ends is written by the transition that leaves it.
 
 Progress rises inside the stage from what was produced against what is expected (the
 recent average of what the stage produced, learned like the ETA in contents.eta),
@@ -85,6 +86,7 @@ class PartialWriter:
         self.expected = expected
         self.interval = settings.AI_PARTIAL_INTERVAL if interval is None else interval
         self.started = time.monotonic()
+        self.first_offer: float | None = None
         self.last_write: float | None = None
         self.last_changes: Mapping[str, Any] | None = None
         self.writes = 0
@@ -102,7 +104,12 @@ class PartialWriter:
         """What the run has produced so far (`produced` units, `changes` the fields that
         show it); written if the coalescing lets it through."""
         now = time.monotonic()
-        if self.last_write is not None and now - self.last_write < self.interval:
+        if self.first_offer is None:
+            self.first_offer = now
+        # The clock starts at the first offer: what a provider hands out all at once (the
+        # embedded one's ranked sentences, a server that does not stream) is not written
+        # piecemeal, only by the transition that ends the stage.
+        if now - (self.last_write if self.last_write is not None else self.first_offer) < self.interval:
             return
         progress = max(self.content.progress, progress_within(self.stage, produced, self.expected))
         # A result is written only at a new boundary; a download's progress when it rose.
