@@ -21,7 +21,7 @@ from contents.ai.openai import OpenAICompatibleProvider
 from contents.eta import forget_stage_averages, refine_completion
 from contents.lifecycle import CONTENT
 from contents.models import Content, StageRun
-from contents.progress import Fenced, PartialWriter, progress_within
+from contents.progress import Fenced, PartialWriter, expected_output, progress_within
 from contents.services import channel_create
 from core import lifecycle
 from realtime.models import Event
@@ -378,6 +378,11 @@ def test_a_long_streamed_summary_costs_rows_and_events_bounded_by_the_coalescing
     assert all(e["ai_gen_metadata"]["summary"].endswith(".") for e in partials), "written at sentence boundaries only"
     # One row update and one event per write: the version counts them all.
     assert row.version == len(events) == 4 + len([e for e in events if e["type"] == "content_status_update"]) - 3
+    # What the stages produced is recorded: the next run's progress is measured against it.
+    produced = dict(StageRun.objects.filter(content_id=content.id).values_list("stage", "produced"))
+    assert produced == {"uploading": None, "summarizing": len(long_summary), "qa_generating": len(LONG_QA)}
+    forget_stage_averages()
+    assert expected_output("summarizing") == len(long_summary)
 
 
 PAGE = (
