@@ -534,6 +534,36 @@ def test_the_channel_page_shows_the_summary_growing_the_pairs_appearing_and_prog
 
 
 @pytest.fixture
+def slow_streaming_worker() -> Iterator[Worker]:
+    """A model streaming its summary over 10 s: several of the 2 s polls fall inside it."""
+    server = OpenAICompatibleServer(stream=True, chunks=40, chunk_delay=0.25)
+    process = Worker(AI_PROVIDER="openai", AI_BASE_URL=server.url("/v1"), AI_API_KEY="test")
+    yield process
+    process.stop()
+    server.close()
+
+
+def test_while_polling_the_channel_page_shows_the_partial_summary(owner_with_channel, server, slow_streaming_worker, browser):
+    """The stream blocked, the page polls: the batch status rows carry no result, so the
+    kit fetches the detail of a generating content whose version moved."""
+    _, channel = owner_with_channel
+    page = new_page(browser)
+    page.add_init_script(RECORD_RESULTS)
+    page.route(f"**/api/contents/{channel.id}/events*", lambda route: route.abort())
+    log_in(page, server, "owner", f"/app/channels/{channel.id}/")
+    wait(page, "document.querySelector('#channel-mode').dataset.mode === 'polling'", "polling", timeout=20)
+    content_id = submit_text(page, "Tides", TIDE_TEXT)
+    slow_streaming_worker.start()
+    card = f'[data-content-id="{content_id}"]'
+    wait(page, f"document.querySelector('{card}').dataset.status === 'complete'", "complete by polling", timeout=60)
+    assert page.evaluate("document.querySelector('#channel-mode').dataset.mode") == "polling"
+    partial = [s["summary"] for s in shown_states(page, content_id) if s["stage"] == "summarizing" and s["summary"]]
+    final = text_of(page, f"{card} .summary p")
+    assert partial, "no partial summary was shown while polling"
+    assert all(final.startswith(text) for text in partial) and len(partial[0]) < len(final), partial
+
+
+@pytest.fixture
 def cut_ai() -> Iterator[OpenAICompatibleServer]:
     """A model whose stream is cut after 20 of its 40 chunks, as a crashed model server's."""
     server = OpenAICompatibleServer(stream=True, chunks=40, chunk_delay=0.1, fail_at=20)
