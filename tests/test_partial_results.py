@@ -3,6 +3,7 @@ pipeline against a streaming OpenAI-compatible stub (or the embedded provider), 
 daphne serves the channel's SSE and WebSocket streams, and the clients see the summary
 grow, the version rise and the progress move inside a stage."""
 
+import functools
 import itertools
 import subprocess
 import sys
@@ -115,6 +116,20 @@ class Channel:
         ]
 
 
+def result(row: Content) -> dict[str, Any]:
+    """The content's AI result (a test that reads it has seen it written)."""
+    assert row.ai_gen_metadata is not None
+    return row.ai_gen_metadata
+
+
+def completed(client: SSECollector | WSCollector) -> bool:
+    return "processing_complete" in [e["type"] for e in client.events]
+
+
+def reached(client: SSECollector | WSCollector, event_id: int) -> bool:
+    return client.ids[-1:] == [event_id]
+
+
 def summarizing_partials(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         e for e in events
@@ -154,14 +169,14 @@ def test_a_streamed_summary_grows_on_sse_and_websocket_before_the_content_comple
 
         row = Content.objects.get(id=content_id)
         assert row.status == "complete", worker.output()[-3000:]
-        assert row.ai_gen_metadata["summary"] == LONG_SUMMARY
+        assert result(row)["summary"] == LONG_SUMMARY
         assert ai.bodies[0]["body"]["stream"] is True
         stored = [e for e in world.stored() if e["content_id"] == content_id]
         assert row.version == len(stored), "every partial write raises the version by one, with one event"
         for client in (sse, ws):
-            assert wait_for(lambda c=client: "processing_complete" in [e["type"] for e in c.events], timeout=30), client.ended
+            assert wait_for(functools.partial(completed, client), timeout=30), client.ended
             events = [e for e in client.events if e["content_id"] == content_id]
-            assert_grows_until_complete(events, final_summary=row.ai_gen_metadata["summary"])
+            assert_grows_until_complete(events, final_summary=result(row)["summary"])
             assert events == stored, "the clients see exactly the outbox"
     finally:
         sse.close()
@@ -204,11 +219,11 @@ def test_the_embedded_providers_summary_grows_sentence_by_sentence(daphne):
         stored = [e for e in world.stored() if e["content_id"] == content_id]
         qa_partials = [e for e in stored if e["processing_status"] == "qa_generating" and e.get("ai_gen_metadata")]
         # The stage's entry carries the whole summary and no pair yet; then one pair more each time.
-        assert [len(e["ai_gen_metadata"]["qa_list"]) for e in qa_partials] == list(range(len(row.ai_gen_metadata["qa_list"]) + 1))
+        assert [len(e["ai_gen_metadata"]["qa_list"]) for e in qa_partials] == list(range(len(result(row)["qa_list"]) + 1))
         for client in (sse, ws):
-            assert wait_for(lambda c=client: "processing_complete" in [e["type"] for e in c.events], timeout=30), client.ended
+            assert wait_for(functools.partial(completed, client), timeout=30), client.ended
             events = [e for e in client.events if e["content_id"] == content_id]
-            assert_grows_until_complete(events, final_summary=row.ai_gen_metadata["summary"])
+            assert_grows_until_complete(events, final_summary=result(row)["summary"])
             assert len(summarizing_partials(events)) == 8, "one per sentence"
             assert events == stored
     finally:
@@ -226,7 +241,7 @@ def test_a_client_that_reconnects_mid_stream_gets_exactly_the_partials_it_missed
         worker = BurstWorker(AI_PROVIDER="openai", AI_BASE_URL=ai.url("/v1"))
         assert ai.held.wait(60), "the stream reached its hold"
         # Both clients have what the outbox has so far (a partial among it), then leave.
-        assert wait_for(lambda: summarizing_partials(world.stored()), timeout=30)
+        assert wait_for(lambda: bool(summarizing_partials(world.stored())), timeout=30)
         head = world.stored()[-1]["id"]
         assert wait_for(lambda: sse.ids[-1:] == [head] and ws.ids[-1:] == [head], timeout=30), (sse.ids, ws.ids, head)
         # A late subscriber's snapshot shows the latest partial, at its version.
@@ -246,10 +261,10 @@ def test_a_client_that_reconnects_mid_stream_gets_exactly_the_partials_it_missed
         missed = world.stored(after=head)
         assert len(summarizing_partials(missed)) >= 2 and missed[-1]["type"] == "processing_complete"
         for client in (sse, ws):
-            assert wait_for(lambda c=client: c.ids[-1:] == [missed[-1]["id"]], timeout=30), (client.ids, client.ended)
+            assert wait_for(functools.partial(reached, client, missed[-1]["id"]), timeout=30), (client.ids, client.ended)
             assert client.events == missed, "exactly what was missed, in order, none twice"
         events = [e for e in seen["sse"] + sse.events if e["content_id"] == content_id]
-        assert_grows_until_complete(events, final_summary=Content.objects.get(id=content_id).ai_gen_metadata["summary"])
+        assert_grows_until_complete(events, final_summary=result(Content.objects.get(id=content_id))["summary"])
     finally:
         ai.release.set()
         if worker is not None and worker.process.poll() is None:
@@ -279,7 +294,7 @@ def test_a_run_handed_to_another_mid_stream_writes_nothing_more_and_the_new_run_
     worker = BurstWorker(AI_PROVIDER="openai", AI_BASE_URL=ai.url("/v1"))
     try:
         assert ai.held.wait(60), worker.output()[-3000:]
-        assert wait_for(lambda: Content.objects.get(id=content.id).ai_gen_metadata, timeout=30), "a partial of run 1"
+        assert wait_for(lambda: bool(Content.objects.get(id=content.id).ai_gen_metadata), timeout=30), "a partial of run 1"
         assert lifecycle.sweep_stalled(CONTENT, now=after_stall()) == {"retried": 1, "failed": 0}
         handed_over = Event.objects.filter(stream=stream).latest("seq")
         ai.release.set()
@@ -287,7 +302,7 @@ def test_a_run_handed_to_another_mid_stream_writes_nothing_more_and_the_new_run_
 
         row = Content.objects.get(id=content.id)
         assert (row.status, row.attempts) == ("complete", 2), worker.output()[-3000:]
-        assert row.ai_gen_metadata["summary"] == run_numbered(2)
+        assert result(row)["summary"] == run_numbered(2)
         after = [e.payload for e in Event.objects.filter(stream=stream, seq__gt=handed_over.seq).order_by("seq")]
         # The new run's first write replaces what the dead one left, at a higher version.
         assert (after[0]["processing_status"], after[0]["ai_gen_metadata"], after[0]["progress"]) == (
@@ -313,11 +328,11 @@ def test_a_regenerate_mid_stream_resets_the_summary_and_the_old_runs_partials_ne
     worker = BurstWorker(AI_PROVIDER="openai", AI_BASE_URL=ai.url("/v1"))
     try:
         assert ai.held.wait(60), worker.output()[-3000:]
-        assert wait_for(lambda: Content.objects.get(id=content.id).ai_gen_metadata, timeout=30), "a partial of run 1"
+        assert wait_for(lambda: bool(Content.objects.get(id=content.id).ai_gen_metadata), timeout=30), "a partial of run 1"
         Content.objects.filter(id=content.id).update(attempts=settings.CONTENT_MAX_ATTEMPTS)
         assert lifecycle.sweep_stalled(CONTENT, now=after_stall()) == {"retried": 0, "failed": 1}
         failed = Content.objects.get(id=content.id)
-        assert failed.ai_gen_metadata["summary"].startswith("Run 1"), "what the user saw stays with the error"
+        assert result(failed)["summary"].startswith("Run 1"), "what the user saw stays with the error"
 
         regenerated = client_for(content.provider).post(f"/api/contents/{content.id}/regenerate")
         assert regenerated.status_code == 202
@@ -329,7 +344,7 @@ def test_a_regenerate_mid_stream_resets_the_summary_and_the_old_runs_partials_ne
 
         row = Content.objects.get(id=content.id)
         assert row.status == "complete", worker.output()[-3000:]
-        assert row.ai_gen_metadata["summary"] == run_numbered(2)
+        assert result(row)["summary"] == run_numbered(2)
         after = [e.payload for e in Event.objects.filter(stream=stream, seq__gt=reset.seq).order_by("seq")]
         assert not any(s.startswith("Run 1") for s in partial_summaries(after)), "no partial of the old run after it"
         assert all(e["version"] > reset.payload["version"] for e in after)
@@ -355,7 +370,7 @@ def test_an_error_mid_stream_keeps_the_partial_until_the_content_fails_with_its_
     assert partials, "the user saw a partial summary"
     # The merge {...content, ...data} keeps the last partial beside the error; so does the row.
     assert row.ai_gen_metadata == partials[-1]["ai_gen_metadata"]
-    assert LONG_SUMMARY.startswith(row.ai_gen_metadata["summary"])
+    assert LONG_SUMMARY.startswith(result(row)["summary"])
 
 
 def test_a_long_streamed_summary_costs_rows_and_events_bounded_by_the_coalescing():
@@ -367,7 +382,7 @@ def test_a_long_streamed_summary_costs_rows_and_events_bounded_by_the_coalescing
     worker.wait()
 
     row = Content.objects.get(id=content.id)
-    assert row.status == "complete" and row.ai_gen_metadata["summary"] == long_summary
+    assert row.status == "complete" and result(row)["summary"] == long_summary
     events = [{"type": e.type, **e.payload} for e in Event.objects.filter(stream=f"channel:{content.channel_id}").order_by("seq")]
     partials = summarizing_partials(events)
     started, ended = ai.stream_times[0]
