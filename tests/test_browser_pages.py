@@ -464,7 +464,8 @@ new MutationObserver(() => {
                     progress: card.querySelector('progress')?.value ?? null,
                     summary: card.querySelector('.summary p')?.textContent ?? null,
                     pairs: card.querySelectorAll('.qa dt').length,
-                    error: card.querySelector('.error-message')?.textContent ?? null };
+                    error: card.querySelector('.error-message')?.textContent ?? null,
+                    busy: card.getAttribute('aria-busy') };
     const last = window.__shown.filter((s) => s.id === shown.id).pop();
     if (!last || Object.keys(shown).some((key) => last[key] !== shown[key])) window.__shown.push(shown);
   }
@@ -529,6 +530,9 @@ def test_the_channel_page_shows_the_summary_growing_the_pairs_appearing_and_prog
     # The Q&A pairs appeared before the content was complete.
     assert any(s["stage"] == "qa_generating" and s["pairs"] >= 1 for s in states), states
     assert page.locator(f"{card} .qa dt").count() == 3
+    # The live region announces the result once, complete, not at every partial.
+    assert {s["busy"] for s in states if s["status"] == "generating"} == {"true"}, states
+    assert page.get_attribute(card, "aria-busy") == "false"
     errors = [m for m in console_of(page) if m.startswith(("error", "pageerror"))]
     assert errors == []
 

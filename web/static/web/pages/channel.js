@@ -139,6 +139,9 @@ function card(c) {
   node.dataset.status = c.status;
   node.dataset.stage = c.processing_status;
   node.dataset.version = String(c.version);
+  // The cards are a polite live region: a result still growing is announced once done,
+  // not at each partial.
+  node.setAttribute('aria-busy', String(c.status === 'generating'));
   node.replaceChildren(
     el('header', {},
       el('span', { className: `badge status-${c.status}` }, t(`status_${c.status}`)),
