@@ -9,7 +9,9 @@ from realtime.schema import ORIGIN_REFUSED, TICKET, TOO_MANY_STREAMS, UPGRADE_RE
 
 EVENT_FIELDS = (
     "Every event: `content_id, status, processing_status, progress, estimated_completion, error_message, "
-    "version, timestamp`; `processing_complete` adds `ai_gen_metadata`. Clients keep the highest `version`."
+    "version, timestamp`; `processing_complete` adds `ai_gen_metadata`, and so does `content_status_update` while "
+    "`summarizing` or `qa_generating` (the partial result so far: the growing `summary`, the `qa_list` pairs done). "
+    "Clients keep the highest `version`."
 )
 
 # One event of the stream, as EventSource reads it (OpenAPI 3.0 has `schema` describe
