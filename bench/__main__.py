@@ -34,6 +34,7 @@ from bench import (  # noqa: E402
     counters,
     fanout,
     freshness,
+    partial_results,
     poll_cost,
     realtime_latency,
     reconnect_storm,
@@ -56,6 +57,7 @@ BENCHMARKS = {
     "reconnect_storm": reconnect_storm.main,
     "servers": servers.main,
     "soak": soak.main,
+    "partial_results": partial_results.main,
     # Run by name only: the capacity model's units (docs/scaling.md), ~4 min, past make bench's 10,
     # and its check on the cluster of scripts/cluster.py (root only, ~3 min).
     "unit_costs": unit_costs.main,
