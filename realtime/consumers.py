@@ -69,6 +69,12 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
     """Events reach the socket through its process's hub (realtime/hub.py), which
     holds the channel-layer memberships: the consumer's own channel joins no group."""
 
+    # No channel of its own: the hub receives for the process and fills the inbox.
+    # Channels would otherwise give every connection a channel and a receive loop on the
+    # layer (a blocking pop on Redis per socket, ~1,000 at once for 1,000 sockets),
+    # which nothing ever sends to.
+    channel_layer_alias = ""
+
     stream: str | None = None
     cursor: StreamCursor | None = None
     subscription: Subscription | None = None
