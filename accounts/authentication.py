@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 INVALID_TOKEN = "Invalid token."  # noqa: S105 - a message, not a password
 
 
+# Token cache entries already read, by their bytes (an entry's bytes name its token,
+# its user's row as cached and its expiry; a revocation replaces them with a tombstone).
+READ_ENTRIES = 10_000
+_read_entries: dict[bytes, "CachedToken"] = {}
+
+
 class CachedToken(NamedTuple):
     """A token the cache says holds: its user (a row as loaded, the password deferred)
     and its expiry."""
@@ -93,16 +99,26 @@ class BearerTokenAuthentication(TokenAuthentication):
             return None
         if raw is None:
             return None
-        try:
-            entry = loaded(raw)
-            if not isinstance(entry, dict):
-                return None  # the tombstone
-            auth_token = _from_cache_entry(entry)
-        except Exception:  # noqa: BLE001 - an entry of another version: the full path reads the database
+        # A subscribe reads the same entry twice, a reconnect storm thousands of times:
+        # the entry's bytes are unpickled and made rows of once.
+        known = _read_entries.get(raw)
+        if known is None:
+            try:
+                entry = loaded(raw)
+                if not isinstance(entry, dict):
+                    return None  # the tombstone
+                auth_token = _from_cache_entry(entry)
+            except Exception:  # noqa: BLE001 - an entry of another version: the full path reads the database
+                return None
+            if auth_token.digest != digest or not auth_token.user.is_active:
+                return None
+            known = CachedToken(auth_token.user, auth_token.expiry)
+            if len(_read_entries) >= READ_ENTRIES:
+                _read_entries.pop(next(iter(_read_entries)))  # the oldest read
+            _read_entries[raw] = known
+        if known.expiry is not None and known.expiry < timezone.now():
             return None
-        if auth_token.digest != digest or _expired(auth_token) or not auth_token.user.is_active:
-            return None
-        return CachedToken(auth_token.user, auth_token.expiry)
+        return known
 
 
 NOT_CACHED_USER_FIELDS = frozenset({"password"})
