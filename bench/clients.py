@@ -8,7 +8,7 @@ Modes (config["mode"]):
   and, per client, when it first saw each X-Last-Event-ID.
 - `sse`: `count` SSE streams of a channel for `seconds`; reports bytes and, per
   client, when each event id arrived.
-- `hold`: open up to `count` idle `kind` (ws|sse) subscriptions, `concurrency` at a
+- `hold`: open up to `count` idle `kind` (ws|sse, or ws-floor: the floor app's) subscriptions, `concurrency` at a
   time, for at most `connect_seconds`; report how many and how fast ("connected"),
   then hold them until stdin closes.
 
@@ -228,7 +228,16 @@ async def hold(config: dict[str, Any]) -> None:
 
     async def open_one(connection: list) -> None:
         t0 = time.monotonic()
-        if kind == "sse":
+        if kind == "ws-floor":
+            # The floor: a minimal Channels consumer on the same server (bench.reconnect_storm.floor_application),
+            # no ticket, no authentication, no hub: the handshake and one message each way.
+            ws = await connect(f"ws://127.0.0.1:{port}/floor", origin=Origin(f"http://127.0.0.1:{port}"), open_timeout=30,
+                               max_queue=None, ping_interval=None)
+            await ws.send(json.dumps({"type": "subscribe", "channel_id": config["channel_id"]}))
+            while json.loads(await asyncio.wait_for(ws.recv(), 30)).get("type") != "subscribed":
+                pass
+            held.append(ws)
+        elif kind == "sse":
             reader, writer, headers, _ = await sse_open(port, config["channel_id"], config["token"])
             buffer = b""
             async for data, _ in stream_chunks(reader, headers):

@@ -1,151 +1,127 @@
-"""Time from commit to receipt of an event, on SSE and on WebSocket, through a real
-daphne process. Baseline: the bare channel-layer round trip (group_send -> receive
-in one process), measured in the same run; the ratio is what daphne, the consumer
-and the framing add."""
+"""Commit to the last of 1,000 subscribers, SSE and WebSocket side by side (issue 20:
+SSE p99 <= 50 ms at 1,000 subscribers, the WebSocket's latency), through one granian
+worker as `make run` ships it, with the floor measured in the same run: the same
+server and the same clients, 1,000 SSE streams of a bare ASGI app (no framework, no
+hub, no channel layer) that writes one pre-encoded frame to each when told to
+(`floor_application`). Each event is committed alone (a content moved through its
+stages by bench.reconnect_storm's Committer) and timed from its COMMIT until the last
+subscriber has it; the clients run in processes of their own."""
 
 import asyncio
-import json
 import os
-import socket
-import statistics
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
+from typing import Any
 
-import httpx
-from channels.layers import get_channel_layer
-from django.db import transaction
-from websockets.sync.client import connect
-from websockets.typing import Origin
+from bench import harness
+from bench.reconnect_storm import PER_CLIENT_PROCESS, ClientGroup, Committer, bench_setup, percentile, raise_fd_limit
 
-from contents.models import Channel
-from contents.services import channel_create
-from realtime.credentials import token_credential
-from realtime.models import Event, Stream
-from realtime.streams import channel_stream, publish
-from realtime.tickets import ticket_issue
-
-ROOT = Path(__file__).resolve().parent.parent
-EVENTS = int(os.environ.get("BENCH_EVENTS", "300"))
+SUBSCRIBERS = int(os.environ.get("BENCH_LATENCY_SUBSCRIBERS", "1000"))
+EVENTS = int(os.environ.get("BENCH_EVENTS", "30"))
+# Issue 20's "now" column (measured before this work).
+KINDS = os.environ.get("BENCH_LATENCY_KINDS", "floor,sse,ws").split(",")
+NOW = {"sse": "p50 47-49, p99 90-99", "ws": "p99 46-50", "floor": "websockets on uvloop p99 25-34"}
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+# --- the floor: a bare ASGI fan-out on the same server ----------------------------------
+
+_streams: list[asyncio.Queue[bytes]] = []
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+async def floor_application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """GET any path: an SSE stream (": connected", then the frames it is given). POST
+    /fire?id=N: the frame of event N, encoded once, written to every stream."""
+    if scope["type"] != "http":
+        return
+    if scope["method"] == "POST":
+        seq = int(dict(part.split("=") for part in scope["query_string"].decode().split("&"))["id"])
+        frame = f'id: {seq}\ndata: {{"type":"content_status_update","content_id":"floor","version":{seq}}}\n\n'.encode()
+        for stream in _streams:
+            stream.put_nowait(frame)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if scope["path"] == "/healthz":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    _streams.append(queue)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+    await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
 
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
 
-def layer_baseline(count: int) -> list[float]:
-    async def run() -> list[float]:
-        layer = get_channel_layer()
-        assert layer is not None, "CHANNEL_LAYERS names no layer"
-        channel = await layer.new_channel()
-        await layer.group_add("bench.baseline", channel)
-        latencies = []
-        for i in range(count):
-            sent = time.time()
-            await layer.group_send("bench.baseline", {"type": "bench", "i": i})
-            await layer.receive(channel)
-            latencies.append(time.time() - sent)
-        await layer.group_discard("bench.baseline", channel)
-        return latencies
-
-    return asyncio.run(run())
-
-
-def main() -> None:
-    from django.contrib.auth import get_user_model
-    from knox.models import AuthToken
-
-    user, _ = get_user_model().objects.get_or_create(username="bench-realtime")
-    # A ticket names the credential that issued it, and opens a stream while that holds.
-    credential = token_credential(AuthToken.objects.create(user=user)[0])
-    channel = channel_create(owner=user, name="bench")
-    stream = channel_stream(channel.id)
-    port = free_port()
-    daphne = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    received: dict[str, dict[int, float]] = {"sse": {}, "ws": {}}
-    ready = {"sse": threading.Event(), "ws": threading.Event()}
+    gone = asyncio.ensure_future(disconnected())
     try:
-        for _ in range(100):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-
-        def read_sse() -> None:
-            ticket, _ = ticket_issue(user_id=user.id, credential=credential)
-            url = f"http://127.0.0.1:{port}/api/contents/{channel.id}/events"
-            with httpx.stream("GET", url, params={"ticket": ticket}, timeout=60) as response:
-                for line in response.iter_lines():
-                    if line.startswith(": connected"):
-                        ready["sse"].set()
-                    elif line.startswith("id: "):
-                        seq = int(line[4:])
-                        received["sse"][seq] = time.time()
-                        if len(received["sse"]) >= EVENTS:
-                            return
-
-        def read_ws() -> None:
-            ticket, _ = ticket_issue(user_id=user.id, credential=credential)
-            url = f"ws://127.0.0.1:{port}/api/contents/{channel.id}/ws?ticket={ticket}"
-            with connect(url, origin=Origin(f"http://127.0.0.1:{port}")) as ws:
-                ws.send(json.dumps({"type": "subscribe", "channel_id": str(channel.id)}))
-                while len(received["ws"]) < EVENTS:
-                    message = json.loads(ws.recv(timeout=60))
-                    if message["type"] == "subscribed":
-                        ready["ws"].set()
-                    elif "id" in message:
-                        received["ws"][message["id"]] = time.time()
-
-        readers = [threading.Thread(target=read_sse), threading.Thread(target=read_ws)]
-        for reader in readers:
-            reader.start()
-        for flag in ready.values():
-            flag.wait(30)
-        time.sleep(0.5)
-
-        committed: dict[int, float] = {}
-        for i in range(EVENTS):
-            stamp: list[float] = []
-            with transaction.atomic():
-                # Registered before publish()'s own hook, so it runs first, right after COMMIT.
-                def at_commit(stamp: list[float] = stamp) -> None:
-                    stamp.append(time.time())
-
-                transaction.on_commit(at_commit)
-                event = publish(stream, "content_status_update", {"content_id": str(channel.id), "version": i})
-            committed[event.seq] = stamp[0]
-            time.sleep(0.005)
-        for reader in readers:
-            reader.join(60)
-
-        baseline = layer_baseline(EVENTS)
-        base_p50, base_p99 = percentile(baseline, 50) * 1000, percentile(baseline, 99) * 1000
-        print(f"realtime_latency: {EVENTS} events, commit -> receipt (ms)")
-        print(f"  channel layer baseline   p50 {base_p50:7.2f}  p99 {base_p99:7.2f}")
-        for name in ("sse", "ws"):
-            latencies = [(received[name][seq] - committed[seq]) for seq in committed if seq in received[name]]
-            p50, p99 = percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
-            print(
-                f"  {name:<24} p50 {p50:7.2f}  p99 {p99:7.2f}  received {len(latencies)}/{EVENTS}"
-                f"  ratio to baseline p50 {p50 / base_p50:5.1f}x  p99 {p99 / base_p99:5.1f}x"
-            )
-            print(f"  {'':<24} mean {statistics.mean(latencies) * 1000:6.2f}")
+        while True:
+            next_frame = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait([next_frame, gone], return_when=asyncio.FIRST_COMPLETED)
+            if gone in done:
+                next_frame.cancel()
+                return
+            await send({"type": "http.response.body", "body": next_frame.result(), "more_body": True})
     finally:
-        daphne.terminate()
-        daphne.wait(10)
-        Event.objects.filter(stream=stream).delete()
-        Stream.objects.filter(name=stream).delete()
-        Channel.objects.filter(id=channel.id).delete()
+        _streams.remove(queue)
+
+
+def one_kind(kind: str, database_url: str, channel: Any, user: Any, token: str) -> dict[str, Any]:
+    import httpx
+
+    servers = harness.Servers(1, database_url, f"latency-{kind}")
+    if kind == "floor":
+        for server in servers.daphnes:
+            server.app = "bench.realtime_latency:floor_application"
+    servers.start()
+    clients = None
+    try:
+        clients = ClientGroup(ports=servers.ports, channel_id=str(channel.id), token=token, count=SUBSCRIBERS,
+                              workdir=servers.workdir, kind="ws" if kind == "ws" else "sse")
+        live = clients.ask("wait_live", timeout=120)
+        if live["live"] < SUBSCRIBERS:
+            clients.ask("drop_offline", timeout=10)
+        time.sleep(1)
+        committer = Committer(channel, user)
+        to_last = []
+        for seq in range(1, EVENTS + 1):
+            if kind == "floor":
+                started = time.time()
+                httpx.post(f"http://127.0.0.1:{servers.ports[0]}/fire", params={"id": seq}, timeout=10)
+                last = seq
+            else:
+                last = committer.commit()
+                started = committer.commit_times[last]
+            current = clients.ask("wait_current", last=last, timeout=20)
+            if current["current"] >= live["live"]:
+                to_last.append(current["t"] - started)
+            time.sleep(0.2)
+        cpu = servers.cpu()
+    finally:
+        if clients is not None:
+            clients.close()
+        servers.stop()
+    return {"kind": kind, "live": live["live"], "events": len(to_last), "cpu_s": cpu, "each_ms": [t * 1000 for t in to_last],
+            "p50_ms": percentile(to_last, 50) * 1000, "p99_ms": percentile(to_last, 99) * 1000,
+            "max_ms": max(to_last, default=float("nan")) * 1000}
+
+
+def main() -> dict[str, Any]:
+    raise_fd_limit()
+    rows = []
+    with harness.bench_db() as database_url:
+        for kind in KINDS:
+            # A channel of its own per kind: each starts its ids at 1.
+            user, token, channel = bench_setup(f"latency-{kind}")
+            rows.append(one_kind(kind, database_url, channel, user, token))
+    floor = rows[0] if rows[0]["kind"] == "floor" else {"p99_ms": float("nan")}
+    print(f"realtime_latency: commit -> the last of {SUBSCRIBERS:,} subscribers, {EVENTS} events one at a time, "
+          f"one {harness.WEB_SERVER} worker (clients {PER_CLIENT_PROCESS:,} per process); issue 20's goal SSE p99 <= 50 ms")
+    names = {"floor": "floor: bare ASGI SSE fan-out", "sse": "SSE", "ws": "WebSocket"}
+    harness.print_table(
+        ["subscribers", "live", "events", "p50 ms", "p99 ms", "max ms", "p99 of floor", "issue 20's now (ms)"],
+        [[names[r["kind"]], r["live"], r["events"], r["p50_ms"], r["p99_ms"], r["max_ms"],
+          harness.ratio(r["p99_ms"], floor["p99_ms"]), NOW[r["kind"]]] for r in rows])
+    for r in rows:
+        print(f"  {names[r['kind']]}, each event in commit order (ms): " + " ".join(f"{ms:.0f}" for ms in r["each_ms"]))
+    return {"rows": rows}

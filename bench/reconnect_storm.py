@@ -41,7 +41,11 @@ if TYPE_CHECKING:
     from contents.models import Content
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBSCRIBERS = int(os.environ.get("BENCH_STORM_SUBSCRIBERS", "1000"))
+# Issue 20: 10,000 clients reconnecting after a deploy are current within 15 s.
+SUBSCRIBERS = int(os.environ.get("BENCH_STORM_SUBSCRIBERS", "10000"))
+STORM_GOAL_SECONDS = 15
+# Subscribers per client process: one process of asyncio clients keeps up with this many.
+PER_CLIENT_PROCESS = 1250
 
 
 def quiet_http_logs() -> None:
@@ -67,6 +71,95 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# --- the floor: a minimal Channels consumer on the same server -----------------------
+
+
+_floor_app: Any = None
+
+
+async def floor_application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """What a subscribe costs a server at the least (issue 20's floor): a Channels
+    consumer that accepts the socket and answers a subscribe, with no ticket, no
+    authentication, no hub, no database. Served by the same server as the project
+    (`granian ... bench.reconnect_storm:floor_application`)."""
+    global _floor_app  # noqa: PLW0603 - built once per server process, on its first connection
+    if _floor_app is None:
+        import django
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+        django.setup(set_prefix=False)
+        from channels.generic.websocket import AsyncWebsocketConsumer
+        from channels.routing import ProtocolTypeRouter, URLRouter
+        from django.urls import path
+
+        class Floor(AsyncWebsocketConsumer):
+            channel_layer_alias = ""  # no channel layer
+
+            async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+                await self.send(text_data='{"type":"subscribed"}')
+
+        async def healthy(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            # The bench waits for /healthz before it starts.
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        # django-stubs' path() takes views, not consumers (as config.asgi notes).
+        routes = URLRouter([path("floor", Floor.as_asgi())])  # type: ignore[arg-type, list-item]  # see above
+        _floor_app = ProtocolTypeRouter({"http": healthy, "websocket": routes})
+    await _floor_app(scope, receive, send)
+
+
+# Issue 20's "now" column (measured before this work, one granian worker, 2 shared cores).
+NOW_SUBSCRIBES_PER_S = "119-296 (6.3 ms CPU each + 2.6 ms per ticket)"
+NOW_FLOOR_SUBSCRIBES_PER_S = "1,235-2,430 (0.6-1.2 ms)"
+SUBSCRIBE_COUNT = int(os.environ.get("BENCH_SUBSCRIBES", "3000"))
+
+
+def subscribe_rate() -> dict[str, Any]:
+    """Authenticated subscribes per second one granian worker takes (WebSocket with its
+    ticket, SSE with a bearer token: each connects, subscribes and is held), with the
+    worker's CPU per subscribe, beside the floor (floor_application) on the same server
+    in the same run. Clients in a process of their own, 64 at a time."""
+    from bench import harness
+
+    rows = []
+    with harness.bench_db() as database_url:
+        _user, token, channel = bench_setup("subscribes")
+        for kind in ("ws", "sse", "ws-floor"):
+            servers = harness.Servers(1, database_url, f"subscribes-{kind}")
+            if kind == "ws-floor":
+                for daphne in servers.daphnes:
+                    daphne.app = "bench.reconnect_storm:floor_application"
+            servers.start()
+            try:
+                cpu_before = servers.cpu()
+                clients = harness.LoadClients({"mode": "hold", "port": servers.ports[0], "kind": kind, "count": SUBSCRIBE_COUNT,
+                                               "concurrency": 64, "connect_seconds": 30, "channel_id": str(channel.id),
+                                               "token": token}, servers.workdir / "clients.log")
+                try:
+                    connected = clients.wait("connected", 120)
+                    cpu = servers.cpu() - cpu_before
+                finally:
+                    clients.kill()
+            finally:
+                servers.stop()
+            held = connected["held"]
+            rows.append({"kind": kind, "held": held, "seconds": connected["seconds"],
+                         "per_s": held / connected["seconds"] if connected["seconds"] else float("nan"),
+                         "cpu_ms": cpu * 1000 / held if held else float("nan"), "errors": connected["errors"],
+                         "p50_ms": connected["connect_p50_ms"], "p99_ms": connected["connect_p99_ms"]})
+    floor = rows[-1]
+    print(f"subscribes: one {harness.WEB_SERVER} worker, {SUBSCRIBE_COUNT} subscribes held 64 at a time "
+          f"(issue 20's now: {NOW_SUBSCRIBES_PER_S} a second; its floor {NOW_FLOOR_SUBSCRIBES_PER_S})")
+    names = {"ws": "WebSocket (ticket + subscribe)", "sse": "SSE (bearer)", "ws-floor": "floor: minimal Channels consumer"}
+    harness.print_table(
+        ["subscribe", "held", "seconds", "per second", "of floor", "worker CPU ms each", "p50 ms", "p99 ms", "errors"],
+        [[names[r["kind"]], r["held"], r["seconds"], r["per_s"], harness.ratio(r["per_s"], floor["per_s"]), r["cpu_ms"],
+          r["p50_ms"] or float("nan"), r["p99_ms"] or float("nan"), json.dumps(r["errors"]) if r["errors"] else ""]
+         for r in rows])
+    return {"rows": rows}
 
 
 # --- client half (runs in its own process, imports no Django) --------------------
@@ -206,9 +299,11 @@ async def run_clients(config: dict[str, Any]) -> None:
     tls = ssl.create_default_context()
     https = [httpx.AsyncClient(verify=tls, timeout=10) for _ in range(count)]
     try:
+        offset = config.get("offset", 0)
         subscribers = [
             # Alternate the kinds, and spread each kind over both servers.
-            Subscriber(i, "sse" if i % 2 == 0 else "ws", ports[(i // 2) % len(ports)], config, https[i])
+            Subscriber(offset + i, config.get("kind") or ("sse" if i % 2 == 0 else "ws"), ports[(i // 2) % len(ports)],
+                       config, https[i])
             for i in range(count)
         ]
         tasks = []
@@ -264,8 +359,10 @@ class ClientProcess:
     """The subscribers' process, seen from the orchestrator."""
 
     def __init__(self, *, ports: list[int], channel_id: str, token: str, count: int, log_path: Path,
-                 ramp_seconds: float = 0.01) -> None:
-        config = {"ports": ports, "channel_id": channel_id, "token": token, "count": count, "ramp_seconds": ramp_seconds}
+                 ramp_seconds: float = 0.01, offset: int = 0, kind: str | None = None) -> None:
+        # kind: every subscriber "sse" or "ws"; None alternates them.
+        config = {"ports": ports, "channel_id": channel_id, "token": token, "count": count, "ramp_seconds": ramp_seconds,
+                  "offset": offset, "kind": kind}
         self.log_path = log_path
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -299,6 +396,46 @@ class ClientProcess:
         self.process.wait()
 
 
+class ClientGroup:
+    """Subscribers over several client processes (PER_CLIENT_PROCESS each), asked as one."""
+
+    def __init__(self, *, ports: list[int], channel_id: str, token: str, count: int, workdir: Path,
+                 kind: str | None = None) -> None:
+        self.processes: list[ClientProcess] = []
+        for start in range(0, count, PER_CLIENT_PROCESS):
+            n = min(PER_CLIENT_PROCESS, count - start)
+            self.processes.append(ClientProcess(ports=ports, channel_id=channel_id, token=token, count=n,
+                                                log_path=workdir / f"clients-{len(self.processes)}.log", offset=start,
+                                                ramp_seconds=0.004 if count > PER_CLIENT_PROCESS else 0.01, kind=kind))
+
+    def ask(self, cmd: str, *, timeout: float = 60, **arguments: Any) -> dict[str, Any]:
+        answers: list[dict[str, Any]] = [{} for _ in self.processes]
+
+        def one(i: int) -> None:
+            answers[i] = self.processes[i].ask(cmd, timeout=timeout, **arguments)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(self.processes))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if cmd == "report":
+            return {"subscribers": [s for answer in answers for s in answer["subscribers"]]}
+        merged: dict[str, Any] = {"t": max(a["t"] for a in answers), "total": sum(a["total"] for a in answers)}
+        for key in ("live", "current"):
+            if key in answers[0]:
+                merged[key] = sum(a[key] for a in answers)
+        return merged
+
+    def wait(self, timeout: float) -> None:
+        for process in self.processes:
+            process.process.wait(timeout)
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.close()
+
+
 # --- orchestrator half (Django) ----------------------------------------------------
 
 
@@ -323,12 +460,16 @@ class Daphne:
         self.env = env or {}  # extra environment (e.g. DEBUG=false, raised throttles)
         self.process: subprocess.Popen | None = None
 
+    # The ASGI application it serves (the floor of a benchmark serves another).
+    app = "config.asgi:application"
+
     def command(self) -> list[str]:
-        app = "config.asgi:application"
+        app = self.app
         if self.server == "granian":
             # As scripts/run_stack.sh starts it (config.web_server: its per-connection bounds).
-            return granian_command(host="127.0.0.1", port=self.port, workers=1, extra=[
+            command = granian_command(host="127.0.0.1", port=self.port, workers=1, extra=[
                 "--no-access-log", "--backlog", "4096", "--backpressure", "20000"])
+            return [*command[:-1], app]
         return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), app]
 
     def pids(self) -> list[int]:
@@ -682,15 +823,23 @@ def print_log_problems(servers: list[Daphne]) -> None:
             print(f"    {line[:200]}")
 
 
+STORM_SERVER = os.environ.get("BENCH_STORM_SERVER", "granian")
+
+
 def main() -> None:
     raise_fd_limit()
     quiet_http_logs()
+    from bench.harness import PRODUCTION_ENV
+
+    subscribes = subscribe_rate()
     database = "aistatus_bench_storm"
     workdir = Path(tempfile.mkdtemp(prefix="bench-storm-"))
     with bench_database(database) as database_url:
         user, token, channel = bench_setup("storm")
         committer = Committer(channel, user)
-        servers = [Daphne(port=free_port(), database_url=database_url, log_path=workdir / f"daphne-{i}.log") for i in (1, 2)]
+        # One host: two server processes as `make run` ships them (granian; daphne with BENCH_STORM_SERVER=daphne).
+        servers = [Daphne(port=free_port(), database_url=database_url, log_path=workdir / f"{STORM_SERVER}-{i}.log",
+                          env=dict(PRODUCTION_ENV), server=STORM_SERVER) for i in (1, 2)]
         clients = None
         try:
             for server in servers:
@@ -698,9 +847,9 @@ def main() -> None:
             for server in servers:
                 server.wait_ready()
             started = time.time()
-            clients = ClientProcess(ports=[s.port for s in servers], channel_id=str(channel.id), token=token,
-                                    count=SUBSCRIBERS, log_path=workdir / "clients.log")
-            live = clients.ask("wait_live", timeout=60)
+            clients = ClientGroup(ports=[s.port for s in servers], channel_id=str(channel.id), token=token,
+                                  count=SUBSCRIBERS, workdir=workdir)
+            live = clients.ask("wait_live", timeout=max(60, SUBSCRIBERS / 50))
             connect_seconds = live["t"] - started
 
             # Baseline: a burst delivered live to everyone.
@@ -766,7 +915,7 @@ def main() -> None:
             after = clients.ask("wait_current", last=committer.last, timeout=20)
             after_seconds = after["t"] - burst_start
             report = clients.ask("report", timeout=60)["subscribers"]
-            clients.process.wait(30)
+            clients.wait(30)
             time.sleep(1)  # let the servers see the clients leave
         finally:
             if clients is not None:
@@ -786,7 +935,7 @@ def main() -> None:
     reconnects = sum(1 for r in report for t in r["connects"] if t >= t_sigterm)
     sse = sum(1 for r in report if r["kind"] == "sse")
     print(f"reconnect_storm: {SUBSCRIBERS} subscribers ({sse} SSE, {SUBSCRIBERS - sse} WebSocket) of one channel "
-          f"over 2 daphnes (:{servers[0].port}, :{servers[1].port}), production heartbeat")
+          f"over 2 {STORM_SERVER} processes (:{servers[0].port}, :{servers[1].port}), production heartbeat")
     if live["live"] < SUBSCRIBERS:
         print(f"  ONLY {live['live']}/{SUBSCRIBERS} connected after {connect_seconds:.1f} s (went on with the storm anyway)")
     else:
@@ -799,7 +948,14 @@ def main() -> None:
     print(f"  {status} (id {target}) at +{t_current - t_sigterm:.2f} s after SIGTERM, +{t_current - t_up:.2f} s after listening{ratio}")
     print(f"  per client, SIGTERM -> current: p50 {percentile(reached, 50):.2f} s  p99 {percentile(reached, 99):.2f} s  "
           f"max {max(reached):.2f} s; reconnects {reconnects}")
-    checkpoints = [5, 10, 20, 30, 45, 60]
+    in_goal = sum(r <= STORM_GOAL_SECONDS for r in reached)
+    lost = sum(row["lost"] + row["missing_offline"] for row in rows)
+    print(f"  issue 20's goal, {SUBSCRIBERS:,} current within {STORM_GOAL_SECONDS} s of SIGTERM, nothing lost: "
+          f"{'MET' if in_goal == SUBSCRIBERS and lost == 0 else 'NOT MET'} ({in_goal:,} current by then, {lost} events lost; "
+          f"the servers were listening again at +{t_up - t_sigterm:.1f} s)")
+    print(f"  subscribes per second, one worker: WebSocket {subscribes['rows'][0]['per_s']:,.0f}, SSE "
+          f"{subscribes['rows'][1]['per_s']:,.0f}, floor {subscribes['rows'][2]['per_s']:,.0f} (issue 20's now: {NOW_SUBSCRIBES_PER_S})")
+    checkpoints = [5, 10, 15, 20, 30, 45, 60]
     print(f"  current (id {target}) by: " + ", ".join(f"+{c} s {sum(r <= c for r in reached)}" for c in checkpoints)
           + f" of {SUBSCRIBERS}")
     if after["current"] == SUBSCRIBERS:
