@@ -19,7 +19,7 @@ serves them today (granian), once as proposed (SETUPS: WebSockets on uvicorn).
 
 BENCH_STREAM_MEMORY_N (2,000; 0: no comparison), _CANDIDATES (names, comma separated;
 default granian as shipped and uvicorn with websockets-sansio; "all": every one), _APPS
-(bare,app,lean), _HELD (20,000; 0: no held row), _HOLD_SECONDS (600), _SETUPS (the held
+(bare,app), _HELD (20,000; 0: no held row), _HOLD_SECONDS (600), _SETUPS (the held
 rows: shipped,proposed). A quick run: BENCH_STREAM_MEMORY_N=300 _HELD=2000
 _HOLD_SECONDS=30. `python -m bench stream_memory`, or `python -m bench.stream_memory`
 alone; `python -m bench.stream_memory --project-share N`: the application's own Python
@@ -52,11 +52,9 @@ CONCURRENCY = 16
 # The issue's "now": 10,000 WebSockets held by one granian worker, 1.85 GB.
 ISSUE_NOW_KIB = 176
 GOAL_KIB = 64
-# The applications each candidate serves: the bare one (the server's own share), the
-# project's, and the project's with the changes proposed for its own share (_lean_patches).
-ALL_APPS = {"bare": ("bench.stream_memory:floor_app", "bare ASGI app"), "app": ("config.asgi:application", "config.asgi"),
-            "lean": ("bench.stream_memory:lean_app", "config.asgi + proposed")}
-APPS = [ALL_APPS[a] for a in os.environ.get("BENCH_STREAM_MEMORY_APPS", "bare,app,lean").split(",")]
+# The applications each candidate serves: the bare one (the server's own share) and the project's.
+ALL_APPS = {"bare": ("bench.stream_memory:floor_app", "bare ASGI app"), "app": ("config.asgi:application", "config.asgi")}
+APPS = [ALL_APPS[a] for a in os.environ.get("BENCH_STREAM_MEMORY_APPS", "bare,app").split(",")]
 # hypercorn and wsproto are not in requirements.lock (nothing ships them): a directory
 # they were installed in for this measurement (`pip install --target DIR hypercorn wsproto`);
 # their candidates are skipped when they are found neither there nor in the virtualenv.
@@ -171,32 +169,6 @@ async def traced_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": body})
         return
     await _traced["application"](scope, receive, send)
-
-
-def _lean_patches() -> None:
-    """The project-side change proposed for realtime/ (issue 20), applied in this server
-    process only, to measure it before it lands in its owner's files: the WebSocket
-    consumer takes no channel of its own in the channel layer (the hub delivers to its
-    Subscription): no channel-layer receive (with its lock and queue tasks) per socket.
-    (The other one measured this way, an SSE stream giving its request's thread back,
-    is core.asgi_handler's now.)"""
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    django.setup(set_prefix=False)
-    from realtime.consumers import StreamConsumer
-
-    StreamConsumer.channel_layer_alias = "none: the hub delivers to the Subscription"
-
-
-async def lean_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """config.asgi's application with _lean_patches applied."""
-    if "lean" not in _traced:
-        _lean_patches()
-        from config.asgi import application
-
-        _traced["lean"] = application
-    await _traced["lean"](scope, receive, send)
 
 
 def project_share(count: int) -> dict[str, Any]:
@@ -556,9 +528,9 @@ SETUPS: dict[str, dict[str, Any]] = {
     "shipped": {"label": "make run today: granian, config.asgi", "rest": ("granian (as shipped)", "config.asgi:application"),
                 "ws": None},
     "proposed": {"label": "proposed: SSE and REST on granian, WebSockets on uvicorn (httptools, websockets-sansio), "
-                          "config.asgi + proposed changes",
-                 "rest": ("granian (as shipped)", "bench.stream_memory:lean_app"),
-                 "ws": ("uvicorn httptools + websockets-sansio", "bench.stream_memory:lean_app")},
+                          "config.asgi",
+                 "rest": ("granian (as shipped)", "config.asgi:application"),
+                 "ws": ("uvicorn httptools + websockets-sansio", "config.asgi:application")},
 }
 
 
@@ -587,6 +559,7 @@ def held_row(setup: str, env: dict[str, str], channel_id: str, token: str, workd
             return sum(server.rss_kib() for server in servers)
 
         idle = rss()
+        idle_each = [server.rss_kib() for server in servers]
         out["idle_rss_mib"] = idle / 1024
         counts: dict[str, dict[str, Any]] = {}
         for kind in ("ws", "sse"):
@@ -596,7 +569,11 @@ def held_row(setup: str, env: dict[str, str], channel_id: str, token: str, workd
             counts[kind] = {"held": opened, "errors": errors, "connects_per_s": opened / seconds if seconds else 0.0}
             time.sleep(SETTLE)
             counts[kind]["rss_kib"] = rss()
+            # Each server's (the WebSocket server's growth, and the REST server's, which
+            # answered the tickets), when there are two.
+            counts[kind]["rss_kib_each"] = [server.rss_kib() for server in servers]
         out["kinds"] = counts
+        out["idle_rss_kib_each"] = idle_each
         total = counts["ws"]["held"] + counts["sse"]["held"]
         out["held"] = total
         out["kib_ws"] = (counts["ws"]["rss_kib"] - idle) / max(counts["ws"]["held"], 1)
@@ -722,6 +699,13 @@ def print_held(held: dict[str, Any], flush: bool = False) -> None:
           f"{held['kinds']['sse']['rss_kib'] / 1024:.0f} MiB held, {held['rss_end_mib']:.0f} MiB at the end; "
           f"open at the end {held['alive_at_end']:,}/{held['held']:,}; /healthz meanwhile p50 {h['p50']:.1f} ms "
           f"p99 {h['p99']:.1f} ms max {h['max']:.0f} ms over {h['probes']} probes ({h['failures']} failed)", flush=flush)
+    each = held.get("idle_rss_kib_each", [])
+    if len(each) > 1:
+        ws, sse = held["kinds"]["ws"]["rss_kib_each"], held["kinds"]["sse"]["rss_kib_each"]
+        print(f"  held ({held['setup']}): by server, MiB idle / after the WebSockets / after the SSE: REST and SSE server "
+              f"{each[0] / 1024:.0f} / {ws[0] / 1024:.0f} / {sse[0] / 1024:.0f}, WebSocket server {each[1] / 1024:.0f} / "
+              f"{ws[1] / 1024:.0f} / {sse[1] / 1024:.0f}: the WebSocket server's own {(ws[1] - each[1]) / max(held['kinds']['ws']['held'], 1):.1f} "
+              f"KiB per WebSocket", flush=flush)
     errors = {k: v for kind in ("ws", "sse") for k, v in held["kinds"][kind]["errors"].items()}
     if errors:
         print(f"  held ({held['setup']}): connect errors {errors}", flush=flush)
