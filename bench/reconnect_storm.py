@@ -400,13 +400,13 @@ class ClientGroup:
     """Subscribers over several client processes (PER_CLIENT_PROCESS each), asked as one."""
 
     def __init__(self, *, ports: list[int], channel_id: str, token: str, count: int, workdir: Path,
-                 kind: str | None = None) -> None:
+                 kind: str | None = None, per_process: int = PER_CLIENT_PROCESS) -> None:
         self.processes: list[ClientProcess] = []
-        for start in range(0, count, PER_CLIENT_PROCESS):
-            n = min(PER_CLIENT_PROCESS, count - start)
+        for start in range(0, count, per_process):
+            n = min(per_process, count - start)
             self.processes.append(ClientProcess(ports=ports, channel_id=channel_id, token=token, count=n,
                                                 log_path=workdir / f"clients-{len(self.processes)}.log", offset=start,
-                                                ramp_seconds=0.004 if count > PER_CLIENT_PROCESS else 0.01, kind=kind))
+                                                ramp_seconds=0.004 if count > per_process else 0.01, kind=kind))
 
     def ask(self, cmd: str, *, timeout: float = 60, **arguments: Any) -> dict[str, Any]:
         answers: list[dict[str, Any]] = [{} for _ in self.processes]
