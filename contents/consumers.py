@@ -14,9 +14,11 @@ class ChannelEventsConsumer(StreamConsumer):
         claimed = message.get("channel_id")
         if claimed is not None and str(claimed) != str(channel_id):
             raise SubscriptionRefused("channel_mismatch", "channel_id differs from the channel in the URL.")
-        if not await may_read_channel(self.user, channel_id):
-            raise SubscriptionRefused("forbidden", "You may not read this channel.", close=True)
         return channel_stream(channel_id)
+
+    async def check_access(self, stream: str) -> None:
+        if not await may_read_channel(self.user, self.scope["url_route"]["kwargs"]["channel_id"]):
+            raise SubscriptionRefused("forbidden", "You may not read this channel.", close=True)
 
     def subscribed_fields(self, message: dict[str, Any]) -> dict[str, Any]:
         return {"channel_id": str(self.scope["url_route"]["kwargs"]["channel_id"])}

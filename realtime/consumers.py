@@ -82,8 +82,15 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
     ending: str | None = None
 
     async def resolve_stream(self, message: dict[str, Any]) -> str:
-        """The stream a subscribe message reads; raise SubscriptionRefused if not allowed."""
+        """The stream a subscribe message names; raise SubscriptionRefused if it names
+        none this socket may ask for (the user's access is check_access's)."""
         raise NotImplementedError
+
+    async def check_access(self, stream: str) -> None:
+        """Raise SubscriptionRefused if the user may not read `stream`. Asked once the
+        hub reads the stream for this connection: a revoke sent after the check was
+        read reaches it, and one sent before was sent after the access it revokes had
+        gone (its app writes the refusal before it tells the streams)."""
 
     async def connect(self) -> None:
         self.delivery_lock = asyncio.Lock()
@@ -246,6 +253,16 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         async with self.delivery_lock:
             # The hub reads the stream before the table is read: nothing committed in between is missed.
             await self.hub.read(self.subscription, stream)
+            try:
+                await self.check_access(stream)
+            except SubscriptionRefused as refused:
+                await self.hub.read(self.subscription, None)
+                self.stream, self.cursor = None, None
+                await self.send_error(refused.code, refused.detail)
+                if refused.close:
+                    self.ending = "forbidden"
+                    await self.close(code=CLOSE_FORBIDDEN)
+                return
             self.stream = stream
             start, missed = await subscribe_position(stream, since)
             self.cursor = StreamCursor(stream, start)

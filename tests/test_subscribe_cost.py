@@ -318,3 +318,41 @@ def test_a_process_publishes_every_event_on_one_channel_layer_connection():
     assert len(clients) == 1, clients
     payloads = [json.dumps(p) for p in streams.Event.objects.filter(stream=stream).values_list("payload", flat=True)]
     assert len(payloads) == 10
+
+
+def test_a_member_removed_while_their_subscribe_is_checked_is_closed(loop, reader, monkeypatch):
+    """The access check is read once the hub reads the stream for the connection: a
+    removal whose revoke is sent meanwhile (here: while the check reads an answer from
+    before it) still reaches the connection."""
+    from asgiref.sync import sync_to_async
+
+    from contents import consumers as consumers_module
+    from contents.models import ChannelMembership
+    from contents.services import channel_remove_member
+
+    member = make_user("leaving")
+    ChannelMembership.objects.create(channel=reader.channel, user=member)
+    auth_token, _ = AuthToken.objects.create(user=member)
+    ticket = ticket_issue(user_id=member.id, credential=token_credential(auth_token))[0]
+
+    async def read_before_the_removal(user: Any, channel_id: Any) -> bool:
+        await sync_to_async(channel_remove_member, thread_sensitive=False)(channel=reader.channel, user_id=member.id)
+        return True  # what a read that came just before the removal answered
+
+    monkeypatch.setattr(consumers_module, "may_read_channel", read_before_the_removal)
+
+    async def subscribe() -> list[Any]:
+        communicator = WebsocketCommunicator(
+            application, f"/api/contents/{reader.channel.id}/ws?ticket={ticket}",
+            headers=[(b"host", HOST.encode()), (b"origin", f"http://{HOST}".encode())],
+        )
+        assert (await communicator.connect(timeout=10))[0]
+        await communicator.send_json_to({"type": "subscribe", "channel_id": str(reader.channel.id)})
+        outputs = [await communicator.receive_output(timeout=10)]
+        while outputs[-1]["type"] != "websocket.close":
+            outputs.append(await communicator.receive_output(timeout=10))
+        return outputs
+
+    *messages, closed = loop.run(subscribe())
+    assert {"type": "error", "code": "forbidden"}.items() <= json.loads(messages[0]["text"]).items(), messages
+    assert closed == {"type": "websocket.close", "code": 4403}
