@@ -51,6 +51,39 @@ def granian_command(
     ]
 
 
+def websocket_server_command(
+    *, host: str, port: int, workers: int, environ: Mapping[str, str] = os.environ
+) -> list[str]:
+    """The WebSocket server's command line: the same application on uvicorn (httptools,
+    websockets' sans-I/O protocol), for a load balancer that sends WebSocket upgrades to
+    WEB_WS_PORT and everything else to granian (scripts/cluster.py's does).
+
+    Why a second server: granian's own WebSocket handling holds ~149 KiB a socket
+    whatever its options (a bare ASGI app on it; bench/stream_memory.py), this one ~20,
+    ~45 with the application, against a budget of 64 (issue 20). It is not the REST
+    server: granian bounds a request's head in size and time before the application
+    sees it (above), and serves REST and SSE within their budgets. Here the load balancer
+    in front bounds the head (HAProxy's `timeout http-request`, its buffer), so this port
+    is for it alone, never for the outside.
+
+    - no Server header, no access log (the application writes one: core.request_log);
+    - the client's address from the proxy's X-Forwarded-For by the application
+      (TRUSTED_PROXY_COUNT, core.client), as on granian, not by uvicorn;
+    - a message is refused past 4x REALTIME_WS_MAX_MESSAGE_BYTES by uvicorn itself (what it
+      buffers a socket), and past 1x by the application (close 4009, realtime.inbound);
+    - a worker holds at most WEB_MAX_STREAMS_PER_WORKER connections (granian's backpressure)."""
+    message_bytes = _env_int(environ, "REALTIME_WS_MAX_MESSAGE_BYTES", 16 * 1024)
+    return [
+        sys.executable, "-m", "uvicorn", "--host", host, "--port", str(port),
+        "--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
+        "--lifespan", "off", "--no-access-log", "--no-server-header", "--no-proxy-headers", "--backlog", "4096",
+        "--ws-max-size", str(4 * message_bytes),
+        "--limit-concurrency", str(_env_int(environ, "WEB_MAX_STREAMS_PER_WORKER", 20000)),
+        "--timeout-graceful-shutdown", "10",
+        "config.asgi:application",
+    ]
+
+
 def main(argv: list[str]) -> None:
     import argparse
 
@@ -58,8 +91,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--websockets", action="store_true", help="the WebSocket server (websocket_server_command)")
     args, extra = parser.parse_known_args(argv)
-    command = granian_command(host=args.host, port=args.port, workers=args.workers, extra=extra)
+    if args.websockets:
+        command = websocket_server_command(host=args.host, port=args.port, workers=args.workers)
+    else:
+        command = granian_command(host=args.host, port=args.port, workers=args.workers, extra=extra)
     os.execv(command[0], command)  # noqa: S606 - granian itself, with a fixed argument list
 
 

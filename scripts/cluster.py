@@ -59,6 +59,9 @@ SUBNET = "10.19.19"
 HOSTS = {"lb": 2, "app1": 11, "app2": 12, "data": 20}
 APPS = ("app1", "app2")
 APP_PORT = 8000
+# Each app host's WebSocket server (run_stack.sh's WEB_WS_PORT): the load balancer sends
+# WebSocket upgrades there, everything else (REST, SSE) to granian on APP_PORT.
+APP_WS_PORT = 8001
 LB_PORT = 80
 LB_STATS_PORT = 8404
 PG_PORT = 5432
@@ -448,6 +451,7 @@ class Cluster:
             "CHANNEL_LAYER_REDIS_URLS": f"{self.redis_url('channels-a')},{self.redis_url('channels-b')}",
             "HOST": "0.0.0.0",  # noqa: S104 - inside the host's namespace: its eth0 and its loopback
             "PORT": str(APP_PORT),
+            "WEB_WS_PORT": str(APP_WS_PORT),
             "WEB_WORKERS": str(self.web_workers),
             "RUN_DIR": str(self.dir / host),
             # The names a request may carry: the forwarded ports' and the hosts' addresses.
@@ -569,7 +573,8 @@ class Cluster:
             "    http-request disable-l7-retry if !METH_GET !{ method HEAD OPTIONS } !{ req.hdr(idempotency-key) -m found }",
             "    acl websocket hdr(upgrade) -i websocket",
             "    acl sse path_end /events",
-            "    use_backend streams if websocket || sse",
+            "    use_backend websockets if websocket",
+            "    use_backend streams if sse",
             "    default_backend api",
             "",
             "backend api",
@@ -601,6 +606,15 @@ class Cluster:
             "    timeout server 2h",
             # The api backend's checks say whether a host is up (one check a second each).
             *(f"    server {host} {ip}:{APP_PORT} no-check track api/{host} on-marked-down shutdown-sessions"
+              for host, ip in servers),
+            "",
+            # WebSockets the same way, on each host's WebSocket server (uvicorn: ~45 KiB an
+            # idle socket where granian's own handling takes ~149; config/web_server.py). It
+            # is up when its host's granian is: one process supervisor starts both.
+            "backend websockets",
+            "    balance leastconn",
+            "    timeout server 2h",
+            *(f"    server {host} {ip}:{APP_WS_PORT} no-check track api/{host} on-marked-down shutdown-sessions"
               for host, ip in servers),
             "",
             "listen stats",

@@ -123,6 +123,17 @@ supervise cron $PY manage.py run_cron &
 pids+=($!)
 supervise "$web_name" "${web[@]}" &
 pids+=($!)
+# WEB_WS_PORT (production mode, for a load balancer): the same application on a second
+# server for WebSocket upgrades, which the load balancer sends there (scripts/cluster.py's
+# does): ~45 KiB an idle socket where granian's own handling takes ~149 (config/web_server.py).
+# Never published: the load balancer bounds what reaches it. Without a load balancer,
+# leave it unset: every path, WebSocket included, is served on PORT.
+ws_line=""
+if [ -n "${WEB_WS_PORT:-}" ] && [ "$RUN_MODE" = production ]; then
+  supervise uvicorn $PY -m config.web_server --websockets --host "$HOST" --port "$WEB_WS_PORT" --workers "$WEB_WORKERS" &
+  pids+=($!)
+  ws_line="  WebSocket:  ws://$HOST:$WEB_WS_PORT/ (uvicorn, for the load balancer's WebSocket upgrades)"
+fi
 
 if [ "${DJANGO_ENV:-production}" = development ]; then
   settings_line="development (DJANGO_ENV=development: a fixed SECRET_KEY, plain-http cookies, CORS for http://localhost:3000; never deploy this)"
@@ -133,7 +144,8 @@ cat <<MSG
 
   Serving on http://$HOST:$PORT/  ($RUN_MODE mode: $web_name$( [ "$RUN_MODE" = production ] && echo ", $WEB_WORKERS workers"))
   Settings:   $settings_line
-  API docs:   http://$HOST:$PORT/api/docs/
+${ws_line:+$ws_line
+}  API docs:   http://$HOST:$PORT/api/docs/
   Pages:      http://$HOST:$PORT/app/  (log in as demo, password demo-password)
   Token:      curl -X POST -H 'Content-Type: application/json' \\
                 -d '{"username":"demo","password":"demo-password"}' http://$HOST:$PORT/v1/auth/token

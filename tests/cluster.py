@@ -35,7 +35,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from cluster import APPS, FORWARDS, Cluster, address, port_free  # noqa: E402 - scripts/ is no package
+from cluster import APP_WS_PORT as APP_WS_PORT  # noqa: E402 - scripts/ is no package; re-exported for the tests
+from cluster import APPS, FORWARDS, Cluster, address, port_free  # noqa: E402
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 METRICS_TOKEN = "cluster-test-metrics-token"
@@ -156,10 +157,20 @@ print(json.dumps({{"channel_id": str(channel.id), "users": [str(u.id) for u in u
         return [line.split(", reason")[0].split(". ")[0] for line in lines
                 if line.startswith("Server api/") and (" is DOWN" in line or " is UP" in line)]
 
-    def streams_at(self) -> dict[str, int]:
-        """Streams the load balancer holds open to each app host now."""
-        return {row["svname"]: int(row["scur"]) for row in self.lb_stats()
-                if row["pxname"] == "streams" and row["svname"] in APPS}
+    def streams_at(self, backends: tuple[str, ...] = ("streams", "websockets")) -> dict[str, int]:
+        """Streams the load balancer holds open to each app host now: SSE (its `streams`
+        backend, on granian) and WebSocket (`websockets`, on the host's WebSocket server)."""
+        held = dict.fromkeys(APPS, 0)
+        for row in self.lb_stats():
+            if row["pxname"] in backends and row["svname"] in APPS:
+                held[row["svname"]] += int(row["scur"])
+        return held
+
+    def connections_to(self, host: str, port: int) -> int:
+        """Established TCP connections to `port` in `host`'s namespace, as its kernel counts them."""
+        listed = subprocess.run(self.inside(host, "ss", "-Htn", "state", "established", f"( sport = :{port} )"),
+                                capture_output=True, text=True, check=True).stdout
+        return len(listed.splitlines())
 
     def open_streams_metric(self, host: str) -> float:
         """aistatus_open_streams summed over its labels, as the host's /metrics says."""

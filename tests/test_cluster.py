@@ -19,7 +19,7 @@ import httpx
 import pytest
 import redis
 
-from tests.cluster import APPS, ClusterUnderTest, Fleet, cluster_unavailable, received_wrongly
+from tests.cluster import APP_WS_PORT, APPS, ClusterUnderTest, Fleet, cluster_unavailable, received_wrongly
 from tests.stream_clients import SSECollector, WSCollector, status_of, wait_for
 
 pytestmark = pytest.mark.skipif(cluster_unavailable() is not None, reason=str(cluster_unavailable()))
@@ -98,6 +98,12 @@ def test_400_clients_spread_over_both_hosts_get_every_event_once_and_in_order(cl
         assert sum(spread.values()) == 400 and all(spread[host] >= 40 for host in APPS), spread
         for host in APPS:  # and each host serves its share itself
             assert cluster.open_streams_metric(host) == spread[host], host
+        # Every WebSocket is held by its host's WebSocket server (uvicorn on APP_WS_PORT,
+        # ~45 KiB a socket), none by granian (~173): the load balancer routes upgrades there.
+        websockets = cluster.streams_at(("websockets",))
+        assert sum(websockets.values()) == 200, websockets
+        for host in APPS:
+            assert cluster.connections_to(host, APP_WS_PORT) == websockets[host], host
 
         started = time.time()
         with api(cluster, setup["tokens"][0]) as owner:
