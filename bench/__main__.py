@@ -42,6 +42,7 @@ from bench import (  # noqa: E402
     scaling,
     servers,
     soak,
+    stream_memory,
     unit_costs,
 )
 
@@ -58,6 +59,8 @@ BENCHMARKS = {
     "servers": servers.main,
     "soak": soak.main,
     "partial_results": partial_results.main,
+    # 20,000 idle streams held by one host for 10 minutes (BENCH_STREAM_MEMORY_HOLD_SECONDS).
+    "stream_memory": stream_memory.main,
     # Run by name only: the capacity model's units (docs/scaling.md), ~4 min, past make bench's 10,
     # and its check on the cluster of scripts/cluster.py (root only, ~3 min).
     "unit_costs": unit_costs.main,

@@ -8,13 +8,14 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["poll_cost", "freshness", "fanout", "batch", "counters", "scaling", "capacity", "servers", "realtime_latency",
-         "reconnect_storm", "soak", "partial_results"]
+         "reconnect_storm", "soak", "partial_results", "stream_memory"]
 TITLES = {
     "poll_cost": "1. Poll cost per client-minute", "freshness": "2. Freshness (commit to client)",
     "fanout": "3. Fan-out over two server processes", "batch": "4. Batch vs singles", "counters": "5. Counters",
     "scaling": "6. Scaling with channel size", "capacity": "7. Capacity of one process",
     "realtime_latency": "Realtime latency (SSE / WebSocket vs the channel layer)", "reconnect_storm": "Reconnect storm",
-    "soak": "Soak", "partial_results": "Partial AI results (rows, events, latency)", "servers": "Server modes (daphne, uvicorn, granian)",
+    "soak": "Soak", "partial_results": "Partial AI results (rows, events, latency)",
+    "stream_memory": "Memory per idle stream (every server; 20,000 held by one host)", "servers": "Server modes (daphne, uvicorn, granian)",
     "unit_costs": "Unit costs (the capacity model's, docs/scaling.md)",
     "cluster_units": "Two hosts (the capacity model's check, docs/scaling.md)",
 }

@@ -59,6 +59,7 @@ APPS = [ALL_APPS[a] for a in os.environ.get("BENCH_STREAM_MEMORY_APPS", "bare,ap
 # they were installed in for this measurement (`pip install --target DIR hypercorn wsproto`);
 # their candidates are skipped when they are found neither there nor in the virtualenv.
 EXTRA = Path(os.environ.get("BENCH_STREAM_MEMORY_EXTRA", "") or "/nonexistent")
+WS_SERVER = "uvicorn as the WebSocket server (WEB_WS_PORT)"
 NEEDS = {"uvicorn httptools + wsproto": "wsproto", "hypercorn (uvloop)": "hypercorn"}
 
 
@@ -404,7 +405,7 @@ def group_rss_kib(pgid: int) -> int:
 def candidates(port: int, app: str, workers: int = 1) -> dict[str, list[str]]:
     """name -> command serving `app` on `port`, one worker, as each would be run in
     production (no access log, a deep backlog)."""
-    from config.web_server import granian_command
+    from config.web_server import granian_command, websocket_server_command
 
     py = sys.executable
 
@@ -425,6 +426,8 @@ def candidates(port: int, app: str, workers: int = 1) -> dict[str, list[str]]:
         "granian --loop asyncio": [*granian()[:-1], "--loop", "asyncio", app],
         "uvicorn httptools + websockets": uvicorn("--http", "httptools", "--ws", "websockets"),
         "uvicorn httptools + websockets-sansio": uvicorn("--http", "httptools", "--ws", "websockets-sansio"),
+        # What run_stack.sh runs on WEB_WS_PORT for a load balancer (the one above, with its bounds).
+        WS_SERVER: [*websocket_server_command(host="127.0.0.1", port=port, workers=workers)[:-1], app],
         "uvicorn httptools + wsproto": uvicorn("--http", "httptools", "--ws", "wsproto"),
         "uvicorn h11 + websockets": uvicorn("--http", "h11", "--ws", "websockets"),
         "hypercorn (uvloop)": [py, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", "--worker-class", "uvloop",
@@ -527,10 +530,10 @@ def measure(name: str, command: list[str], env: dict[str, str], target: dict[str
 SETUPS: dict[str, dict[str, Any]] = {
     "shipped": {"label": "make run today: granian, config.asgi", "rest": ("granian (as shipped)", "config.asgi:application"),
                 "ws": None},
-    "proposed": {"label": "proposed: SSE and REST on granian, WebSockets on uvicorn (httptools, websockets-sansio), "
-                          "config.asgi",
+    "proposed": {"label": "behind a load balancer: REST and SSE on granian, WebSockets on the WebSocket server "
+                          "(uvicorn on WEB_WS_PORT), config.asgi",
                  "rest": ("granian (as shipped)", "config.asgi:application"),
-                 "ws": ("uvicorn httptools + websockets-sansio", "config.asgi:application")},
+                 "ws": (WS_SERVER, "config.asgi:application")},
 }
 
 
@@ -616,7 +619,7 @@ def main() -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-stream-memory-"))
     # By default the shipped server and the proposed WebSocket one (with their floors);
     # "all": every candidate (about 25 minutes at N = 2,000 on 2 shared cores).
-    chosen = os.environ.get("BENCH_STREAM_MEMORY_CANDIDATES", "granian (as shipped),uvicorn httptools + websockets-sansio")
+    chosen = os.environ.get("BENCH_STREAM_MEMORY_CANDIDATES", f"granian (as shipped),{WS_SERVER}")
     wanted = [] if chosen == "all" else [n.strip() for n in chosen.split(",") if n.strip()]
     rows: list[dict[str, Any]] = []
     figures: dict[str, Any] = {"n": N, "warm": WARM, "rows": rows, "issue_now_kib": ISSUE_NOW_KIB, "goal_kib": GOAL_KIB}
