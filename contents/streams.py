@@ -54,9 +54,14 @@ async def channel_events(request: HttpRequest, channel_id: uuid.UUID) -> HttpRes
         response["WWW-Authenticate"] = "Bearer"
         return response
     request_log.note_user(user.id)  # a ticket or a token is no session: the access line's user
-    if not await may_read_channel(user, channel_id):
-        return problem_response(404, "No such channel.", code="not_found")
+
+    async def refusal() -> HttpResponseBase | None:
+        # Asked once the hub reads the stream for this connection (realtime.sse).
+        if not await may_read_channel(user, channel_id):
+            return problem_response(404, "No such channel.", code="not_found")
+        return None
+
     return await sse_response(
         channel_stream(channel_id), user_id=str(user.id), last_event_id=last_event_id,
-        named=request.GET.get("named") == "true", credential=credential,
+        named=request.GET.get("named") == "true", credential=credential, access_refusal=refusal,
     )

@@ -10,7 +10,7 @@ connection through its process's hub (realtime/hub.py)."""
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
@@ -179,10 +179,13 @@ class _Frames:
 
 
 async def sse_response(
-    stream: str, *, user_id: str, last_event_id: int | None, named: bool, credential: Credential | None = None
+    stream: str, *, user_id: str, last_event_id: int | None, named: bool, credential: Credential | None = None,
+    access_refusal: Callable[[], Awaitable[HttpResponseBase | None]] | None = None,
 ) -> HttpResponseBase:
     """The stream's response; a 429 problem if the user holds too many streams open, a
-    401 if `credential` (what the caller authenticated with) was revoked meanwhile."""
+    401 if `credential` (what the caller authenticated with) was revoked meanwhile, and
+    `access_refusal`'s answer if it has one (the app's access check), asked once the hub reads
+    the stream for this connection: a revoke sent after the check was read reaches it."""
     hub = get_hub()
     try:
         subscription = await hub.attach(user_id, credential.id if credential is not None else None)
@@ -203,6 +206,12 @@ async def sse_response(
             await hub.detach(subscription)
             return credentials_revoked_response()
         lifetime = holder.credential.seconds_left()
+    if access_refusal is not None:
+        await hub.read(subscription, stream)
+        denied = await access_refusal()
+        if denied is not None:
+            await hub.detach(subscription)
+            return denied
     frames = event_stream(
         stream, user_id=user_id, last_event_id=last_event_id, named=named, subscription=subscription, lifetime=lifetime
     )
