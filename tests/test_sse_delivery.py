@@ -15,7 +15,7 @@ from django.db import transaction
 
 from realtime import delivery as delivery_module
 from realtime import streams
-from tests.test_subscribe_cost import SSE, Loop, Reader, bearer
+from tests.subscribe_clients import SSE, Loop, Reader, bearer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
