@@ -211,7 +211,10 @@ def channel_remove_member(*, channel: Channel, user_id: uuid.UUID) -> None:
     with transaction.atomic():
         removed, _ = ChannelMembership.objects.filter(channel=channel, user_id=user_id).delete()
         if removed:
-            revoke_subscriber(channel_stream(channel.id), user_id)
+            # On commit, in this order: the cached "no" first, then the revoke. A stream
+            # subscribing between the two would otherwise read the cached "yes" after its
+            # hub had joined the stream, and miss the revoke sent before it.
             forget_readers_on_commit(channel.id, [user_id], removed=True)
+            revoke_subscriber(channel_stream(channel.id), user_id)
     if not removed:
         raise NotFound("That user is not a member of this channel.")
