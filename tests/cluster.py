@@ -166,6 +166,11 @@ print(json.dumps({{"channel_id": str(channel.id), "users": [str(u.id) for u in u
                 held[row["svname"]] += int(row["scur"])
         return held
 
+    def log_lines(self, host: str, containing: str) -> list[str]:
+        """The lines of a host's log (its stack's processes) that contain `containing`."""
+        path = self.dir / f"{host}.log"
+        return [line for line in path.read_text(errors="replace").splitlines() if containing in line] if path.exists() else []
+
     def connections_to(self, host: str, port: int) -> int:
         """Established TCP connections to `port` in `host`'s namespace, as its kernel counts them."""
         listed = subprocess.run(self.inside(host, "ss", "-Htn", "state", "established", f"( sport = :{port} )"),
