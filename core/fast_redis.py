@@ -79,15 +79,31 @@ class LeanClient:
         self.connect_timeout = connect_timeout
         self.protocol: _Protocol | None = None
         self.connecting: asyncio.Future[_Protocol] | None = None
+        # The loop whose connection this is: its transport, waiters and timers are that loop's.
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def _connected(self) -> _Protocol:
         if self.connecting is None:
             self.connecting = asyncio.ensure_future(self._connect())
         try:
-            return await asyncio.shield(self.connecting)
+            protocol = await asyncio.shield(self.connecting)
         finally:
             if self.connecting is not None and self.connecting.done():
                 self.connecting = None
+        self.protocol, self.loop = protocol, asyncio.get_running_loop()
+        return protocol
+
+    async def _call_once(self, *args: Any) -> Any:
+        """One call on a connection of its own, closed after it: for a call from another
+        event loop than the connection's, whose waiter the connection's loop would wake
+        from the wrong thread and whose timeout would drop that loop's connection under
+        every call waiting on it (a stream's end run on another thread's loop did both)."""
+        protocol = await self._connect()
+        try:
+            return await self._command(protocol, *args)
+        finally:
+            if protocol.transport is not None:
+                protocol.transport.close()
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
@@ -103,12 +119,16 @@ class LeanClient:
             await self._command(protocol, "AUTH", *credentials)
         if options.get("db"):
             await self._command(protocol, "SELECT", options["db"])
-        self.protocol = protocol
         return protocol
 
     async def call(self, *args: Any) -> Any:
         """The reply to one command; an error reply raises ResponseError, a lost or late
         connection ConnectionError (and is dropped)."""
+        loop = asyncio.get_running_loop()
+        if self.loop is not None and loop is not self.loop:
+            if not self.loop.is_closed():
+                return await self._call_once(*args)
+            self.protocol = self.loop = self.connecting = None  # its loop is gone: this one's now
         protocol = self.protocol
         if protocol is None or protocol.lost:
             protocol = await self._connected()
