@@ -82,7 +82,7 @@ test: lint services
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# `make bench` runs every benchmark in about 25 minutes: a shorter soak and counter load
+# `make bench` runs every benchmark in roughly 35 minutes (estimated from its parts): a shorter soak and counter load
 # and server comparison than `python -m bench soak` (300 s), `counters` (10 s a load) and
 # `servers` (6 s a wrk) run, and of stream_memory's held rows the deployed one (20,000
 # streams held 10 minutes by one host behind a load balancer: WebSockets on the WebSocket
