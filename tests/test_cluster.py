@@ -161,8 +161,12 @@ def test_tickets_the_stream_bound_and_a_suspension_hold_across_hosts(cluster):
         opened += held
         # (A host that could not reach Redis for a lease lets the stream in, counting it in
         # its own process only: its warnings say so, should this ever be 200.)
-        assert status_of(sse_url(cluster, "app2", channel_id), headers=bounded) == 429, \
-            {host: cluster.log_lines(host, "Stream leases") for host in APPS}
+        leases = redis.Redis.from_url(cluster.redis_url(from_root=True))
+        assert status_of(sse_url(cluster, "app2", channel_id), headers=bounded) == 429, (
+            {host: cluster.log_lines(host, "Stream leases") for host in APPS},
+            {key: leases.zcard(key) for key in leases.scan_iter("realtime:streams:*")},
+            setup["users"][1],
+        )
         refused = ws_to(cluster, "app2", channel_id, mint(cluster, setup["tokens"][1], "app2"))
         assert refused.close_code == 4429, refused.ended
         # One of them closed on app1 gives the place back on app2.
