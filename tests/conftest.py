@@ -31,6 +31,18 @@ def clean_redis() -> Iterator[None]:
     client.close()
 
 
+@pytest.fixture(autouse=True)
+def no_bench_in_the_suites_process() -> Iterator[None]:
+    """Importing the bench package raises the per-user stream bound and lifts the
+    per-client one in the process's environment (bench/__init__.py): every server a later
+    test starts would inherit it (the cluster test's hosts once let a user past the bound
+    so). A test that imports it here fails; its client subprocesses may."""
+    import sys
+
+    yield
+    assert "bench" not in sys.modules, "a test imported the bench package into the suite's process"
+
+
 @pytest.fixture
 def user(db):
     return make_user("alice")

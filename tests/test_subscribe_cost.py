@@ -172,9 +172,16 @@ def test_a_removed_reader_is_refused_though_the_cache_said_yes_before(loop, read
 def layer_clients(group: str) -> Iterator[set[str]]:
     """The client connections (address:port) that sent a command naming the
     channel layer's `group` meanwhile (MONITOR)."""
-    from bench.reconnect_storm import group_key
+    # Not bench.reconnect_storm's group_key: importing the bench package raises the
+    # per-user stream bound and lifts the per-client one in this process's environment
+    # (bench/__init__.py), which every server a later test starts would inherit.
+    from channels.layers import get_channel_layer
 
-    key = group_key(group).decode()
+    from realtime.layer import ResilientRedisChannelLayer
+
+    layer = get_channel_layer()
+    assert isinstance(layer, ResilientRedisChannelLayer), "CHANNEL_LAYERS is not the Redis layer"
+    key = layer._group_key(group).decode()
     raw = redis.Redis.from_url(settings.REDIS_URL)
     ender = redis.Redis.from_url(settings.REDIS_URL)
     ender.ping()
