@@ -8,7 +8,6 @@ the metrics and the throttle's count."""
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +19,6 @@ import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 from knox.models import AuthToken
 from rest_framework.throttling import SimpleRateThrottle
@@ -35,6 +33,7 @@ from moderation.services import suspend_users
 from realtime import streams
 from tests.factories import make_channel, make_content, moved
 from tests.helpers import make_user
+from tests.subscribe_clients import queries, redis_round_trips
 
 ORIGIN = "https://app.example"
 VOLATILE = {b"date", b"x-request-id"}
@@ -398,42 +397,6 @@ def test_requests_the_fast_path_does_not_answer_get_the_full_paths_answer(world,
 
 
 # --- what a fast 304 costs ---------------------------------------------------------------
-
-
-@contextmanager
-def redis_round_trips() -> Iterator[list[str]]:
-    """The commands the cache's Redis received from clients meanwhile (MONITOR; the
-    commands a script runs are not round trips of their own)."""
-    raw = redis.Redis.from_url(settings.CACHE_REDIS_URL)
-    db = raw.connection_pool.connection_kwargs.get("db", 0)
-    ender = redis.Redis.from_url(settings.CACHE_REDIS_URL)
-    ender.ping()  # connected (and its database selected) before anything is watched
-    commands: list[str] = []
-    with raw.monitor() as monitor:
-        marker = f"end-{uuid.uuid4().hex}"
-        yield commands
-        ender.echo(marker)
-        while True:
-            seen = monitor.next_command()
-            if marker in seen["command"]:
-                break
-            if int(seen["db"]) == db and seen.get("client_type") != "lua":
-                commands.append(seen["command"].split(" ", 1)[0])
-
-
-@contextmanager
-def queries() -> Iterator[list[str]]:
-    """SQL sent by any thread (the full path runs in a thread of its own)."""
-    sent: list[str] = []
-    original = CursorWrapper.execute
-
-    def counting(self: CursorWrapper, sql: str, *args: Any, **kwargs: Any) -> Any:
-        sent.append(sql)
-        return original(self, sql, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(CursorWrapper, "execute", counting)
-        yield sent
 
 
 def test_a_fast_304_costs_one_redis_round_trip_and_no_sql(world, asgi):
